@@ -1,0 +1,1 @@
+"""Tallystick: self-hosted product metrics and experimentation."""

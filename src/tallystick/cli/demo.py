@@ -1,0 +1,103 @@
+"""``tally demo``: build the demo research platform's data through the real collector, then serve.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tallystick.cli.options import DEFAULT_DATA, DataOption
+from tallystick.collect.server import ServerProcess
+from tallystick.config import from_env
+from tallystick.store.lake import Lake
+from tallystick.store.reader import count_events
+
+MARKER = "demo.json"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def demo(
+    data: DataOption = DEFAULT_DATA,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    users: Annotated[int, typer.Option(min=1, help="Users of the demo product.")] = 1500,
+    days: Annotated[int, typer.Option(min=1, help="Days of history, ending today.")] = 183,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving after building the data.")
+    ] = True,
+) -> None:
+    """Build a realistic demo product's events through the real collector, then keep serving."""
+    console = Console(stderr=True)
+    settings = from_env(data=data)
+    settings.data.mkdir(parents=True, exist_ok=True)
+    marker = settings.data / MARKER
+    params = {"users": users, "days": days, "seed": seed}
+    server = ServerProcess(settings.data, host=host, port=port if serve else None)
+    console.print(f"Starting the collector on [cyan]{server.url}[/] …")
+    server.start()
+    try:
+        if _already_built(marker, params):
+            console.print(f"Demo data already in [cyan]{settings.data}[/] (remove {marker} "
+                          "to rebuild).")
+        else:
+            _build(console, server.url, settings.lake_dir, params, marker)
+        if not serve:
+            return
+        console.print(f"\n[bold green]Serving[/] on [cyan]{server.url}[/]  "
+                      "(POST /v1/events, GET /readyz). Press Ctrl-C to stop.")
+        assert server.proc is not None
+        server.proc.wait()
+    except KeyboardInterrupt:
+        console.print("Stopping …")
+    finally:
+        server.stop()
+
+
+def _already_built(marker: Path, params: dict[str, int]) -> bool:
+    if not marker.exists():
+        return False
+    try:
+        saved = json.loads(marker.read_text())
+    except ValueError:
+        return False
+    return bool(saved.get("params") == params)
+
+
+def _build(console: Console, url: str, lake_dir: Path, params: dict[str, int],
+           marker: Path) -> None:
+    from tallystick.demo.generator import generate as gen
+    from tallystick.demo.send import send as post
+
+    started = time.monotonic()
+    events = list(gen(users=params["users"], days=params["days"], seed=params["seed"]))
+    lake = Lake(lake_dir)
+    before = count_events(lake)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("sending events", total=len(events))
+        result = post(events, url, progress=lambda n: progress.advance(task, n))
+        loading = progress.add_task("loading into the lake", total=result.accepted)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            stored = count_events(lake) - before
+            progress.update(loading, completed=min(stored, result.accepted))
+            if stored >= result.accepted:
+                break
+            time.sleep(0.5)
+    marker.write_text(json.dumps({"params": params, "built": dt.datetime.now(dt.UTC).isoformat(),
+                                  "events": result.accepted}))
+    console.print(f"Sent {result.sent:,} events in {result.requests:,} requests "
+                  f"({result.accepted:,} accepted, {result.rejected:,} rejected) in "
+                  f"{time.monotonic() - started:.1f} s.")

@@ -1,0 +1,1 @@
+"""Collection: validate events, stamp them and make them durable before acknowledging."""

@@ -1,0 +1,256 @@
+"""The collector: a small ASGI application.
+
+``POST /v1/events`` accepts one event, a JSON array of events or ``{"events": [...]}``
+(optionally gzip). Valid events and the failed-event records of invalid ones are written to the
+spool and fsync'd before the response is sent; see docs/collector.md for the contract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+import msgspec
+
+from tallystick import messages
+from tallystick.collect.body import ClientDisconnected, decode_content, read_body
+from tallystick.collect.validate import Checked, check_batch, split_events
+from tallystick.config import Settings, from_env
+from tallystick.messages import Problem
+from tallystick.store import spool
+from tallystick.store.failed import SOURCE_HTTP, FailedEvent, truncate_raw
+from tallystick.store.spool import SpoolUnavailable, SpoolWriter
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("tallystick.collector")
+
+_encode = msgspec.json.Encoder().encode
+_JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+_STATUS_BODY_TOO_LARGE: Final = (messages.REQUEST_TOO_LARGE, messages.TOO_MANY_EVENTS)
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return dict(scope.get("headers") or ())
+
+
+async def _respond(send: Send, status: int, body: object) -> None:
+    payload = _encode(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _problem_body(problem: Problem) -> dict[str, object]:
+    return {"accepted": 0, "rejected": 0, "error": problem.as_dict()}
+
+
+class Collector:
+    """The collector ASGI app. Owns one spool writer, started and stopped by ASGI lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.spool = SpoolWriter(
+            settings.spool_dir,
+            rotate_seconds=settings.spool_rotate_seconds,
+            rotate_bytes=settings.spool_rotate_bytes,
+            min_free_bytes=settings.min_free_bytes,
+        )
+        self.started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def startup(self) -> None:
+        if not self.started:
+            self.spool.start()
+            self.started = True
+
+    def shutdown(self) -> None:
+        if self.started:
+            self.spool.close()
+            self.started = False
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.startup()
+                except Exception as exc:  # pragma: no cover - reported to the server
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == "/v1/events":
+            if method == "POST":
+                await self.ingest(scope, receive, send)
+            else:
+                await self._not_allowed(send, "POST")
+        elif path == "/healthz":
+            await _respond(send, 200, {"status": "ok"})
+        elif path == "/readyz":
+            problem = self.spool.problem() if self.started else "the collector is starting"
+            if problem is None:
+                await _respond(send, 200, {"status": "ready"})
+            else:
+                await _respond(send, 503, {"status": "not ready", "reason": problem})
+        elif path == "/" and method == "GET":
+            await _respond(
+                send,
+                200,
+                {
+                    "service": "tallystick collector",
+                    "endpoints": {
+                        "POST /v1/events": "send events (see docs/collector.md)",
+                        "GET /healthz": "alive",
+                        "GET /readyz": "ready to accept events",
+                    },
+                },
+            )
+        else:
+            await _respond(
+                send,
+                404,
+                {"error": Problem(messages.NOT_FOUND, f"no such endpoint: {method} {path}; "
+                                  "events go to POST /v1/events.").as_dict()},
+            )
+
+    async def _not_allowed(self, send: Send, allowed: str) -> None:
+        payload = _encode({"error": Problem(messages.METHOD_NOT_ALLOWED,
+                                            f"use {allowed} for this endpoint.").as_dict()})
+        await send({"type": "http.response.start", "status": 405,
+                    "headers": [*_JSON_HEADERS, (b"allow", allowed.encode()),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+    # -- ingestion ---------------------------------------------------------------------------
+
+    async def ingest(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self.settings
+        headers = _headers(scope)
+        received_us = time.time_ns() // 1000
+        origin = None  # the client's address is personal data: it is never stored
+        declared = headers.get(b"content-length")
+        try:
+            body = await read_body(
+                receive, settings.max_request_bytes, int(declared) if declared else None
+            )
+        except ClientDisconnected:
+            return
+        if isinstance(body, bytes):
+            body = decode_content(
+                body, headers.get(b"content-encoding", b"").decode("latin-1"),
+                settings.max_request_bytes,
+            )
+        if isinstance(body, Problem):
+            await self._refuse(send, body, b"", received_us, origin)
+            return
+        raws = split_events(body)
+        if isinstance(raws, Problem):
+            await self._refuse(send, raws, body, received_us, origin)
+            return
+        if not raws:
+            await self._refuse(send, Problem(messages.NO_EVENTS, "the request holds no events: "
+                                             "send at least one."), body, received_us, origin)
+            return
+        if len(raws) > settings.max_events_per_request:
+            problem = Problem(
+                messages.TOO_MANY_EVENTS,
+                f"the request holds {len(raws):,} events; the limit is "
+                f"{settings.max_events_per_request:,} per request (max_events_per_request): "
+                "split it into several requests.",
+            )
+            await self._refuse(send, problem, body, received_us, origin)
+            return
+        now = dt.datetime.fromtimestamp(received_us / 1e6, tz=dt.UTC)
+        checked = check_batch(
+            raws,
+            max_event_bytes=settings.max_event_bytes,
+            now=now,
+            max_future_seconds=settings.max_future_seconds,
+        )
+        frames = self._frames(checked, received_us, now, origin)
+        try:
+            await self.spool.append(frames)
+        except SpoolUnavailable as exc:
+            await _respond(send, 503, _problem_body(Problem(messages.NOT_READY, f"{exc}. "
+                                                            "Retry later.")))
+            return
+        accepted, rejected = len(checked.events), len(checked.rejected)
+        if not rejected:
+            await _respond(send, 200, {"accepted": accepted, "rejected": 0})
+            return
+        errors = [
+            {"index": r.index, "event_id": r.event_id, **r.problem.as_dict()}
+            for r in checked.rejected
+        ]
+        if accepted:
+            status = 207
+        elif all(r.problem.code == messages.EVENT_TOO_LARGE for r in checked.rejected):
+            status = 413
+        else:
+            status = 400
+        await _respond(send, status, {"accepted": accepted, "rejected": rejected,
+                                      "errors": errors})
+
+    def _frames(self, checked: Checked, received_us: int, now: dt.datetime,
+                origin: str | None) -> list[bytes]:
+        frames = []
+        if checked.raws:
+            payload = b"[" + b",".join(checked.raws) + b"]"
+            frames.append(spool.frame(spool.EVENTS, received_us, payload))
+        if checked.rejected:
+            limit = self.settings.failed_raw_max_bytes
+            failed = []
+            for r in checked.rejected:
+                raw, cut = truncate_raw(r.raw, limit)
+                failed.append(FailedEvent(now, SOURCE_HTTP, r.problem.code, r.problem.message,
+                                          raw, cut, r.index, r.event_id, origin))
+            frames.append(spool.frame(spool.FAILED, received_us, _encode(failed)))
+        return frames
+
+    async def _refuse(self, send: Send, problem: Problem, body: bytes, received_us: int,
+                      origin: str | None) -> None:
+        """Refuse the whole request; keep a record of it in the failed-events store."""
+        now = dt.datetime.fromtimestamp(received_us / 1e6, tz=dt.UTC)
+        raw, cut = truncate_raw(body, self.settings.failed_raw_max_bytes)
+        record = FailedEvent(now, SOURCE_HTTP, problem.code, problem.message, raw, cut,
+                             None, None, origin)
+        status = 413 if problem.code in _STATUS_BODY_TOO_LARGE else 400
+        if problem.code == messages.UNSUPPORTED_ENCODING:
+            status = 415
+        try:
+            await self.spool.append([spool.frame(spool.FAILED, received_us, _encode([record]))])
+        except SpoolUnavailable as exc:
+            log.warning("could not record a refused request: %s", exc)
+        await _respond(send, status, _problem_body(problem))
+
+
+def create_app(settings: Settings | None = None) -> Collector:
+    return Collector(settings or from_env())

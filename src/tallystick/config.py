@@ -1,0 +1,91 @@
+"""Settings shared by every command: where the data lives and the collector's limits.
+
+Each setting has a default, an environment variable (``TALLYSTICK_<NAME>``) and, for ``tally
+serve``, a command-line option. Worker processes receive their settings through the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+DEFAULT_DATA_DIR: Final = "./tally-data"
+ENV_PREFIX: Final = "TALLYSTICK_"
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Run-time settings. Field names are the documented config keys."""
+
+    data: Path = Path(DEFAULT_DATA_DIR)
+    max_event_bytes: int = 32 * KiB
+    max_request_bytes: int = 1 * MiB
+    max_events_per_request: int = 1000
+    max_future_seconds: float = 24 * 3600.0
+    min_free_bytes: int = 256 * MiB
+    spool_rotate_seconds: float = 1.0
+    spool_rotate_bytes: int = 64 * MiB
+    flush_interval_seconds: float = 1.0
+    compact_min_files: int = 16
+    compact_interval_seconds: float = 60.0
+    failed_raw_max_bytes: int = 8 * KiB
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data / "spool"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data / "lake"
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that recreate these settings in a worker process."""
+        return {
+            ENV_PREFIX + f.name.upper(): str(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+        }
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+def config_keys() -> list[str]:
+    """Every documented config key (used by the docs test)."""
+    return [f.name for f in dataclasses.fields(Settings)]
+
+
+def _parse(kind: type, raw: str) -> Any:
+    if kind is int:
+        return int(float(raw))
+    if kind is float:
+        return float(raw)
+    return Path(raw)
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``TALLYSTICK_*`` variables, then explicit overrides (CLI options) on top."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = env.get(env_name(f.name))
+        if raw is None or raw == "":
+            continue
+        kind = type(getattr(Settings(), f.name))
+        try:
+            values[f.name] = _parse(kind, raw)
+        except ValueError as exc:
+            raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "data" in values:
+        values["data"] = Path(values["data"])
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Storage: the fsync'd spool, the Parquet lake, the loader between them and the reader on top."""

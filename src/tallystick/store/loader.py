@@ -1,0 +1,224 @@
+"""The loader: moves spool segments into the Parquet lake and compacts small files.
+
+Order of operations makes every step safe to repeat after a crash:
+
+1. read the frames of one or more claimable segments;
+2. write their events (and failed events) as Parquet named after the first segment — written to
+   a temporary file, fsync'd, renamed — so loading the same segments again replaces the same file;
+3. only then delete the segments.
+
+Compaction merges a partition's small files into one, keeping the first received copy of each
+``event_id``, writes it atomically and then deletes the inputs. Readers de-duplicate as well, so
+a crash between the two steps never shows an event twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tallystick.config import Settings
+from tallystick.schema import Event
+from tallystick.store import spool
+from tallystick.store.failed import FailedEvent
+from tallystick.store.lake import EVENT_SCHEMA, EVENTS, Lake, LocalStorage, events_to_table
+
+log = logging.getLogger("tallystick.loader")
+
+_decode_events = msgspec.json.Decoder(list[Event]).decode
+_decode_failed = msgspec.json.Decoder(list[FailedEvent]).decode
+MAX_BATCH_BYTES: Final = 256 * 1024 * 1024
+SMALL_FILE_BYTES: Final = 32 * 1024 * 1024
+LOCK_NAME: Final = "loader.lock"
+
+
+@dataclass(slots=True)
+class LoadStats:
+    segments: int = 0
+    events: int = 0
+    failed: int = 0
+    torn_bytes: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def _utc_from_us(us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC)
+
+
+class Loader:
+    """Spool → lake for one data directory. Only one loader may run per directory (a lock)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lake = Lake(settings.lake_dir)
+        self.spool_dir = settings.spool_dir
+        self._last_compaction = time.monotonic()
+
+    def load_once(self) -> LoadStats:
+        """Load every segment that is claimable now; return what was loaded."""
+        stats = LoadStats()
+        batch: list[tuple[Path, int | None]] = []
+        size = 0
+        for path, fd in spool.claimable_segments(self.spool_dir):
+            batch.append((path, fd))
+            try:
+                size += path.stat().st_size
+            except FileNotFoundError:
+                pass
+            if size >= MAX_BATCH_BYTES:
+                self._load(batch, stats)
+                batch, size = [], 0
+        if batch:
+            self._load(batch, stats)
+        return stats
+
+    def _load(self, batch: list[tuple[Path, int | None]], stats: LoadStats) -> None:
+        events: list[Event] = []
+        received: list[dt.datetime] = []
+        failed: list[FailedEvent] = []
+        try:
+            for path, _ in batch:
+                contents = spool.read_segment(path)
+                if contents.torn_bytes:
+                    log.warning("%s: ignored a torn tail of %d bytes (never acknowledged)",
+                                path.name, contents.torn_bytes)
+                stats.torn_bytes += contents.torn_bytes
+                for fr in contents.frames:
+                    if fr.kind == spool.EVENTS:
+                        decoded = _decode_events(fr.payload)
+                        events.extend(decoded)
+                        received.extend([_utc_from_us(fr.received_us)] * len(decoded))
+                    elif fr.kind == spool.FAILED:
+                        failed.extend(_decode_failed(fr.payload))
+            name = f"spool-{batch[0][0].stem}-{len(batch)}"
+            if events:
+                stats.files += self.lake.write_events(events_to_table(events, received), name)
+            if failed:
+                stats.files += self.lake.write_failed(failed, name)
+            for path, _ in batch:
+                path.unlink(missing_ok=True)
+            spool.fsync_dir(self.spool_dir)
+        finally:
+            for _, fd in batch:
+                if fd is not None:
+                    os.close(fd)
+        stats.segments += len(batch)
+        stats.events += len(events)
+        stats.failed += len(failed)
+
+    # -- compaction ----------------------------------------------------------------------------
+
+    def compact(self, *, min_files: int | None = None) -> int:
+        """Merge small files of each events partition; return how many files were merged."""
+        threshold = self.settings.compact_min_files if min_files is None else min_files
+        merged = 0
+        for _day, paths in sorted(self.lake.partitions(EVENTS).items()):
+            small = [p for p in paths if self.lake.storage.size(p) < SMALL_FILE_BYTES]
+            if len(small) < max(threshold, 2):
+                continue
+            table = pa.concat_tables(
+                [pq.read_table(p).cast(EVENT_SCHEMA) for p in self.lake.absolute(small)]
+            )
+            table = dedupe(table)
+            partition = small[0].rsplit("/", 1)[0]
+            target = f"{partition}/compact-{uuid.uuid4().hex[:16]}.parquet"
+            self.lake.storage.write_table(target, table)
+            for p in small:
+                self.lake.storage.delete(p)
+            merged += len(small)
+        return merged
+
+    def maybe_compact(self) -> int:
+        if time.monotonic() - self._last_compaction < self.settings.compact_interval_seconds:
+            return 0
+        self._last_compaction = time.monotonic()
+        return self.compact()
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, alive: Callable[[], bool] = lambda: True) -> None:
+        """Load until ``stop`` is set (or ``alive()`` turns false), then drain once more."""
+        with loader_lock(self.settings.data, stop):
+            if stop.is_set():
+                return
+            storage = self.lake.storage
+            if isinstance(storage, LocalStorage):
+                storage.remove_stale_temporaries()
+            while not stop.is_set() and alive():
+                try:
+                    stats = self.load_once()
+                    if not stats.segments:
+                        self.maybe_compact()
+                except Exception:  # keep loading; the segment stays in the spool
+                    log.exception("loading the spool failed; retrying")
+                    stats = LoadStats()
+                if not stats.segments:
+                    stop.wait(self.settings.flush_interval_seconds)
+            self.load_once()
+
+
+class loader_lock:  # noqa: N801 - used as a context manager
+    """An exclusive lock on ``DIR/loader.lock``; waits (polling ``stop``) while another holds it."""
+
+    def __init__(self, data: Path, stop: threading.Event) -> None:
+        self.path = data / LOCK_NAME
+        self.stop = stop
+        self.fd: int | None = None
+
+    def __enter__(self) -> loader_lock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if self.stop.wait(0.2):
+                    return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def dedupe(table: pa.Table) -> pa.Table:
+    """Keep the first received copy of each ``event_id``, ordered by client time."""
+    if table.num_rows == 0:
+        return table
+    table = table.sort_by([("received_ts", "ascending")])
+    indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    first = indexed.group_by("event_id", use_threads=False).aggregate([("__row", "min")])
+    keep = pc.sort_indices(first["__row_min"])
+    rows = pc.take(first["__row_min"], keep)
+    out = table.take(rows)
+    return out.sort_by([("client_ts", "ascending"), ("event_id", "ascending")])
+
+
+def run_loader_process(settings: Settings, parent_pid: int) -> None:
+    """Entry point of the loader process started by ``tally serve``."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+
+    import signal
+
+    def handle(_sig: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Loader(settings).run(stop, alive=lambda: os.getppid() == parent_pid)
