@@ -25,10 +25,11 @@ MAX_DATA_KEYS: Final = 200
 MAX_LIST_ITEMS: Final = 100
 MAX_EXPERIMENTS: Final = 100
 
+# Patterns are checked by ``collect.validate`` with a cache (names and keys are a small
+# vocabulary); msgspec's per-value regex would cost more than the rest of the decode.
 Name = Annotated[
     str,
     msgspec.Meta(
-        pattern=NAME_PATTERN,
         min_length=1,
         max_length=128,
         description="The action, lowercase and dotted: `object.verb`.",
@@ -38,15 +39,15 @@ Name = Annotated[
 Str = Annotated[str, msgspec.Meta(max_length=256)]
 LongStr = Annotated[str, msgspec.Meta(max_length=2048)]
 Timestamp = Annotated[dt.datetime, msgspec.Meta(tz=True)]
-Key = Annotated[str, msgspec.Meta(pattern=KEY_PATTERN, max_length=64)]
-ExperimentKey = Annotated[str, msgspec.Meta(pattern=EXPERIMENT_KEY_PATTERN, max_length=128)]
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ExperimentKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Scalar = str | int | float | bool | None
 DataValue = Scalar | Annotated[list[Scalar], msgspec.Meta(max_length=MAX_LIST_ITEMS)]
 Data = Annotated[dict[Key, DataValue], msgspec.Meta(max_length=MAX_DATA_KEYS)]
 SampleUnit = Literal["event", "session", "user", "pageview", "device"]
 Rate = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 Seq = Annotated[int, msgspec.Meta(ge=1)]
-Locale = Annotated[str, msgspec.Meta(pattern=LOCALE_PATTERN, max_length=35)]
+Locale = Annotated[str, msgspec.Meta(max_length=35)]
 
 
 class _Part(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
@@ -190,9 +191,29 @@ def column_for(path: str) -> str:
     raise KeyError(f"unknown field {path!r}; use one of {known}, or data.<key>")
 
 
+def _describe(schema: dict[str, Any]) -> None:
+    """Add descriptions, examples and the cached-pattern checks to the generated schema."""
+    defs = schema["$defs"]
+    groups = {name.lower(): name for name in defs}
+    for f in FIELDS:
+        if f.origin != "client":
+            continue
+        *group, leaf = f.path.split(".")
+        target = defs["Event"] if not group else defs[groups[group[0]]]
+        prop = target["properties"][leaf]
+        prop["description"] = f.description
+        prop["examples"] = [f.example]
+    props = defs["Event"]["properties"]
+    props["name"]["pattern"] = NAME_PATTERN
+    props["locale"]["anyOf"][0]["pattern"] = LOCALE_PATTERN
+    props["data"]["propertyNames"] = {"pattern": KEY_PATTERN, "maxLength": 64}
+    props["experiments"]["propertyNames"] = {"pattern": EXPERIMENT_KEY_PATTERN, "maxLength": 128}
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of an event as clients send it."""
     schema = msgspec.json.schema(Event)
+    _describe(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"Tallystick event (monoschema v{SCHEMA_VERSION})"
     return schema

@@ -16,8 +16,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tallystick.cli.options import DEFAULT_DATA, DataOption
 from tallystick.collect.server import ServerProcess
 from tallystick.config import from_env
-from tallystick.store.lake import Lake
-from tallystick.store.reader import count_events
 
 MARKER = "demo.json"
 
@@ -78,6 +76,8 @@ def _build(console: Console, url: str, lake_dir: Path, params: dict[str, int],
            marker: Path) -> None:
     from tallystick.demo.generator import generate as gen
     from tallystick.demo.send import send as post
+    from tallystick.store.lake import Lake
+    from tallystick.store.reader import count_events
 
     started = time.monotonic()
     events = list(gen(users=params["users"], days=params["days"], seed=params["seed"]))

@@ -9,9 +9,6 @@ import typer
 from tallystick.cli.options import DEFAULT_DATA, DataOption, FormatOption
 from tallystick.cli.output import Format, render
 from tallystick.config import from_env
-from tallystick.store import spool
-from tallystick.store.lake import EVENTS, FAILED, Lake
-from tallystick.store.reader import with_retry
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +18,10 @@ def register(app: typer.Typer) -> None:
 
 def status(data: DataOption = DEFAULT_DATA, fmt: FormatOption = Format.table) -> None:
     """Show events and failed events in the lake, per day, and the spool backlog."""
+    from tallystick.store import spool
+    from tallystick.store.lake import EVENTS, FAILED, Lake
+    from tallystick.store.reader import with_retry
+
     settings = from_env(data=data)
     lake = Lake(settings.lake_dir)
 
@@ -54,6 +55,9 @@ def failed(
     code: Annotated[str | None, typer.Option(help="Only this error code.")] = None,
 ) -> None:
     """List rejected events, newest first, with the reason each was refused."""
+    from tallystick.store.lake import Lake
+    from tallystick.store.reader import with_retry
+
     lake = Lake(from_env(data=data).lake_dir)
 
     def work(con: Any) -> list[dict[str, Any]]:

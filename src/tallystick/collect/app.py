@@ -17,7 +17,7 @@ import msgspec
 
 from tallystick import messages
 from tallystick.collect.body import ClientDisconnected, decode_content, read_body
-from tallystick.collect.validate import Checked, check_batch, split_events
+from tallystick.collect.validate import Checked, check_array, split_events
 from tallystick.config import Settings, from_env
 from tallystick.messages import Problem
 from tallystick.store import spool
@@ -171,30 +171,21 @@ class Collector:
         if isinstance(body, Problem):
             await self._refuse(send, body, b"", received_us, origin)
             return
-        raws = split_events(body)
-        if isinstance(raws, Problem):
-            await self._refuse(send, raws, body, received_us, origin)
-            return
-        if not raws:
-            await self._refuse(send, Problem(messages.NO_EVENTS, "the request holds no events: "
-                                             "send at least one."), body, received_us, origin)
-            return
-        if len(raws) > settings.max_events_per_request:
-            problem = Problem(
-                messages.TOO_MANY_EVENTS,
-                f"the request holds {len(raws):,} events; the limit is "
-                f"{settings.max_events_per_request:,} per request (max_events_per_request): "
-                "split it into several requests.",
-            )
-            await self._refuse(send, problem, body, received_us, origin)
+        array = split_events(body)
+        if isinstance(array, Problem):
+            await self._refuse(send, array, body, received_us, origin)
             return
         now = dt.datetime.fromtimestamp(received_us / 1e6, tz=dt.UTC)
-        checked = check_batch(
-            raws,
+        checked = check_array(
+            array,
             max_event_bytes=settings.max_event_bytes,
+            max_events=settings.max_events_per_request,
             now=now,
             max_future_seconds=settings.max_future_seconds,
         )
+        if isinstance(checked, Problem):
+            await self._refuse(send, checked, body, received_us, origin)
+            return
         frames = self._frames(checked, received_us, now, origin)
         try:
             await self.spool.append(frames)
@@ -222,9 +213,8 @@ class Collector:
     def _frames(self, checked: Checked, received_us: int, now: dt.datetime,
                 origin: str | None) -> list[bytes]:
         frames = []
-        if checked.raws:
-            payload = b"[" + b",".join(checked.raws) + b"]"
-            frames.append(spool.frame(spool.EVENTS, received_us, payload))
+        if checked.events:
+            frames.append(spool.frame(spool.EVENTS, received_us, checked.accepted_json()))
         if checked.rejected:
             limit = self.settings.failed_raw_max_bytes
             failed = []

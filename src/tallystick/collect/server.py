@@ -20,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 
 from tallystick.config import Settings, from_env
-from tallystick.store.loader import run_loader_process
 
 
 def app_from_env() -> object:
@@ -34,6 +33,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
           log_level: str = "warning") -> None:
     """Serve until interrupted; on exit the loader drains the spool into the lake."""
     import uvicorn
+
+    from tallystick.store.loader import run_loader_process
 
     settings.data.mkdir(parents=True, exist_ok=True)
     os.environ.update(settings.to_env())

@@ -114,6 +114,7 @@ class SpoolWriter:
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._cond = threading.Condition()
         self._pending: list[tuple[list[bytes], Done]] = []
+        self._seal_requests: list[threading.Event] = []
         self._closing = False
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
@@ -151,6 +152,16 @@ class SpoolWriter:
                 return
             self._pending.append((frames, done))
             self._cond.notify()
+
+    def seal(self, timeout: float = 10.0) -> None:
+        """Make everything written so far visible to the loader now (seal the open segment)."""
+        request = threading.Event()
+        with self._cond:
+            if self._thread is None:
+                return
+            self._seal_requests.append(request)
+            self._cond.notify()
+        request.wait(timeout)
 
     async def append(self, frames: list[bytes]) -> None:
         """Return once ``frames`` are on disk (fdatasync'd); raise ``SpoolUnavailable`` if not."""
@@ -208,13 +219,18 @@ class SpoolWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._pending and not self._closing:
+                if not self._pending and not self._closing and not self._seal_requests:
                     wait = self.rotate_seconds if self._fd is not None else None
                     self._cond.wait(wait)
                 batch, self._pending = self._pending, []
+                seals, self._seal_requests = self._seal_requests, []
                 closing = self._closing
             if batch:
                 self._commit(batch)
+            if seals:
+                self._seal()
+                for request in seals:
+                    request.set()
             if closing:
                 with self._cond:
                     leftover, self._pending = self._pending, []

@@ -1,0 +1,20 @@
+"""The Python SDK: send events to a tallystick collector.
+
+>>> from tallystick.sdk import Tracker
+>>> with Tracker("http://127.0.0.1:8000", app_id="research-portal") as tracker:  # doctest: +SKIP
+...     tracker.track("project.commit", user_id="u-1842", session_id="s-5f1a0e",
+...                   data={"project_id": "p-12", "files": 3})
+
+``track()`` is cheap and thread-safe: it queues the event in memory and returns its ``event_id``.
+One background thread sends batches to ``POST {endpoint}/v1/events``, retries with backoff when
+the collector is unreachable, and keeps undelivered batches on disk so a restarted process sends
+them. ``close()`` (also run at interpreter exit) delivers what is left. See
+:mod:`tallystick.sdk.tracker` for the delivery rules.
+"""
+
+from __future__ import annotations
+
+from tallystick.sdk.events import TrackContext
+from tallystick.sdk.tracker import Tracker, TrackerStats
+
+__all__ = ["TrackContext", "Tracker", "TrackerStats"]

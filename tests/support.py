@@ -1,0 +1,33 @@
+"""Helpers shared by tests (imported as ``support``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from tallystick.collect.app import Collector
+from tallystick.config import Settings
+from tallystick.store.loader import Loader
+
+
+def make_event(name: str = "project.commit", **fields: Any) -> dict[str, Any]:
+    """A valid monoschema event; keyword arguments override or add fields."""
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "name": name,
+        "client_ts": dt.datetime.now(dt.UTC).isoformat(),
+        "user": {"id": "u-1"},
+        "session": {"id": "s-1", "seq": 1},
+        "data": {"files": 3},
+    }
+    event.update(fields)
+    return event
+
+
+
+def load(settings: Settings, collector: Collector | None = None) -> None:
+    """Move everything in the spool into the lake (what the loader process does)."""
+    if collector is not None:
+        collector.spool.seal()
+    Loader(settings).load_once()
