@@ -1,0 +1,90 @@
+"""The loader: spool → Parquet, idempotent after a crash, compaction keeps each event once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import msgspec
+import pyarrow.parquet as pq
+from support import make_event
+
+from tallystick.config import Settings
+from tallystick.store import spool
+from tallystick.store.lake import EVENTS, Lake
+from tallystick.store.loader import Loader
+from tallystick.store.reader import connect, count_events
+from tallystick.store.spool import SpoolWriter
+
+
+def _spool(settings: Settings, events: list[dict[str, object]]) -> None:
+    writer = SpoolWriter(settings.spool_dir, rotate_seconds=60)
+    writer.start()
+    writer.append_sync([spool.frame(spool.EVENTS, 1_700_000_000_000_000,
+                                    msgspec.json.encode(events))])
+    writer.close()
+
+
+def test_reloading_the_same_segment_adds_nothing(settings: Settings, tmp_path: Path) -> None:
+    events = [make_event() for _ in range(50)]
+    _spool(settings, events)
+    [segment] = list(settings.spool_dir.glob("*.ready"))
+    keep = tmp_path / "copy"
+    shutil.copy(segment, keep)
+    loader = Loader(settings)
+    assert loader.load_once().events == 50
+    assert list(settings.spool_dir.glob("*.ready")) == []
+    # A crash after writing Parquet but before deleting the segment: it is loaded again.
+    shutil.copy(keep, segment)
+    assert loader.load_once().events == 50
+    lake = Lake(settings.lake_dir)
+    assert len(lake.files(EVENTS)) == 1  # the same file name was replaced
+    assert count_events(lake) == 50
+
+
+def test_compaction_merges_and_dedupes(settings: Settings) -> None:
+    lake = Lake(settings.lake_dir)
+    loader = Loader(settings)
+    first = [make_event(client_ts="2026-03-01T10:00:00Z") for _ in range(10)]
+    for i in range(5):
+        batch = first if i == 0 else [*first[:2], make_event(client_ts="2026-03-01T11:00:00Z")]
+        _spool(settings, batch)
+        loader.load_once()
+    assert len(lake.files(EVENTS)) == 5
+    con = connect(lake)
+    raw = con.execute("SELECT count(*) FROM raw_events").fetchone()
+    assert raw is not None and raw[0] == 10 + 4 * 3
+    assert count_events(lake) == 14
+    assert loader.compact(min_files=2) == 5
+    files = lake.files(EVENTS)
+    assert len(files) == 1 and "compact-" in files[0]
+    table = pq.read_table(lake.absolute(files)[0])
+    assert table.num_rows == 14
+    assert count_events(lake) == 14
+
+
+def test_failed_frames_go_to_the_failed_store(settings: Settings) -> None:
+    from tallystick.store.failed import FailedEvent
+
+    import datetime as dt
+
+    record = FailedEvent(dt.datetime(2026, 3, 1, tzinfo=dt.UTC), "http", "malformed_json",
+                         "the request body is not valid JSON.", "[{", False)
+    writer = SpoolWriter(settings.spool_dir)
+    writer.start()
+    writer.append_sync([spool.frame(spool.FAILED, 1, msgspec.json.encode([record]))])
+    writer.close()
+    Loader(settings).load_once()
+    con = connect(Lake(settings.lake_dir))
+    assert con.execute("SELECT error_code, raw FROM failed_events").fetchall() == [
+        ("malformed_json", "[{")
+    ]
+
+
+def test_events_are_partitioned_by_utc_date_of_client_ts(settings: Settings) -> None:
+    _spool(settings, [make_event(client_ts="2026-03-01T23:30:00-02:00"),
+                      make_event(client_ts="2026-03-01T23:30:00Z")])
+    Loader(settings).load_once()
+    assert sorted(Lake(settings.lake_dir).partitions()) == [
+        __import__("datetime").date(2026, 3, 1), __import__("datetime").date(2026, 3, 2)
+    ]
