@@ -12,12 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from tallystick.config import Settings, from_env
 
@@ -31,17 +33,21 @@ def app_from_env() -> object:
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           log_level: str = "warning") -> None:
-    """Serve until interrupted; on exit the loader drains the spool into the lake."""
+    """Serve until SIGTERM or Ctrl-C; on the way out the loader drains the spool into the lake."""
     import uvicorn
 
-    from tallystick.store.loader import run_loader_process
+    from tallystick.store.loader_main import run_loader_process
 
     settings.data.mkdir(parents=True, exist_ok=True)
     os.environ.update(settings.to_env())
     ctx = multiprocessing.get_context("spawn")
-    loader = ctx.Process(target=run_loader_process, args=(settings, os.getpid()),
+    stop = ctx.Event()
+    loader = ctx.Process(target=run_loader_process, args=(settings, os.getpid(), stop),
                          name="tallystick-loader", daemon=False)
     loader.start()
+    # uvicorn re-raises the signal that stopped it once it is done; with this handler installed
+    # that is a no-op, so the loader below gets its orderly last pass.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     try:
         uvicorn.run(
             "tallystick.collect.server:app_from_env",
@@ -56,10 +62,24 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
             log_level=log_level,
             timeout_graceful_shutdown=10,
         )
+    except KeyboardInterrupt:
+        pass
     finally:
-        if loader.pid is not None and loader.is_alive():
-            os.kill(loader.pid, signal.SIGTERM)
-        loader.join(timeout=60)
+        stop.set()
+        loader.join(timeout=300)
+        if loader.exitcode != 0:
+            drain(settings)
+
+
+def drain(settings: Settings) -> None:
+    """Load whatever is left in the spool (used when the loader process is gone)."""
+    import threading
+
+    from tallystick.store.loader import Loader
+
+    done = threading.Event()
+    done.set()
+    Loader(settings).run(done)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,6 +102,7 @@ class ServerProcess:
         self.extra_args = list(extra_args)
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -92,8 +113,9 @@ class ServerProcess:
                "--host", self.host, "--port", str(self.port), "--workers", str(self.workers),
                *self.extra_args]
         env = {**os.environ, **self.env}
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
         self.wait_ready(timeout)
         return self
 
@@ -101,8 +123,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"tally serve exited with {self.proc.returncode}: {err}")
+                raise RuntimeError(
+                    f"tally serve exited with {self.proc.returncode}: {self.output()}"
+                )
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
                     if resp.status == 200:
@@ -111,6 +134,13 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"tally serve was not ready at {self.url} after {timeout} s")
+
+    def output(self) -> str:
+        """What the server wrote to stderr so far."""
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL the whole process group (collector workers and loader)."""
@@ -124,7 +154,7 @@ class ServerProcess:
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM)  # the server stops its own children in order
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -134,8 +164,9 @@ class ServerProcess:
         return self.proc.returncode
 
     def _close_pipes(self) -> None:
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -18,13 +18,12 @@ import datetime as dt
 import fcntl
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 import pyarrow as pa
@@ -44,6 +43,13 @@ _decode_failed = msgspec.json.Decoder(list[FailedEvent]).decode
 MAX_BATCH_BYTES: Final = 256 * 1024 * 1024
 SMALL_FILE_BYTES: Final = 32 * 1024 * 1024
 LOCK_NAME: Final = "loader.lock"
+
+
+class StopSignal(Protocol):
+    """A ``threading.Event`` or a ``multiprocessing.Event``."""
+
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -150,11 +156,11 @@ class Loader:
 
     # -- running -------------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, *, alive: Callable[[], bool] = lambda: True) -> None:
+    def run(self, stop: StopSignal, *, alive: Callable[[], bool] = lambda: True) -> None:
         """Load until ``stop`` is set (or ``alive()`` turns false), then drain once more."""
-        with loader_lock(self.settings.data, stop):
-            if stop.is_set():
-                return
+        with loader_lock(self.settings.data, stop) as lock:
+            if not lock.acquired:
+                return  # another loader owns this directory and we were asked to stop
             storage = self.lake.storage
             if isinstance(storage, LocalStorage):
                 storage.remove_stale_temporaries()
@@ -174,10 +180,11 @@ class Loader:
 class loader_lock:  # noqa: N801 - used as a context manager
     """An exclusive lock on ``DIR/loader.lock``; waits (polling ``stop``) while another holds it."""
 
-    def __init__(self, data: Path, stop: threading.Event) -> None:
+    def __init__(self, data: Path, stop: StopSignal) -> None:
         self.path = data / LOCK_NAME
         self.stop = stop
         self.fd: int | None = None
+        self.acquired = False
 
     def __enter__(self) -> loader_lock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +192,7 @@ class loader_lock:  # noqa: N801 - used as a context manager
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.acquired = True
                 return self
             except BlockingIOError:
                 if self.stop.wait(0.2):
@@ -207,18 +215,3 @@ def dedupe(table: pa.Table) -> pa.Table:
     rows = pc.take(first["__row_min"], keep)
     out = table.take(rows)
     return out.sort_by([("client_ts", "ascending"), ("event_id", "ascending")])
-
-
-def run_loader_process(settings: Settings, parent_pid: int) -> None:
-    """Entry point of the loader process started by ``tally serve``."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-
-    import signal
-
-    def handle(_sig: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    Loader(settings).run(stop, alive=lambda: os.getppid() == parent_pid)

@@ -1,0 +1,256 @@
+"""Ingest benchmark: the real collector on loopback with durable (fsync'd) acknowledgements.
+
+Measures, in one run:
+- batched ingestion (100 events per request) and single-event requests (throughput, p50/p99),
+  driven by ``wrk`` (a C load generator) so the client is not the bottleneck;
+- the same loads against a bare decode-only endpoint (same validation, no spool) — the ceiling;
+- idle RSS of ``tally serve`` (collector process(es) and the loader process);
+- how long after its acknowledgement an event becomes queryable in the lake.
+
+Run: ``make bench`` (or ``.venv/bin/python bench/ingest.py --help``). Prints a table and writes
+``bench/results/ingest-<time>.json`` and ``bench/results/ingest-latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tallystick.collect.server import ServerProcess, free_port
+from tallystick.store.lake import Lake
+from tallystick.store.reader import with_retry
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+console = Console()
+
+
+def event(i: int) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return {
+        "event_id": str(uuid.uuid4()),
+        "name": ["project.commit", "dataset.create", "search.query", "page.view"][i % 4],
+        "client_ts": now,
+        "app": {"id": "research-portal", "version": "4.2.1", "instance": f"site-{i % 12}"},
+        "client": {"library": "tallystick-js", "library_version": "0.1.0", "platform": "web"},
+        "user": {"id": f"u-{i % 5000:05d}", "is_logged_in": True},
+        "session": {"id": f"s-{i // 20}", "seq": i % 20 + 1},
+        "page": {"pageview_id": f"pv-{i // 5}", "url": "https://portal.example.org/projects"},
+        "locale": "de-DE",
+        "data": {"project_id": f"p-{i % 300}", "files": i % 17, "duration_ms": 12.5 + i % 90},
+    }
+
+
+def lua_script(path: Path, bodies: list[bytes]) -> None:
+    """A wrk script cycling through pre-built bodies (each with its own event ids)."""
+    lines = ["local bodies = {"]
+    for b in bodies:
+        lines.append("[==[" + b.decode() + "]==],")
+    lines += [
+        "}",
+        "local i = 0",
+        'wrk.method = "POST"',
+        'wrk.headers["Content-Type"] = "application/json"',
+        "request = function()",
+        "  i = i % #bodies + 1",
+        '  return wrk.format(nil, "/v1/events", nil, bodies[i])',
+        "end",
+    ]
+    path.write_text("\n".join(lines))
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(url: str, script: Path, *, seconds: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99,
+            "non_2xx": float(errors.group(1)) if errors else 0.0,
+            "socket_errors": 1.0 if socket_errors else 0.0}
+
+
+def rss_mb(root_pid: int) -> dict[str, float]:
+    """RSS of a process and its descendants, in MB, split into collector and loader."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss=,args="], capture_output=True,
+                         text=True, check=True).stdout
+    procs = {}
+    for line in out.splitlines():
+        pid, ppid, rss, args = line.split(None, 3)
+        procs[int(pid)] = (int(ppid), int(rss), args)
+    tree = {root_pid}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _, _) in procs.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    collector = loader = 0.0
+    for pid in tree:
+        if pid not in procs:
+            continue
+        _, rss, args = procs[pid]
+        if "resource_tracker" in args:
+            collector += rss / 1024
+        elif "multiprocessing" in args:
+            loader += rss / 1024
+        else:
+            collector += rss / 1024
+    return {"collector_mb": collector, "loader_mb": loader, "total_mb": collector + loader}
+
+
+def visibility_seconds(url: str, lake: Lake, tries: int = 5) -> float:
+    """Seconds from the acknowledgement of one event until a lake query finds it (worst of N)."""
+    worst = 0.0
+    for _ in range(tries):
+        e = event(0)
+        req = urllib.request.Request(url + "/v1/events", data=json.dumps(e).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as resp:
+            assert resp.status == 200
+        acked = time.monotonic()
+        while True:
+            found = with_retry(lake, lambda con: con.execute(
+                "SELECT count(*) FROM raw_events WHERE event_id = ?", [e["event_id"]]
+            ).fetchone()[0])
+            if found:
+                break
+            time.sleep(0.05)
+        worst = max(worst, time.monotonic() - acked)
+    return worst
+
+
+def decode_only(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "decode_app:app", "--host", "127.0.0.1", "--port",
+         str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+         "--log-level", "warning"], env=env, cwd=HERE)
+
+
+def wait_ready(url: str) -> None:
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each load")
+    parser.add_argument("--workers", type=int, default=1, help="collector worker processes")
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: run `make bench` (it installs wrk) or apt-get install wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="tally-bench-"))
+    batch_bodies = [json.dumps({"events": [event(i * 100 + j) for j in range(100)]}).encode()
+                    for i in range(200)]
+    single_bodies = [json.dumps(event(i)).encode() for i in range(2000)]
+    batch_lua, single_lua = work / "batch.lua", work / "single.lua"
+    lua_script(batch_lua, batch_bodies)
+    lua_script(single_lua, single_bodies)
+    rows: list[dict[str, Any]] = []
+
+    # The bare decode-only endpoint: the ceiling.
+    port = free_port()
+    proc = decode_only(port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        for label, script in (("batched", batch_lua), ("single", single_lua)):
+            console.print(f"decode-only, {label} …")
+            r = run_wrk(url + "/v1/events", script, seconds=args.seconds,
+                        connections=args.connections)
+            rows.append({"target": "decode-only", "load": label, **r})
+    finally:
+        proc.terminate()
+        proc.wait()
+
+    # The real collector with durable acknowledgements.
+    server = ServerProcess(work / "data", workers=args.workers).start()
+    try:
+        time.sleep(2)
+        assert server.proc is not None
+        idle = rss_mb(server.proc.pid)
+        for label, script in (("batched", batch_lua), ("single", single_lua)):
+            console.print(f"collector, {label} …")
+            r = run_wrk(server.url + "/v1/events", script, seconds=args.seconds,
+                        connections=args.connections)
+            rows.append({"target": "collector", "load": label, **r})
+        time.sleep(3)
+        visible = visibility_seconds(server.url, Lake(work / "data" / "lake"))
+    finally:
+        server.stop()
+
+    for r in rows:
+        r["events_per_s"] = r["rps"] * (100 if r["load"] == "batched" else 1)
+    ceiling = {r["load"]: r["events_per_s"] for r in rows if r["target"] == "decode-only"}
+    for r in rows:
+        r["share_of_decode_only"] = r["events_per_s"] / ceiling[r["load"]]
+
+    table = Table(title=f"ingest benchmark ({os.cpu_count()} cores, {args.workers} worker(s), "
+                  f"{args.connections} connections, {args.seconds} s per load)")
+    for col in ("target", "load", "requests/s", "events/s", "p50 ms", "p99 ms", "non-2xx",
+                "vs decode-only"):
+        table.add_column(col, justify="right" if col not in ("target", "load") else "left")
+    for r in rows:
+        table.add_row(r["target"], r["load"], f"{r['rps']:,.0f}", f"{r['events_per_s']:,.0f}",
+                      f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['non_2xx']:.0f}",
+                      f"{r['share_of_decode_only']:.0%}")
+    console.print(table)
+    console.print(f"idle RSS: collector {idle['collector_mb']:.0f} MB, loader "
+                  f"{idle['loader_mb']:.0f} MB, total {idle['total_mb']:.0f} MB")
+    console.print(f"ack → queryable in the lake (worst of 5): {visible:.2f} s")
+
+    result = {
+        "when": dt.datetime.now(dt.UTC).isoformat(),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "args": vars(args),
+        "loads": rows,
+        "idle_rss_mb": idle,
+        "visibility_seconds": visible,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    for name in (f"ingest-{stamp}.json", "ingest-latest.json"):
+        (RESULTS / name).write_text(json.dumps(result, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
