@@ -80,13 +80,13 @@ def _build(console: Console, url: str, lake_dir: Path, params: dict[str, int],
     from tallystick.store.reader import count_events
 
     started = time.monotonic()
-    events = list(gen(users=params["users"], days=params["days"], seed=params["seed"]))
+    events = gen(users=params["users"], days=params["days"], seed=params["seed"])
     lake = Lake(lake_dir)
     before = count_events(lake)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("sending events", total=len(events))
+        task = progress.add_task("sending events", total=None)
         result = post(events, url, progress=lambda n: progress.advance(task, n))
         loading = progress.add_task("loading into the lake", total=result.accepted)
         deadline = time.monotonic() + 120

@@ -4,7 +4,9 @@ Standard library only (``http.client``) plus msgspec for encoding. Each request 
 ``POST {endpoint}/v1/events`` with ``{"events": [...]}``, at most ``batch_size`` (≤ 1000) events
 and at most 1 MiB before compression; a batch that would be larger is split. Connection errors,
 429 and 5xx are retried with a short exponential backoff (re-sending is safe: the collector never
-counts an ``event_id`` twice); other 4xx are not retried. A 413 splits the batch in halves.
+counts an ``event_id`` twice); other 4xx are not retried. A request the collector finds too large
+(413, or ``too_many_events``) is split in halves; a 4xx that reports events one by one (every
+event was refused) is counted like a 207.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ MAX_RETRY_AFTER_SECONDS: Final = 30.0
 _PREFIX: Final = b'{"events":['
 _SUFFIX: Final = b"]}"
 _OVERHEAD: Final = len(_PREFIX) + len(_SUFFIX)
+_TOO_LARGE: Final = ("request_too_large", "too_many_events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,11 @@ def _decode(body: bytes) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
+def _per_event(reply: dict[str, Any]) -> bool:
+    """Whether a reply reports events one by one (rather than refusing the whole request)."""
+    return "error" not in reply and isinstance(reply.get("rejected"), int)
+
+
 def _event_id(raw: bytes) -> str | None:
     value = _decode(raw).get("event_id")
     return value if isinstance(value, str) else None
@@ -162,49 +170,48 @@ class _Sender:
         """Post one batch until the collector answers for good; ``offset`` of its first event."""
         body = gzip.compress(_PREFIX + b",".join(batch) + _SUFFIX, compresslevel=5, mtime=0)
         last = ""
+        retry_after: str | None = None
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.delay(attempt, last))
+                time.sleep(self.delay(attempt, retry_after))
             self.requests += 1
             try:
                 status, data, retry_after = self.conn.post(body)
             except (OSError, http.client.HTTPException) as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last, retry_after = f"{type(exc).__name__}: {exc}", None
                 continue
             if status == 429 or status >= 500:
-                last = f"HTTP {status}" + (f" retry-after={retry_after}" if retry_after else "")
+                last = f"HTTP {status}"
                 continue
             reply = _decode(data)
-            if 200 <= status < 300:
+            if 200 <= status < 300 or _per_event(reply):
+                # 200/207, or a 400/413 whose events were all refused one by one: final.
                 self.done(batch, offset, reply)
-                return
-            if status == 413 and len(batch) > 1:
-                half = len(batch) // 2
-                self.send(batch[:half], offset)
-                self.send(batch[half:], offset + half)
                 return
             error = reply.get("error")
             error = error if isinstance(error, dict) else {}
             code = error.get("code")
+            code = code if isinstance(code, str) else None
+            if (status == 413 or code in _TOO_LARGE) and len(batch) > 1:
+                half = len(batch) // 2  # the collector's limits are lower than ours: halve
+                self.send(batch[:half], offset)
+                self.send(batch[half:], offset + half)
+                return
             message = error.get("message") or data[:200].decode("utf-8", "replace")
             if status == 413:  # one event alone is too large: count it as rejected
-                self.sent += 1
-                self.rejected += 1
-                self.keep_errors([{"index": 0, "event_id": _event_id(batch[0]), "code": code,
-                                   "message": message}], offset)
-                self.report(1)
+                self.done(batch, offset, {"accepted": 0, "rejected": 1, "errors": [
+                    {"index": 0, "event_id": _event_id(batch[0]), "code": code,
+                     "message": message}]})
                 return
             raise self.fail(f"the collector refused the request (HTTP {status}): {message}",
-                            status, code if isinstance(code, str) else None)
+                            status, code)
         raise self.fail(f"gave up after {self.retries + 1} attempts; last: {last}", None, None)
 
-    def delay(self, attempt: int, last: str) -> float:
-        wait = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
-        if "retry-after=" in last:
-            try:
-                wait = min(max(wait, float(last.rsplit("=", 1)[1])), MAX_RETRY_AFTER_SECONDS)
-            except ValueError:
-                pass
+    def delay(self, attempt: int, retry_after: str | None) -> float:
+        """Exponential backoff, or the server's ``Retry-After`` (seconds) if that is longer."""
+        wait: float = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+        if retry_after and retry_after.strip().isdigit():
+            wait = max(wait, min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
         return wait
 
     def done(self, batch: list[bytes], offset: int, reply: dict[str, Any]) -> None:

@@ -173,10 +173,11 @@ def build_event(
     is_logged_in = ctx.get("is_logged_in")
     if is_logged_in is None and (user_id is not None or anonymous_id is not None):
         is_logged_in = bool(user_id)
-    if (user := _group(id=user_id, anonymous_id=anonymous_id, is_logged_in=is_logged_in)):
+    if user := _group(id=user_id, anonymous_id=anonymous_id, is_logged_in=is_logged_in):
         event["user"] = user
     page = _group(
-        pageview_id=ctx.get("pageview_id"), url=ctx.get("page_url"),
+        pageview_id=ctx.get("pageview_id"),
+        url=ctx.get("page_url"),
         referrer=ctx.get("page_referrer"),
     )
     if page:

@@ -163,7 +163,8 @@ def load_sessions(path: Path) -> dict[str, int]:
     if not isinstance(seq, dict):
         return {}
     return {
-        k: v for k, v in seq.items()
+        k: v
+        for k, v in seq.items()
         if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
     }
 
@@ -218,7 +219,8 @@ class QueueDir:
     def batch_files(self) -> list[Path]:
         """This folder's batch files, oldest first."""
         return sorted(
-            p for p in self.path.iterdir()
+            p
+            for p in self.path.iterdir()
             if p.name.startswith(BATCH_PREFIX) and p.name.endswith(BATCH_SUFFIX) and p.is_file()
         )
 

@@ -216,7 +216,8 @@ class Tracker:
             if not value > 0:
                 raise ValueError(f"{what} must be greater than 0, got {value}")
         for what, value in (
-            ("backoff_base", backoff_base), ("backoff_max", backoff_max),
+            ("backoff_base", backoff_base),
+            ("backoff_max", backoff_max),
             ("close_timeout", close_timeout),
         ):
             if not value >= 0:
@@ -266,9 +267,7 @@ class Tracker:
         self._backlog_loaded = threading.Event()
 
         self._thread = threading.Thread(target=self._run, name="tallystick-sdk", daemon=True)
-        self._atexit_hook: Callable[[], None] = functools.partial(
-            _close_at_exit, weakref.ref(self)
-        )
+        self._atexit_hook: Callable[[], None] = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit_hook)
         self._thread.start()
 
@@ -286,7 +285,8 @@ class Tracker:
                 log.warning(
                     "cannot use the queue folder %s (%s): events are kept in memory only; "
                     "pass queue_dir= to choose another folder",
-                    root, exc,
+                    root,
+                    exc,
                 )
                 return None
         return QueueDir(Path(queue_dir))
@@ -316,7 +316,11 @@ class Tracker:
         if session_id is not None and not isinstance(session_id, str):
             raise TypeError(f"session_id must be a str or None, not {type(session_id).__name__}")
         event = build_event(
-            name, defaults=self._defaults, user_id=user_id, anonymous_id=anonymous_id, data=data,
+            name,
+            defaults=self._defaults,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            data=data,
             context=context,
         )
         raw = encode_event(event)
@@ -406,8 +410,14 @@ class Tracker:
         with self._lock:
             c = self._counts
             return TrackerStats(
-                queued=c.queued, sent=c.sent, rejected=c.rejected, dropped=c.dropped,
-                retries=c.retries, persisted=c.persisted, lost=c.lost, recovered=c.recovered,
+                queued=c.queued,
+                sent=c.sent,
+                rejected=c.rejected,
+                dropped=c.dropped,
+                retries=c.retries,
+                persisted=c.persisted,
+                lost=c.lost,
+                recovered=c.recovered,
                 pending=c.entered - c.done,
             )
 
@@ -485,8 +495,10 @@ class Tracker:
                 if n:
                     due_at = self._first_at + self._flush_interval
                     if (
-                        n >= self._batch_size or self._closing
-                        or self._taken < self._flush_upto or now >= due_at
+                        n >= self._batch_size
+                        or self._closing
+                        or self._taken < self._flush_upto
+                        or now >= due_at
                     ):
                         k = min(n, self._batch_size)
                         events = [self._buffer.popleft() for _ in range(k)]
@@ -570,7 +582,9 @@ class Tracker:
                 work.popleft()
                 log.warning(
                     "the collector refused a batch of %d events (HTTP %d): %s",
-                    len(current.events), reply.status, _server_message(reply),
+                    len(current.events),
+                    reply.status,
+                    _server_message(reply),
                 )
                 self._finish(current, rejected=len(current.events))
             else:
@@ -579,15 +593,19 @@ class Tracker:
                     work.popleft()
                     self._give_up(current, reply, error)
                     continue
-                delay = None if reply is None else backoff.parse_retry_after(
-                    reply.headers.get("retry-after")
+                delay = (
+                    None
+                    if reply is None
+                    else backoff.parse_retry_after(reply.headers.get("retry-after"))
                 )
                 if delay is None:
                     delay = backoff.backoff_delay(
                         current.attempts - 1, self._backoff_base, self._backoff_max
                     )
                 log.debug(
-                    "retrying a batch of %d events in %.2f s (%s)", len(current.events), delay,
+                    "retrying a batch of %d events in %.2f s (%s)",
+                    len(current.events),
+                    delay,
                     f"HTTP {reply.status}" if reply is not None else error,
                 )
                 with self._lock:
@@ -609,7 +627,9 @@ class Tracker:
                 rejected = min(n, len(errors))
             if rejected:
                 log.warning(
-                    "the collector refused %d of %d events: %s", rejected, n,
+                    "the collector refused %d of %d events: %s",
+                    rejected,
+                    n,
                     _event_errors(errors) if isinstance(errors, list) else "(no details)",
                 )
         self._finish(batch, sent=n - rejected, rejected=rejected)
@@ -625,8 +645,9 @@ class Tracker:
     def _split(self, batch: _Batch) -> list[_Batch]:
         half = len(batch.events) // 2
         parts = [_Batch(batch.events[:half]), _Batch(batch.events[half:])]
-        log.info("the collector found a batch of %d events too large; splitting it",
-                 len(batch.events))
+        log.info(
+            "the collector found a batch of %d events too large; splitting it", len(batch.events)
+        )
         if batch.path is not None:
             for part in parts:
                 self._persist(part)
@@ -639,19 +660,30 @@ class Tracker:
         if batch.path is not None:
             log.warning(
                 "giving up on a batch of %d events after %d retries (%s); it stays in %s",
-                len(batch.events), self._max_retries, why, batch.path,
+                len(batch.events),
+                self._max_retries,
+                why,
+                batch.path,
             )
             self._finish(batch, persisted=len(batch.events), keep_file=True)
         else:
             log.warning(
                 "giving up on a batch of %d events after %d retries (%s); they are lost",
-                len(batch.events), self._max_retries, why,
+                len(batch.events),
+                self._max_retries,
+                why,
             )
             self._finish(batch, lost=len(batch.events))
 
     def _finish(
-        self, batch: _Batch, *, sent: int = 0, rejected: int = 0, persisted: int = 0,
-        lost: int = 0, keep_file: bool = False,
+        self,
+        batch: _Batch,
+        *,
+        sent: int = 0,
+        rejected: int = 0,
+        persisted: int = 0,
+        lost: int = 0,
+        keep_file: bool = False,
     ) -> None:
         if batch.path is not None and not keep_file and self._queue is not None:
             self._queue.delete(batch.path)
@@ -675,7 +707,7 @@ class Tracker:
             self._buffer.clear()
             self._taken += len(buffered)
         for i in range(0, len(buffered), self._batch_size):
-            left.append(_Batch(buffered[i:i + self._batch_size]))
+            left.append(_Batch(buffered[i : i + self._batch_size]))
         kept = lost = 0
         for batch in left:
             self._persist(batch)
@@ -688,7 +720,8 @@ class Tracker:
         if kept:
             log.warning(
                 "closing with %d undelivered events; they stay in %s for the next tracker",
-                kept, self._queue.path if self._queue is not None else "?",
+                kept,
+                self._queue.path if self._queue is not None else "?",
             )
         if lost:
             log.warning("closing with %d undelivered events; they are lost", lost)

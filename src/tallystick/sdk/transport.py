@@ -96,9 +96,7 @@ class Transport:
             except BaseException:
                 self._discard(response)
                 raise
-            return Reply(
-                response.status, data, {k.lower(): v for k, v in response.getheaders()}
-            )
+            return Reply(response.status, data, {k.lower(): v for k, v in response.getheaders()})
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _discard(self, response: http.client.HTTPResponse | None) -> None:
