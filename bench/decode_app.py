@@ -18,8 +18,11 @@ Message = MutableMapping[str, Any]
 _encode = msgspec.json.Encoder().encode
 
 
-async def app(scope: Message, receive: Callable[[], Awaitable[Message]],
-              send: Callable[[Message], Awaitable[None]]) -> None:
+async def app(
+    scope: Message,
+    receive: Callable[[], Awaitable[Message]],
+    send: Callable[[Message], Awaitable[None]],
+) -> None:
     if scope["type"] != "http":
         if scope["type"] == "lifespan":
             while True:
@@ -37,14 +40,26 @@ async def app(scope: Message, receive: Callable[[], Awaitable[Message]],
         assert isinstance(body, bytes)
         array = split_events(body)
         now = dt.datetime.now(dt.UTC)
-        checked = array if isinstance(array, Problem) else check_array(
-            array, max_event_bytes=32768, max_events=1000, now=now, max_future_seconds=86400)
+        checked = (
+            array
+            if isinstance(array, Problem)
+            else check_array(
+                array, max_event_bytes=32768, max_events=1000, now=now, max_future_seconds=86400
+            )
+        )
         if isinstance(checked, Problem):
             status, payload = 400, _encode({"error": checked.as_dict()})
         else:
             status = 200
             payload = _encode({"accepted": len(checked.events), "rejected": len(checked.rejected)})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})

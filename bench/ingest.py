@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -87,46 +88,61 @@ def _ms(text: str) -> float:
 def run_wrk(url: str, script: Path, *, seconds: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99,
-            "non_2xx": float(errors.group(1)) if errors else 0.0,
-            "socket_errors": 1.0 if socket_errors else 0.0}
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 1.0 if socket_errors else 0.0,
+    }
 
 
 def rss_mb(root_pid: int) -> dict[str, float]:
     """RSS of a process and its descendants, in MB, split into collector and loader."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss=,args="], capture_output=True,
-                         text=True, check=True).stdout
-    procs = {}
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,ppid=,rss=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    procs: dict[int, tuple[int, int, str]] = {}
     for line in out.splitlines():
-        pid, ppid, rss, args = line.split(None, 3)
-        procs[int(pid)] = (int(ppid), int(rss), args)
+        fields = line.split(None, 3)
+        procs[int(fields[0])] = (
+            int(fields[1]),
+            int(fields[2]),
+            fields[3] if len(fields) > 3 else "",
+        )
     tree = {root_pid}
     changed = True
     while changed:
         changed = False
-        for pid, (ppid, _, _) in procs.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
+        for child, (parent, _, _) in procs.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
                 changed = True
     collector = loader = 0.0
-    for pid in tree:
-        if pid not in procs:
-            continue
-        _, rss, args = procs[pid]
-        if "resource_tracker" in args:
-            collector += rss / 1024
-        elif "multiprocessing" in args:
-            loader += rss / 1024
+    for member in tree & procs.keys():
+        _, rss_kb, args = procs[member]
+        if "spawn_main" in args:
+            loader += rss_kb / 1024  # the loader process (multiprocessing spawn)
         else:
-            collector += rss / 1024
+            collector += rss_kb / 1024  # tally serve, its workers, the resource tracker
     return {"collector_mb": collector, "loader_mb": loader, "total_mb": collector + loader}
+
+
+def _count_id(con: Any, event_id: str) -> int:
+    return int(
+        con.execute("SELECT count(*) FROM raw_events WHERE event_id = ?", [event_id]).fetchall()[0][
+            0
+        ]
+    )
 
 
 def visibility_seconds(url: str, lake: Lake, tries: int = 5) -> float:
@@ -134,15 +150,16 @@ def visibility_seconds(url: str, lake: Lake, tries: int = 5) -> float:
     worst = 0.0
     for _ in range(tries):
         e = event(0)
-        req = urllib.request.Request(url + "/v1/events", data=json.dumps(e).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            url + "/v1/events",
+            data=json.dumps(e).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req) as resp:
             assert resp.status == 200
         acked = time.monotonic()
         while True:
-            found = with_retry(lake, lambda con: con.execute(
-                "SELECT count(*) FROM raw_events WHERE event_id = ?", [e["event_id"]]
-            ).fetchone()[0])
+            found = with_retry(lake, functools.partial(_count_id, event_id=e["event_id"]))
             if found:
                 break
             time.sleep(0.05)
@@ -153,9 +170,26 @@ def visibility_seconds(url: str, lake: Lake, tries: int = 5) -> float:
 def decode_only(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "decode_app:app", "--host", "127.0.0.1", "--port",
-         str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-         "--log-level", "warning"], env=env, cwd=HERE)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "decode_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=HERE,
+    )
 
 
 def wait_ready(url: str) -> None:
@@ -178,8 +212,10 @@ def main() -> None:
         sys.exit("wrk is not installed: run `make bench` (it installs wrk) or apt-get install wrk")
 
     work = Path(tempfile.mkdtemp(prefix="tally-bench-"))
-    batch_bodies = [json.dumps({"events": [event(i * 100 + j) for j in range(100)]}).encode()
-                    for i in range(200)]
+    batch_bodies = [
+        json.dumps({"events": [event(i * 100 + j) for j in range(100)]}).encode()
+        for i in range(200)
+    ]
     single_bodies = [json.dumps(event(i)).encode() for i in range(2000)]
     batch_lua, single_lua = work / "batch.lua", work / "single.lua"
     lua_script(batch_lua, batch_bodies)
@@ -194,8 +230,9 @@ def main() -> None:
         wait_ready(url)
         for label, script in (("batched", batch_lua), ("single", single_lua)):
             console.print(f"decode-only, {label} …")
-            r = run_wrk(url + "/v1/events", script, seconds=args.seconds,
-                        connections=args.connections)
+            r = run_wrk(
+                url + "/v1/events", script, seconds=args.seconds, connections=args.connections
+            )
             rows.append({"target": "decode-only", "load": label, **r})
     finally:
         proc.terminate()
@@ -209,8 +246,12 @@ def main() -> None:
         idle = rss_mb(server.proc.pid)
         for label, script in (("batched", batch_lua), ("single", single_lua)):
             console.print(f"collector, {label} …")
-            r = run_wrk(server.url + "/v1/events", script, seconds=args.seconds,
-                        connections=args.connections)
+            r = run_wrk(
+                server.url + "/v1/events",
+                script,
+                seconds=args.seconds,
+                connections=args.connections,
+            )
             rows.append({"target": "collector", "load": label, **r})
         time.sleep(3)
         visible = visibility_seconds(server.url, Lake(work / "data" / "lake"))
@@ -218,23 +259,42 @@ def main() -> None:
         server.stop()
 
     for r in rows:
-        r["events_per_s"] = r["rps"] * (100 if r["load"] == "batched" else 1)
+        r["events_per_s"] = r["rps"] * (100 if str(r["load"]) == "batched" else 1)
     ceiling = {r["load"]: r["events_per_s"] for r in rows if r["target"] == "decode-only"}
     for r in rows:
         r["share_of_decode_only"] = r["events_per_s"] / ceiling[r["load"]]
 
-    table = Table(title=f"ingest benchmark ({os.cpu_count()} cores, {args.workers} worker(s), "
-                  f"{args.connections} connections, {args.seconds} s per load)")
-    for col in ("target", "load", "requests/s", "events/s", "p50 ms", "p99 ms", "non-2xx",
-                "vs decode-only"):
+    table = Table(
+        title=f"ingest benchmark ({os.cpu_count()} cores, {args.workers} worker(s), "
+        f"{args.connections} connections, {args.seconds} s per load)"
+    )
+    for col in (
+        "target",
+        "load",
+        "requests/s",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "vs decode-only",
+    ):
         table.add_column(col, justify="right" if col not in ("target", "load") else "left")
     for r in rows:
-        table.add_row(r["target"], r["load"], f"{r['rps']:,.0f}", f"{r['events_per_s']:,.0f}",
-                      f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['non_2xx']:.0f}",
-                      f"{r['share_of_decode_only']:.0%}")
+        table.add_row(
+            str(r["target"]),
+            str(r["load"]),
+            f"{r['rps']:,.0f}",
+            f"{r['events_per_s']:,.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['non_2xx']:.0f}",
+            f"{r['share_of_decode_only']:.0%}",
+        )
     console.print(table)
-    console.print(f"idle RSS: collector {idle['collector_mb']:.0f} MB, loader "
-                  f"{idle['loader_mb']:.0f} MB, total {idle['total_mb']:.0f} MB")
+    console.print(
+        f"idle RSS: collector {idle['collector_mb']:.0f} MB, loader "
+        f"{idle['loader_mb']:.0f} MB, total {idle['total_mb']:.0f} MB"
+    )
     console.print(f"ack → queryable in the lake (worst of 5): {visible:.2f} s")
 
     result = {

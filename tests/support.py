@@ -25,7 +25,6 @@ def make_event(name: str = "project.commit", **fields: Any) -> dict[str, Any]:
     return event
 
 
-
 def load(settings: Settings, collector: Collector | None = None) -> None:
     """Move everything in the spool into the lake (what the loader process does)."""
     if collector is not None:

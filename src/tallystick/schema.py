@@ -50,7 +50,7 @@ Seq = Annotated[int, msgspec.Meta(ge=1)]
 Locale = Annotated[str, msgspec.Meta(max_length=35)]
 
 
-class _Part(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+class _Part(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """A group of contextual attributes. Unknown keys are rejected so typos surface at once."""
 
 
@@ -93,7 +93,7 @@ class Sample(_Part):
     rate: Rate
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One event as a client sends it (monoschema v1)."""
 
     event_id: uuid.UUID
@@ -126,52 +126,142 @@ class Field:
 
 
 FIELDS: Final[tuple[Field, ...]] = (
-    Field("event_id", "event_id", "string", "Unique id of the event (UUID). Re-sending the same id "
-          "never counts twice.", "0b7e3f7c-5a9d-4c1e-9e0f-3a1b2c3d4e5f", required=True),
-    Field("name", "name", "string", "The action, lowercase and dotted (`object.verb`), 1–128 "
-          "characters.", "project.commit", required=True),
-    Field("client_ts", "client_ts", "timestamp", "When the action happened, RFC 3339 with an "
-          "offset or `Z`, at most 24 h in the future.", "2026-11-02T14:03:11.250Z", required=True),
-    Field("sent_ts", "sent_ts", "timestamp", "When the client sent the batch (lets analyses "
-          "correct client clock skew).", "2026-11-02T14:03:12Z"),
-    Field("received_ts", "received_ts", "timestamp", "Stamped by the collector when the event "
-          "was accepted; never sent by clients.", "2026-11-02T14:03:12.031Z", origin="server"),
+    Field(
+        "event_id",
+        "event_id",
+        "string",
+        "Unique id of the event (UUID). Re-sending the same id never counts twice.",
+        "0b7e3f7c-5a9d-4c1e-9e0f-3a1b2c3d4e5f",
+        required=True,
+    ),
+    Field(
+        "name",
+        "name",
+        "string",
+        "The action, lowercase and dotted (`object.verb`), 1–128 characters.",
+        "project.commit",
+        required=True,
+    ),
+    Field(
+        "client_ts",
+        "client_ts",
+        "timestamp",
+        "When the action happened, RFC 3339 with an offset or `Z`, at most 24 h in the future.",
+        "2026-11-02T14:03:11.250Z",
+        required=True,
+    ),
+    Field(
+        "sent_ts",
+        "sent_ts",
+        "timestamp",
+        "When the client sent the batch (lets analyses correct client clock skew).",
+        "2026-11-02T14:03:12Z",
+    ),
+    Field(
+        "received_ts",
+        "received_ts",
+        "timestamp",
+        "Stamped by the collector when the event was accepted; never sent by clients.",
+        "2026-11-02T14:03:12.031Z",
+        origin="server",
+    ),
     Field("app.id", "app_id", "string", "Which product or application.", "research-portal"),
     Field("app.version", "app_version", "string", "Version of the application.", "4.2.1"),
-    Field("app.environment", "app_environment", "string", "Deployment environment.",
-          "production"),
-    Field("app.instance", "app_instance", "string", "Which deployment (site, customer, "
-          "institution) the event came from.", "uni-heidelberg"),
-    Field("client.library", "client_library", "string", "Client library that produced the "
-          "event.", "tallystick-python"),
-    Field("client.library_version", "client_library_version", "string", "Version of the client "
-          "library.", "0.1.0"),
+    Field("app.environment", "app_environment", "string", "Deployment environment.", "production"),
+    Field(
+        "app.instance",
+        "app_instance",
+        "string",
+        "Which deployment (site, customer, institution) the event came from.",
+        "uni-heidelberg",
+    ),
+    Field(
+        "client.library",
+        "client_library",
+        "string",
+        "Client library that produced the event.",
+        "tallystick-python",
+    ),
+    Field(
+        "client.library_version",
+        "client_library_version",
+        "string",
+        "Version of the client library.",
+        "0.1.0",
+    ),
     Field("client.platform", "client_platform", "string", "Platform of the client.", "web"),
-    Field("user.id", "user_id", "string", "Stable id of a signed-in user. Empty or missing means "
-          "anonymous: such events count as events, never as users.", "u-1842"),
-    Field("user.anonymous_id", "user_anonymous_id", "string", "Device or browser id for users who "
-          "are not signed in.", "a-7f3e9c"),
-    Field("user.is_logged_in", "user_is_logged_in", "bool", "Whether the user was signed in.",
-          True),
+    Field(
+        "user.id",
+        "user_id",
+        "string",
+        "Stable id of a signed-in user. Empty or missing means "
+        "anonymous: such events count as events, never as users.",
+        "u-1842",
+    ),
+    Field(
+        "user.anonymous_id",
+        "user_anonymous_id",
+        "string",
+        "Device or browser id for users who are not signed in.",
+        "a-7f3e9c",
+    ),
+    Field(
+        "user.is_logged_in", "user_is_logged_in", "bool", "Whether the user was signed in.", True
+    ),
     Field("session.id", "session_id", "string", "Session the event belongs to.", "s-5f1a0e"),
-    Field("session.seq", "session_seq", "int", "Per-session message index starting at 1; gaps "
-          "measure loss, repeats measure duplicates.", 7),
-    Field("page.pageview_id", "page_pageview_id", "string", "Id of the page view (one per page "
-          "load).", "pv-91c2"),
+    Field(
+        "session.seq",
+        "session_seq",
+        "int",
+        "Per-session message index starting at 1; gaps measure loss, repeats measure duplicates.",
+        7,
+    ),
+    Field(
+        "page.pageview_id",
+        "page_pageview_id",
+        "string",
+        "Id of the page view (one per page load).",
+        "pv-91c2",
+    ),
     Field("page.url", "page_url", "string", "URL of the page.", "https://app.example.org/projects"),
     Field("page.referrer", "page_referrer", "string", "Referring URL.", "https://example.org/"),
-    Field("agent.user_agent", "agent_user_agent", "string", "Raw User-Agent string.",
-          "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0"),
+    Field(
+        "agent.user_agent",
+        "agent_user_agent",
+        "string",
+        "Raw User-Agent string.",
+        "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
+    ),
     Field("locale", "locale", "string", "BCP 47 language tag of the user interface.", "de-DE"),
-    Field("experiments", "experiments", "map", "Experiment assignments: experiment key → variant.",
-          {"signin-dialog": "b"}),
-    Field("sample.unit", "sample_unit", "string", "Unit the event was sampled by: event, session, "
-          "user, pageview or device.", "session"),
-    Field("sample.rate", "sample_rate", "float", "Sampling rate in (0, 1]; weight an event by "
-          "1 / rate.", 0.25),
-    Field("data", "data", "json", "The instrument's own fields: snake_case keys; values are "
-          "scalars (string, number, bool, null) or lists of scalars.",
-          {"project_id": "p-12", "files": 3}),
+    Field(
+        "experiments",
+        "experiments",
+        "map",
+        "Experiment assignments: experiment key → variant.",
+        {"signin-dialog": "b"},
+    ),
+    Field(
+        "sample.unit",
+        "sample_unit",
+        "string",
+        "Unit the event was sampled by: event, session, user, pageview or device.",
+        "session",
+    ),
+    Field(
+        "sample.rate",
+        "sample_rate",
+        "float",
+        "Sampling rate in (0, 1]; weight an event by 1 / rate.",
+        0.25,
+    ),
+    Field(
+        "data",
+        "data",
+        "json",
+        "The instrument's own fields: snake_case keys; values are "
+        "scalars (string, number, bool, null) or lists of scalars.",
+        {"project_id": "p-12", "files": 3},
+    ),
 )
 
 FIELDS_BY_PATH: Final = {f.path: f for f in FIELDS}

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support import make_event
 
+from support import make_event
 from tallystick.collect.server import ServerProcess
 from tallystick.store.lake import Lake
 from tallystick.store.reader import connect
@@ -27,8 +27,13 @@ KILLS = 6
 class RetryingClient(threading.Thread):
     """Posts its batches in order, retrying each until the collector acknowledges it."""
 
-    def __init__(self, port: int, batches: list[list[dict[str, object]]],
-                 acked: set[str], lock: threading.Lock) -> None:
+    def __init__(
+        self,
+        port: int,
+        batches: list[list[dict[str, object]]],
+        acked: set[str],
+        lock: threading.Lock,
+    ) -> None:
         super().__init__(daemon=True)
         self.port = port
         self.batches = batches
@@ -44,8 +49,7 @@ class RetryingClient(threading.Thread):
                 try:
                     if conn is None:
                         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                    conn.request("POST", "/v1/events", body,
-                                 {"Content-Type": "application/json"})
+                    conn.request("POST", "/v1/events", body, {"Content-Type": "application/json"})
                     response = conn.getresponse()
                     response.read()
                     if response.status == 200:
@@ -68,11 +72,12 @@ def test_sigkill_during_load_loses_no_acknowledged_event(tmp_path: Path) -> None
     server = ServerProcess(data).start()
     events = [make_event() for _ in range(TOTAL)]
     sent = {str(e["event_id"]) for e in events}
-    batches = [events[i:i + BATCH] for i in range(0, TOTAL, BATCH)]
+    batches = [events[i : i + BATCH] for i in range(0, TOTAL, BATCH)]
     acked: set[str] = set()
     lock = threading.Lock()
-    clients = [RetryingClient(server.port, batches[i::THREADS], acked, lock)
-               for i in range(THREADS)]
+    clients = [
+        RetryingClient(server.port, batches[i::THREADS], acked, lock) for i in range(THREADS)
+    ]
     for c in clients:
         c.start()
     kills = 0
@@ -103,5 +108,6 @@ def test_sigkill_during_load_loses_no_acknowledged_event(tmp_path: Path) -> None
     assert acked <= stored, f"{len(acked - stored)} acknowledged events were lost"
     assert stored <= sent
     total = con.execute("SELECT count(*) FROM events").fetchone()
-    assert total is not None and total[0] == TOTAL
+    assert total is not None
+    assert total[0] == TOTAL
     assert sum(c.retries for c in clients) > 0, "the kills should have forced retries"

@@ -28,19 +28,37 @@ def test_sdk_to_export(tmp_path: Path) -> None:
     valid: set[str] = set()
     invalid: dict[str, str] = {}
     with ServerProcess(data) as server:
-        tracker = Tracker(server.url, app_id="research-portal", queue_dir=tmp_path / "queue",
-                          batch_size=200, flush_interval=0.2)
+        tracker = Tracker(
+            server.url,
+            app_id="research-portal",
+            queue_dir=tmp_path / "queue",
+            batch_size=200,
+            flush_interval=0.2,
+        )
         for i in range(TOTAL):
             session = f"s-{i // 50}"
             if i % 97 == 0:
-                invalid[tracker.track("Project Commit", user_id=f"u-{i % 300}",
-                                      session_id=session)] = "invalid_field"
+                invalid[
+                    tracker.track("Project Commit", user_id=f"u-{i % 300}", session_id=session)
+                ] = "invalid_field"
             elif i % 101 == 0:
-                invalid[tracker.track("project.commit", user_id=f"u-{i % 300}",
-                                      session_id=session, data={"fileCount": i})] = "invalid_field"
+                invalid[
+                    tracker.track(
+                        "project.commit",
+                        user_id=f"u-{i % 300}",
+                        session_id=session,
+                        data={"fileCount": i},
+                    )
+                ] = "invalid_field"
             else:
-                valid.add(tracker.track("project.commit", user_id=f"u-{i % 300}",
-                                        session_id=session, data={"files": i % 7}))
+                valid.add(
+                    tracker.track(
+                        "project.commit",
+                        user_id=f"u-{i % 300}",
+                        session_id=session,
+                        data={"files": i % 7},
+                    )
+                )
         assert tracker.flush(timeout=120)
         tracker.close()
         stats = tracker.stats
@@ -49,8 +67,21 @@ def test_sdk_to_export(tmp_path: Path) -> None:
         assert stats.dropped == 0
     # `tally serve` drained the spool on its way out: export what is in the lake.
     out = tmp_path / "events.jsonl"
-    subprocess.run([sys.executable, "-m", "tallystick", "export", "--data", str(data),
-                    "--format", "jsonl", "--output", str(out)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tallystick",
+            "export",
+            "--data",
+            str(data),
+            "--format",
+            "jsonl",
+            "--output",
+            str(out),
+        ],
+        check=True,
+    )
     exported = [json.loads(line) for line in out.read_text().splitlines()]
     ids = [e["event_id"] for e in exported]
     assert len(ids) == len(set(ids)), "an event was exported twice"
@@ -62,9 +93,7 @@ def test_sdk_to_export(tmp_path: Path) -> None:
     assert all(len(set(seqs)) == len(seqs) for seqs in by_session.values())
 
     con = connect(Lake(data / "lake"))
-    failed = con.execute(
-        "SELECT event_id, error_code, error_message FROM failed_events"
-    ).fetchall()
+    failed = con.execute("SELECT event_id, error_code, error_message FROM failed_events").fetchall()
     assert {row[0]: row[1] for row in failed} == invalid
     assert all(row[2] for row in failed)
     messages = {row[2] for row in failed}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import msgspec
 import pyarrow.parquet as pq
-from support import make_event
 
+from support import make_event
 from tallystick.config import Settings
 from tallystick.store import spool
 from tallystick.store.lake import EVENTS, Lake
@@ -20,8 +20,9 @@ from tallystick.store.spool import SpoolWriter
 def _spool(settings: Settings, events: list[dict[str, object]]) -> None:
     writer = SpoolWriter(settings.spool_dir, rotate_seconds=60)
     writer.start()
-    writer.append_sync([spool.frame(spool.EVENTS, 1_700_000_000_000_000,
-                                    msgspec.json.encode(events))])
+    writer.append_sync(
+        [spool.frame(spool.EVENTS, 1_700_000_000_000_000, msgspec.json.encode(events))]
+    )
     writer.close()
 
 
@@ -53,23 +54,31 @@ def test_compaction_merges_and_dedupes(settings: Settings) -> None:
     assert len(lake.files(EVENTS)) == 5
     con = connect(lake)
     raw = con.execute("SELECT count(*) FROM raw_events").fetchone()
-    assert raw is not None and raw[0] == 10 + 4 * 3
+    assert raw is not None
+    assert raw[0] == 10 + 4 * 3
     assert count_events(lake) == 14
     assert loader.compact(min_files=2) == 5
     files = lake.files(EVENTS)
-    assert len(files) == 1 and "compact-" in files[0]
+    assert len(files) == 1
+    assert "compact-" in files[0]
     table = pq.read_table(lake.absolute(files)[0])
     assert table.num_rows == 14
     assert count_events(lake) == 14
 
 
 def test_failed_frames_go_to_the_failed_store(settings: Settings) -> None:
-    from tallystick.store.failed import FailedEvent
-
     import datetime as dt
 
-    record = FailedEvent(dt.datetime(2026, 3, 1, tzinfo=dt.UTC), "http", "malformed_json",
-                         "the request body is not valid JSON.", "[{", False)
+    from tallystick.store.failed import FailedEvent
+
+    record = FailedEvent(
+        dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+        "http",
+        "malformed_json",
+        "the request body is not valid JSON.",
+        "[{",
+        False,
+    )
     writer = SpoolWriter(settings.spool_dir)
     writer.start()
     writer.append_sync([spool.frame(spool.FAILED, 1, msgspec.json.encode([record]))])
@@ -82,9 +91,15 @@ def test_failed_frames_go_to_the_failed_store(settings: Settings) -> None:
 
 
 def test_events_are_partitioned_by_utc_date_of_client_ts(settings: Settings) -> None:
-    _spool(settings, [make_event(client_ts="2026-03-01T23:30:00-02:00"),
-                      make_event(client_ts="2026-03-01T23:30:00Z")])
+    _spool(
+        settings,
+        [
+            make_event(client_ts="2026-03-01T23:30:00-02:00"),
+            make_event(client_ts="2026-03-01T23:30:00Z"),
+        ],
+    )
     Loader(settings).load_once()
     assert sorted(Lake(settings.lake_dir).partitions()) == [
-        __import__("datetime").date(2026, 3, 1), __import__("datetime").date(2026, 3, 2)
+        __import__("datetime").date(2026, 3, 1),
+        __import__("datetime").date(2026, 3, 2),
     ]

@@ -1,5 +1,4 @@
-"""``tally demo``: build the demo research platform's data through the real collector, then serve.
-"""
+"""``tally demo``: build the demo product's data through the real collector, then serve."""
 
 from __future__ import annotations
 
@@ -46,14 +45,17 @@ def demo(
     server.start()
     try:
         if _already_built(marker, params):
-            console.print(f"Demo data already in [cyan]{settings.data}[/] (remove {marker} "
-                          "to rebuild).")
+            console.print(
+                f"Demo data already in [cyan]{settings.data}[/] (remove {marker} to rebuild)."
+            )
         else:
             _build(console, server.url, settings.lake_dir, params, marker)
         if not serve:
             return
-        console.print(f"\n[bold green]Serving[/] on [cyan]{server.url}[/]  "
-                      "(POST /v1/events, GET /readyz). Press Ctrl-C to stop.")
+        console.print(
+            f"\n[bold green]Serving[/] on [cyan]{server.url}[/]  "
+            "(POST /v1/events, GET /readyz). Press Ctrl-C to stop."
+        )
         assert server.proc is not None
         server.proc.wait()
     except KeyboardInterrupt:
@@ -72,8 +74,9 @@ def _already_built(marker: Path, params: dict[str, int]) -> bool:
     return bool(saved.get("params") == params)
 
 
-def _build(console: Console, url: str, lake_dir: Path, params: dict[str, int],
-           marker: Path) -> None:
+def _build(
+    console: Console, url: str, lake_dir: Path, params: dict[str, int], marker: Path
+) -> None:
     from tallystick.demo.generator import generate as gen
     from tallystick.demo.send import send as post
     from tallystick.store.lake import Lake
@@ -83,8 +86,12 @@ def _build(console: Console, url: str, lake_dir: Path, params: dict[str, int],
     events = gen(users=params["users"], days=params["days"], seed=params["seed"])
     lake = Lake(lake_dir)
     before = count_events(lake)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("sending events", total=None)
         result = post(events, url, progress=lambda n: progress.advance(task, n))
@@ -96,8 +103,17 @@ def _build(console: Console, url: str, lake_dir: Path, params: dict[str, int],
             if stored >= result.accepted:
                 break
             time.sleep(0.5)
-    marker.write_text(json.dumps({"params": params, "built": dt.datetime.now(dt.UTC).isoformat(),
-                                  "events": result.accepted}))
-    console.print(f"Sent {result.sent:,} events in {result.requests:,} requests "
-                  f"({result.accepted:,} accepted, {result.rejected:,} rejected) in "
-                  f"{time.monotonic() - started:.1f} s.")
+    marker.write_text(
+        json.dumps(
+            {
+                "params": params,
+                "built": dt.datetime.now(dt.UTC).isoformat(),
+                "events": result.accepted,
+            }
+        )
+    )
+    console.print(
+        f"Sent {result.sent:,} events in {result.requests:,} requests "
+        f"({result.accepted:,} accepted, {result.rejected:,} rejected) in "
+        f"{time.monotonic() - started:.1f} s."
+    )

@@ -37,8 +37,12 @@ def render(
 ) -> None:
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     if fmt is Format.json:
-        sys.stdout.write(json.dumps([{c: _plain(r.get(c)) for c in cols} for r in rows],
-                                    ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                [{c: _plain(r.get(c)) for c in cols} for r in rows], ensure_ascii=False, indent=2
+            )
+            + "\n"
+        )
         return
     if fmt is Format.csv:
         buf = io.StringIO()

@@ -31,21 +31,40 @@ def status(data: DataOption = DEFAULT_DATA, fmt: FormatOption = Format.table) ->
             "count(DISTINCT nullif(user_id, '')) AS users, max(received_ts) AS latest_received "
             "FROM events GROUP BY ALL ORDER BY day"
         ).fetchall()
-        fails = dict(con.execute(
-            "SELECT CAST(received_ts AS DATE), count(*) FROM failed_events GROUP BY ALL"
-        ).fetchall())
-        out = [{"day": r[0], "events": r[1], "users": r[2], "failed": fails.pop(r[0], 0),
-                "latest_received": r[3]} for r in rows]
-        out += [{"day": d, "events": 0, "users": 0, "failed": n, "latest_received": None}
-                for d, n in sorted(fails.items())]
+        fails = dict(
+            con.execute(
+                "SELECT CAST(received_ts AS DATE), count(*) FROM failed_events GROUP BY ALL"
+            ).fetchall()
+        )
+        out = [
+            {
+                "day": r[0],
+                "events": r[1],
+                "users": r[2],
+                "failed": fails.pop(r[0], 0),
+                "latest_received": r[3],
+            }
+            for r in rows
+        ]
+        out += [
+            {"day": d, "events": 0, "users": 0, "failed": n, "latest_received": None}
+            for d, n in sorted(fails.items())
+        ]
         return out
 
     rows = with_retry(lake, work)
-    backlog = sum(1 for _ in settings.spool_dir.glob(f"*{spool.READY_SUFFIX}")) \
-        if settings.spool_dir.exists() else 0
-    render(rows, fmt, title=f"{settings.data}: {len(lake.files(EVENTS))} event files, "
-           f"{len(lake.files(FAILED))} failed files, {backlog} spool segments waiting",
-           columns=["day", "events", "users", "failed", "latest_received"])
+    backlog = (
+        sum(1 for _ in settings.spool_dir.glob(f"*{spool.READY_SUFFIX}"))
+        if settings.spool_dir.exists()
+        else 0
+    )
+    render(
+        rows,
+        fmt,
+        title=f"{settings.data}: {len(lake.files(EVENTS))} event files, "
+        f"{len(lake.files(FAILED))} failed files, {backlog} spool segments waiting",
+        columns=["day", "events", "users", "failed", "latest_received"],
+    )
 
 
 def failed(
@@ -64,13 +83,25 @@ def failed(
         where = "WHERE error_code = ?" if code else ""
         params = [code] if code else []
         cur = con.execute(
-            f"SELECT received_ts, source, error_code, error_message, \"index\", event_id, "
+            f'SELECT received_ts, source, error_code, error_message, "index", event_id, '
             f"origin, raw FROM failed_events {where} ORDER BY received_ts DESC LIMIT {int(limit)}",
             params,
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
-    render(with_retry(lake, work), fmt, title="failed events",
-           columns=["received_ts", "source", "error_code", "error_message", "index", "event_id",
-                    "origin", "raw"])
+    render(
+        with_retry(lake, work),
+        fmt,
+        title="failed events",
+        columns=[
+            "received_ts",
+            "source",
+            "error_code",
+            "error_message",
+            "index",
+            "event_id",
+            "origin",
+            "raw",
+        ],
+    )

@@ -137,16 +137,33 @@ class Collector:
             await _respond(
                 send,
                 404,
-                {"error": Problem(messages.NOT_FOUND, f"no such endpoint: {method} {path}; "
-                                  "events go to POST /v1/events.").as_dict()},
+                {
+                    "error": Problem(
+                        messages.NOT_FOUND,
+                        f"no such endpoint: {method} {path}; events go to POST /v1/events.",
+                    ).as_dict()
+                },
             )
 
     async def _not_allowed(self, send: Send, allowed: str) -> None:
-        payload = _encode({"error": Problem(messages.METHOD_NOT_ALLOWED,
-                                            f"use {allowed} for this endpoint.").as_dict()})
-        await send({"type": "http.response.start", "status": 405,
-                    "headers": [*_JSON_HEADERS, (b"allow", allowed.encode()),
-                                (b"content-length", str(len(payload)).encode())]})
+        payload = _encode(
+            {
+                "error": Problem(
+                    messages.METHOD_NOT_ALLOWED, f"use {allowed} for this endpoint."
+                ).as_dict()
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 405,
+                "headers": [
+                    *_JSON_HEADERS,
+                    (b"allow", allowed.encode()),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     # -- ingestion ---------------------------------------------------------------------------
@@ -165,7 +182,8 @@ class Collector:
             return
         if isinstance(body, bytes):
             body = decode_content(
-                body, headers.get(b"content-encoding", b"").decode("latin-1"),
+                body,
+                headers.get(b"content-encoding", b"").decode("latin-1"),
                 settings.max_request_bytes,
             )
         if isinstance(body, Problem):
@@ -190,8 +208,9 @@ class Collector:
         try:
             await self.spool.append(frames)
         except SpoolUnavailable as exc:
-            await _respond(send, 503, _problem_body(Problem(messages.NOT_READY, f"{exc}. "
-                                                            "Retry later.")))
+            await _respond(
+                send, 503, _problem_body(Problem(messages.NOT_READY, f"{exc}. Retry later."))
+            )
             return
         accepted, rejected = len(checked.events), len(checked.rejected)
         if not rejected:
@@ -207,11 +226,11 @@ class Collector:
             status = 413
         else:
             status = 400
-        await _respond(send, status, {"accepted": accepted, "rejected": rejected,
-                                      "errors": errors})
+        await _respond(send, status, {"accepted": accepted, "rejected": rejected, "errors": errors})
 
-    def _frames(self, checked: Checked, received_us: int, now: dt.datetime,
-                origin: str | None) -> list[bytes]:
+    def _frames(
+        self, checked: Checked, received_us: int, now: dt.datetime, origin: str | None
+    ) -> list[bytes]:
         frames = []
         if checked.events:
             frames.append(spool.frame(spool.EVENTS, received_us, checked.accepted_json()))
@@ -220,18 +239,31 @@ class Collector:
             failed = []
             for r in checked.rejected:
                 raw, cut = truncate_raw(r.raw, limit)
-                failed.append(FailedEvent(now, SOURCE_HTTP, r.problem.code, r.problem.message,
-                                          raw, cut, r.index, r.event_id, origin))
+                failed.append(
+                    FailedEvent(
+                        now,
+                        SOURCE_HTTP,
+                        r.problem.code,
+                        r.problem.message,
+                        raw,
+                        cut,
+                        r.index,
+                        r.event_id,
+                        origin,
+                    )
+                )
             frames.append(spool.frame(spool.FAILED, received_us, _encode(failed)))
         return frames
 
-    async def _refuse(self, send: Send, problem: Problem, body: bytes, received_us: int,
-                      origin: str | None) -> None:
+    async def _refuse(
+        self, send: Send, problem: Problem, body: bytes, received_us: int, origin: str | None
+    ) -> None:
         """Refuse the whole request; keep a record of it in the failed-events store."""
         now = dt.datetime.fromtimestamp(received_us / 1e6, tz=dt.UTC)
         raw, cut = truncate_raw(body, self.settings.failed_raw_max_bytes)
-        record = FailedEvent(now, SOURCE_HTTP, problem.code, problem.message, raw, cut,
-                             None, None, origin)
+        record = FailedEvent(
+            now, SOURCE_HTTP, problem.code, problem.message, raw, cut, None, None, origin
+        )
         status = 413 if problem.code in _STATUS_BODY_TOO_LARGE else 400
         if problem.code == messages.UNSUPPORTED_ENCODING:
             status = 415

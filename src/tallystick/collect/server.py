@@ -31,8 +31,14 @@ def app_from_env() -> object:
     return create_app(from_env())
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          log_level: str = "warning") -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    log_level: str = "warning",
+) -> None:
     """Serve until SIGTERM or Ctrl-C; on the way out the loader drains the spool into the lake."""
     import uvicorn
 
@@ -42,8 +48,12 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     os.environ.update(settings.to_env())
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
-    loader = ctx.Process(target=run_loader_process, args=(settings, os.getpid(), stop),
-                         name="tallystick-loader", daemon=False)
+    loader = ctx.Process(
+        target=run_loader_process,
+        args=(settings, os.getpid(), stop),
+        name="tallystick-loader",
+        daemon=False,
+    )
     loader.start()
     # uvicorn re-raises the signal that stopped it once it is done; with this handler installed
     # that is a no-op, so the loader below gets its orderly last pass.
@@ -92,9 +102,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerProcess:
     """``tally serve`` in a child process (its own process group) on loopback."""
 
-    def __init__(self, data: Path, *, port: int | None = None, host: str = "127.0.0.1",
-                 workers: int = 1, extra_args: Sequence[str] = (),
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        workers: int = 1,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data = data
         self.host = host
         self.port = port or free_port(host)
@@ -109,13 +126,26 @@ class ServerProcess:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        cmd = [sys.executable, "-m", "tallystick", "serve", "--data", str(self.data),
-               "--host", self.host, "--port", str(self.port), "--workers", str(self.workers),
-               *self.extra_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tallystick",
+            "serve",
+            "--data",
+            str(self.data),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            *self.extra_args,
+        ]
         env = {**os.environ, **self.env}
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()/kill()
+        self.proc = subprocess.Popen(
+            cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=self.log
+        )
         self.wait_ready(timeout)
         return self
 
@@ -171,6 +201,10 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -68,8 +68,8 @@ _NAME_PROBLEM: Final = Problem(
     "letter).",
 )
 _LOCALE_PROBLEM: Final = Problem(
-    messages.INVALID_FIELD, "field `locale` is invalid: it must be a BCP 47 language tag such as "
-    "de-DE.",
+    messages.INVALID_FIELD,
+    "field `locale` is invalid: it must be a BCP 47 language tag such as de-DE.",
 )
 
 
@@ -186,7 +186,10 @@ class Checked:
 
 
 def check_batch(
-    raws: Sequence[RawEvent], *, max_event_bytes: int, now: dt.datetime,
+    raws: Sequence[RawEvent],
+    *,
+    max_event_bytes: int,
+    now: dt.datetime,
     max_future_seconds: float,
 ) -> Checked:
     """Validate events one by one (the path that can name each bad event)."""
@@ -220,7 +223,11 @@ def _all_good(events: list[Event], latest: dt.datetime) -> bool:
 
 
 def check_array(
-    array: RawEvent, *, max_event_bytes: int, max_events: int, now: dt.datetime,
+    array: RawEvent,
+    *,
+    max_event_bytes: int,
+    max_events: int,
+    now: dt.datetime,
     max_future_seconds: float,
 ) -> Checked | Problem:
     """Validate a JSON array of events.
@@ -248,8 +255,9 @@ def check_array(
         return too_many(len(raws), max_events)
     if not raws:
         return _NO_EVENTS
-    return check_batch(raws, max_event_bytes=max_event_bytes, now=now,
-                       max_future_seconds=max_future_seconds)
+    return check_batch(
+        raws, max_event_bytes=max_event_bytes, now=now, max_future_seconds=max_future_seconds
+    )
 
 
 _NO_EVENTS: Final = Problem(messages.NO_EVENTS, "the request holds no events: send at least one.")
@@ -284,7 +292,9 @@ def split_events(body: bytes) -> RawEvent | Problem:
     try:
         _decode_raw(body)  # a syntax check: builds no objects
     except UnicodeDecodeError:
-        return Problem(messages.INVALID_UTF8, "the request body is not valid UTF-8: send UTF-8 JSON.")
+        return Problem(
+            messages.INVALID_UTF8, "the request body is not valid UTF-8: send UTF-8 JSON."
+        )
     except msgspec.ValidationError:
         return _SHAPE
     except msgspec.DecodeError as exc:

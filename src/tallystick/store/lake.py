@@ -179,10 +179,8 @@ def events_to_table(events: Sequence[Event], received_ts: Sequence[dt.datetime])
 
 
 def failed_to_table(failed: Sequence[FailedEvent]) -> pa.Table:
-    cols = {
-        name: [getattr(f, name) for f in failed] for name in FAILED_SCHEMA.names
-    }
-    cols["received_ts"] = [_utc(t) for t in cols["received_ts"]]  # type: ignore[arg-type]
+    cols = {name: [getattr(f, name) for f in failed] for name in FAILED_SCHEMA.names}
+    cols["received_ts"] = [_utc(t) for t in cols["received_ts"]]
     return pa.Table.from_pydict(cols, schema=FAILED_SCHEMA)
 
 

@@ -14,6 +14,7 @@ a crash between the two steps never shows an event twice.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import logging
@@ -81,10 +82,8 @@ class Loader:
         size = 0
         for path, fd in spool.claimable_segments(self.spool_dir):
             batch.append((path, fd))
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 size += path.stat().st_size
-            except FileNotFoundError:
-                pass
             if size >= MAX_BATCH_BYTES:
                 self._load(batch, stats)
                 batch, size = [], 0
@@ -100,8 +99,11 @@ class Loader:
             for path, _ in batch:
                 contents = spool.read_segment(path)
                 if contents.torn_bytes:
-                    log.warning("%s: ignored a torn tail of %d bytes (never acknowledged)",
-                                path.name, contents.torn_bytes)
+                    log.warning(
+                        "%s: ignored a torn tail of %d bytes (never acknowledged)",
+                        path.name,
+                        contents.torn_bytes,
+                    )
                 stats.torn_bytes += contents.torn_bytes
                 for fr in contents.frames:
                     if fr.kind == spool.EVENTS:
@@ -177,7 +179,7 @@ class Loader:
             self.load_once()
 
 
-class loader_lock:  # noqa: N801 - used as a context manager
+class loader_lock:
     """An exclusive lock on ``DIR/loader.lock``; waits (polling ``stop``) while another holds it."""
 
     def __init__(self, data: Path, stop: StopSignal) -> None:

@@ -34,7 +34,9 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     (every stored copy) and ``failed_events``."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"CREATE VIEW raw_events AS SELECT * FROM {_source(con, lake, EVENTS, EVENT_SCHEMA)}")
+    con.execute(
+        f"CREATE VIEW raw_events AS SELECT * FROM {_source(con, lake, EVENTS, EVENT_SCHEMA)}"
+    )
     con.execute(
         "CREATE VIEW events AS SELECT * FROM raw_events "
         "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_ts, name) = 1"
