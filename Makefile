@@ -31,6 +31,7 @@ unit: install
 test: lint typecheck unit
 
 bench: install
+	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/ingest.py
 
 clean:

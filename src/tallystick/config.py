@@ -64,6 +64,13 @@ def config_keys() -> list[str]:
     return [f.name for f in dataclasses.fields(Settings)]
 
 
+class ConfigError(ValueError):
+    """A setting could not be read."""
+
+
+_KIND_NAMES: Final[dict[type, str]] = {int: "whole number", float: "number", Path: "path"}
+
+
 def _parse(kind: type, raw: str) -> Any:
     if kind is int:
         return int(float(raw))
@@ -84,7 +91,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         try:
             values[f.name] = _parse(kind, raw)
         except ValueError as exc:
-            raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from exc
+            raise ConfigError(
+                f"{env_name(f.name)}={raw!r} is not a valid {_KIND_NAMES[kind]}: "
+                f"set it to a {_KIND_NAMES[kind]} or unset it"
+            ) from exc
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "data" in values:
         values["data"] = Path(values["data"])

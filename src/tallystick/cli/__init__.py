@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import typer
+from rich.console import Console
 
 from tallystick.cli import backfill, demo, schema_cmd, serve, status
+from tallystick.config import ConfigError
 
 app = typer.Typer(
     name="tally",
@@ -21,4 +23,8 @@ status.register(app)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        raise SystemExit(2) from None
