@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support import make_event
 from typer.testing import CliRunner
 
+from support import make_event
 from tallystick.cli import app
 from tallystick.collect.validate import check_event
 from tallystick.messages import Problem

@@ -50,7 +50,7 @@ Seq = Annotated[int, msgspec.Meta(ge=1)]
 Locale = Annotated[str, msgspec.Meta(max_length=35)]
 
 
-class _Part(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class _Part(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """A group of contextual attributes. Unknown keys are rejected so typos surface at once."""
 
 
@@ -93,7 +93,7 @@ class Sample(_Part):
     rate: Rate
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """One event as a client sends it (monoschema v1)."""
 
     event_id: uuid.UUID

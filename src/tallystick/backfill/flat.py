@@ -42,12 +42,15 @@ Values are coerced to the field's type where the intent is clear (CSV cells are 
 validator (``collect.validate.check_event``) to judge. ``None`` means missing and is dropped.
 
 A row without ``event_id`` gets a deterministic one: ``uuid5(IMPORT_NAMESPACE, canonical JSON
-of the converted event)``, so importing the same file twice adds nothing.
+of the converted event)`` (keys sorted at every level, no whitespace, UTF-8; ``received_ts``
+left out), so importing the same file twice adds nothing. Two rows with the same content get
+the same id, and the second counts as a duplicate.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import re
@@ -55,11 +58,13 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
+
+import msgspec
 
 from tallystick import messages
 from tallystick.messages import Problem
-from tallystick.schema import FIELDS, FIELDS_BY_PATH, KEY_PATTERN, SCHEMA_VERSION, Event, Field
+from tallystick.schema import FIELDS, FIELDS_BY_PATH, KEY_PATTERN, SCHEMA_VERSION, Field
 
 IMPORT_NAMESPACE: Final = uuid.UUID("6f1c2b4e-8d3a-5e7f-9a0b-7a11e5c0ffee")
 """Namespace of the uuid5 ids given to imported rows without ``event_id``. Never change it:
@@ -74,7 +79,6 @@ ALIASES: Final[Mapping[str, str]] = {
 """Flat column names used by common trackers → dotted field."""
 
 GROUPS: Final = frozenset(f.path.split(".")[0] for f in FIELDS if "." in f.path)
-TOP_LEVEL: Final = frozenset(Event.__struct_fields__)
 RECEIVED_TS: Final = "received_ts"
 SCHEMA_VERSION_COLUMN: Final = "schema_version"
 
@@ -109,7 +113,7 @@ class Converted:
 
     event: dict[str, Any]
     received_ts: dt.datetime | None
-    shape: str
+    shape: Literal["monoschema", "flat"]
 
 
 class _RowError(Exception):
@@ -178,6 +182,7 @@ def format_timestamp(ts: dt.datetime) -> str:
 # --- keys and ids --------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def to_snake_case(key: str) -> str | None:
     """``key`` as a valid ``data`` key (snake_case); ``None`` when nothing usable is left.
 
@@ -196,11 +201,13 @@ def to_snake_case(key: str) -> str | None:
     return text if _KEY.fullmatch(text) else None
 
 
+_canonical_encode = msgspec.json.Encoder(order="sorted", enc_hook=str).encode
+_decode_json = msgspec.json.Decoder().decode
+
+
 def canonical_json(value: object) -> str:
-    """Sorted-key, compact JSON: the same content always gives the same text."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
+    """Sorted-key, compact UTF-8 JSON: the same content always gives the same text."""
+    return _canonical_encode(value).decode("utf-8")
 
 
 def deterministic_event_id(event: Mapping[str, Any]) -> str:
@@ -214,17 +221,21 @@ def deterministic_event_id(event: Mapping[str, Any]) -> str:
 
 def is_monoschema(row: Mapping[str, Any]) -> bool:
     """Whether ``row`` has the nested shape: ``client_ts`` and at least one nested object."""
-    return "client_ts" in row and any(isinstance(row.get(g), Mapping) for g in GROUPS)
+    return "client_ts" in row and any(isinstance(row.get(g), dict) for g in GROUPS)
 
 
 def _json_object(value: object, source: str) -> dict[str, Any]:
     if isinstance(value, str):
+        text = value
         try:
-            value = json.loads(value)
-        except ValueError:
-            raise _RowError(
-                messages.INVALID_FIELD, f"column `{source}` is not valid JSON: give an object."
-            ) from None
+            value = _decode_json(text)
+        except msgspec.DecodeError:
+            try:
+                value = json.loads(text, strict=False)  # allows raw newlines (CSV cells)
+            except ValueError:
+                raise _RowError(
+                    messages.INVALID_FIELD, f"column `{source}` is not valid JSON: give an object."
+                ) from None
     if not isinstance(value, Mapping):
         raise _RowError(
             messages.INVALID_FIELD,
@@ -254,6 +265,8 @@ def _timestamp(value: object, source: str) -> dt.datetime:
 
 def _coerce(field: Field, value: object, source: str) -> object:
     kind = field.kind
+    if type(value) is str and kind == "string":
+        return value
     if kind == "timestamp":
         return format_timestamp(_timestamp(value, source))
     if kind == "string":

@@ -14,12 +14,16 @@ or refused exactly as if a client had sent it.
 Rows are processed in chunks (``chunk_rows``, 100,000 by default) so memory stays bounded.
 For each chunk:
 
-1. bad rows (unreadable, unconvertible, invalid) are written to the failed-events store with
-   source ``import`` and origin ``<file>:<line>`` (CSV: the line the record starts on;
-   Parquet: the 1-based row number);
+1. bad rows (unreadable, unconvertible, invalid) are written to the failed-events store as
+   ``import-<sha1 of the file, 16 hex>-<chunk>`` with source ``import``, origin
+   ``<file>:<line>`` (CSV: the line the record starts on; Parquet: the 1-based row number),
+   ``index`` the 0-based record number and the raw row (truncated to
+   ``failed_raw_max_bytes``); importing the file again on the same day replaces them;
 2. good rows whose ``event_id`` appeared earlier in the chunk, or already exists in the lake
    partitions of the same UTC dates (earlier chunks and files included), are counted as
-   duplicates and dropped;
+   duplicates and dropped. The lookup is a DuckDB semi-join over only the ``event_id`` column
+   of those partitions' files, not the ``events`` view of the whole lake, so a chunk costs the
+   same however long the lake's history;
 3. the remaining events are written to the lake as
    ``import-<sha1 of the file, 16 hex>-<chunk, 5 digits>-<sha1 of the written ids, 8 hex>``.
    The name is a pure function of the file and of what is written, so a re-run after a crash
@@ -37,13 +41,11 @@ import codecs
 import csv
 import datetime as dt
 import decimal
-import enum
 import gzip
 import hashlib
 import io
 import itertools
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,10 +55,12 @@ from typing import IO, Any, Final, cast
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tallystick import messages
 from tallystick.backfill.flat import canonical_json, convert_row, format_timestamp
+from tallystick.backfill.formats import InputFormat
 from tallystick.collect.validate import check_event, latest_allowed
 from tallystick.config import Settings
 from tallystick.messages import Problem
@@ -74,14 +78,6 @@ _TICK_EVERY: Final = 1024
 _CSV_FIELD_LIMIT: Final = 64 * 1024 * 1024
 _LOOKUP_RETRIES: Final = 5
 _NOT_UTF8: Final = "is not valid UTF-8: save the file as UTF-8."
-
-
-class InputFormat(enum.StrEnum):
-    """File formats ``tally import`` reads."""
-
-    jsonl = "jsonl"
-    csv = "csv"
-    parquet = "parquet"
 
 
 EXTENSIONS: Final[Mapping[str, InputFormat]] = {
@@ -249,11 +245,16 @@ def read_jsonl(source: Source, tick: Callable[[int], None]) -> Iterator[Record]:
                 if not body.strip():
                     continue
                 if first and body.lstrip()[:1] == b"[":
-                    yield Record(lineno, index, body, Problem(
-                        messages.WRONG_SHAPE,
-                        "the file holds a JSON array, not one object per line: convert it, "
-                        "e.g. `jq -c '.[]' in.json > out.jsonl`.",
-                    ))
+                    yield Record(
+                        lineno,
+                        index,
+                        body,
+                        Problem(
+                            messages.WRONG_SHAPE,
+                            "the file holds a JSON array, not one object per line: convert it, "
+                            "e.g. `jq -c '.[]' in.json > out.jsonl`.",
+                        ),
+                    )
                     return
                 first = False
                 yield Record(lineno, index, body, _parse_json_line(body))
@@ -316,8 +317,12 @@ def _csv_records(reader: Any, tick: Callable[[], None]) -> Iterator[Record]:
             except StopIteration:
                 break
             except csv.Error as exc:
-                yield Record(start, index, "", Problem(
-                    messages.INVALID_ROW, f"cannot read the CSV record ({exc})."))
+                yield Record(
+                    start,
+                    index,
+                    "",
+                    Problem(messages.INVALID_ROW, f"cannot read the CSV record ({exc})."),
+                )
                 index += 1
                 continue
             if not cells or cells == [""]:
@@ -341,36 +346,62 @@ def _csv_row(header: list[str], cells: list[str]) -> Mapping[str, Any] | Problem
     return {h: c for h, c in zip(header, cells, strict=True) if c != ""}
 
 
+_SCALARS: Final = (str, int, float, bool)
+
+
 def plain(value: object) -> object:
     """A value read from Parquet as JSON-ready Python (times as RFC 3339, nulls dropped)."""
-    if isinstance(value, dt.datetime):
-        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
+    if value is None or isinstance(value, _SCALARS):
+        return value
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
     if isinstance(value, decimal.Decimal):
         return float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    if isinstance(value, uuid.UUID | dt.timedelta):
-        return str(value)
-    return value
+    return str(value)  # UUID, timedelta, …
+
+
+def _times_as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Top-level timestamp columns as RFC 3339 text, computed by Arrow (much faster than
+    making Python datetimes). Times with a zone become UTC; times without one are UTC."""
+    arrays = []
+    for column in batch.columns:
+        kind = column.type
+        if pa.types.is_timestamp(kind):
+            if kind.tz is not None:
+                column = column.cast(pa.timestamp(kind.unit, tz="UTC"))
+            column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def _batch_rows(batch: pa.RecordBatch) -> list[dict[str, Any] | Problem]:
+    """The rows of ``batch`` as dicts without null values; unreadable rows as problems."""
+    batch = _times_as_text(batch)
     try:
-        return list(batch.to_pylist(maps_as_pydicts="strict"))
+        rows = batch.to_pylist(maps_as_pydicts="strict")
     except (KeyError, ValueError, pa.ArrowException):
-        out: list[dict[str, Any] | Problem] = []
+        rows = []
         for i in range(batch.num_rows):
             try:
-                out.append(batch.slice(i, 1).to_pylist(maps_as_pydicts="strict")[0])
+                rows.append(batch.slice(i, 1).to_pylist(maps_as_pydicts="strict")[0])
             except (KeyError, ValueError, pa.ArrowException) as exc:
-                out.append(Problem(messages.INVALID_ROW, f"cannot read the row ({exc})."))
-        return out
+                rows.append(Problem(messages.INVALID_ROW, f"cannot read the row ({exc})."))
+    return [
+        row
+        if isinstance(row, Problem)
+        else {
+            k: v if isinstance(v, _SCALARS) else plain(v) for k, v in row.items() if v is not None
+        }
+        for row in rows
+    ]
 
 
 def parquet_rows(source: Source) -> int | None:
@@ -392,15 +423,19 @@ def read_parquet(
                 if isinstance(item, Problem):
                     yield Record(index + 1, index, "", item)
                 else:
-                    row = cast(dict[str, Any], plain(item))
-                    yield Record(index + 1, index, row, row)
+                    yield Record(index + 1, index, item, item)
                 index += 1
             tick(index)
     except (OSError, pa.ArrowException) as exc:
-        yield Record(index + 1, index, "", Problem(
-            messages.INVALID_ROW,
-            f"cannot read the Parquet file ({exc}); the rows after this point were not read.",
-        ))
+        yield Record(
+            index + 1,
+            index,
+            "",
+            Problem(
+                messages.INVALID_ROW,
+                f"cannot read the Parquet file ({exc}); the rows after this point were not read.",
+            ),
+        )
     tick(index)
 
 
