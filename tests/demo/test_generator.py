@@ -164,8 +164,9 @@ def test_sites_adopt_and_users_grow(large: Events) -> None:
 
     assert active(late) > 1.3 * active(early)
     assert len({e["app"]["instance"] for e in late}) > len({e["app"]["instance"] for e in early})
-    signups = Counter(_day(e) < spec.start + dt.timedelta(days=60)
-                      for e in large if e["name"] == "user.signup")
+    signups = Counter(
+        _day(e) < spec.start + dt.timedelta(days=60) for e in large if e["name"] == "user.signup"
+    )
     assert signups[False] > signups[True]
 
 

@@ -120,10 +120,16 @@ def test_partial_acceptance_207(collector: tuple[str, Recorded]) -> None:
     url, rec = collector
 
     def refuse_odd(events: list[dict[str, Any]]) -> Reply:
-        errors = [{"index": i, "event_id": e["event_id"], "code": "invalid_field",
-                   "message": "odd"} for i, e in enumerate(events) if e["data"]["n"] % 2]
-        return 207, {"accepted": len(events) - len(errors), "rejected": len(errors),
-                     "errors": errors}
+        errors = [
+            {"index": i, "event_id": e["event_id"], "code": "invalid_field", "message": "odd"}
+            for i, e in enumerate(events)
+            if e["data"]["n"] % 2
+        ]
+        return 207, {
+            "accepted": len(events) - len(errors),
+            "rejected": len(errors),
+            "errors": errors,
+        }
 
     rec.answer = refuse_odd
     events = [_event(i) for i in range(250)]
@@ -148,8 +154,15 @@ def test_every_event_refused_is_counted_not_raised(collector: tuple[str, Recorde
     url, rec = collector
 
     def refuse_all(events: list[dict[str, Any]]) -> Reply:
-        errors = [{"index": i, "event_id": e["event_id"], "code": "client_ts_in_future",
-                   "message": "future"} for i, e in enumerate(events)]
+        errors = [
+            {
+                "index": i,
+                "event_id": e["event_id"],
+                "code": "client_ts_in_future",
+                "message": "future",
+            }
+            for i, e in enumerate(events)
+        ]
         return 400, {"accepted": 0, "rejected": len(events), "errors": errors}
 
     rec.answer = refuse_all

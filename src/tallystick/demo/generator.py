@@ -69,10 +69,21 @@ ERROR_SHOWN: Final = "error.shown"
 
 FUNNEL: Final = (SIGNIN_OPEN, SIGNIN_EMAIL_ENTERED, SIGNIN_CODE_VERIFIED, SIGNIN_COMPLETED)
 CORE_ACTIONS: Final = (
-    USER_LOGIN, PROJECT_COMMIT, DATASET_CREATE, NOTEBOOK_SESSION_START, WORKFLOW_RUN, SEARCH_QUERY,
+    USER_LOGIN,
+    PROJECT_COMMIT,
+    DATASET_CREATE,
+    NOTEBOOK_SESSION_START,
+    WORKFLOW_RUN,
+    SEARCH_QUERY,
 )
 EVENT_NAMES: Final = (
-    SESSION_START, SESSION_END, PAGE_VIEW, USER_SIGNUP, *FUNNEL, *CORE_ACTIONS, ERROR_SHOWN,
+    SESSION_START,
+    SESSION_END,
+    PAGE_VIEW,
+    USER_SIGNUP,
+    *FUNNEL,
+    *CORE_ACTIONS,
+    ERROR_SHOWN,
 )
 # Fields in ``data`` per event (documentation; every value is a scalar or a list of scalars).
 DATA_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -207,29 +218,79 @@ _EPOCH: Final = dt.date(1970, 1, 1)
 
 _WEEKDAY: Final = (1.0, 1.03, 1.0, 0.96, 0.82, 0.28, 0.22)
 _LOCAL_HOUR_WEIGHTS: Final = (
-    0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.3, 0.9, 2.2, 3.4, 3.8, 3.6,
-    2.8, 3.2, 3.6, 3.4, 3.0, 2.3, 1.5, 1.1, 1.0, 0.9, 0.7, 0.4,
+    0.2,
+    0.1,
+    0.05,
+    0.05,
+    0.05,
+    0.1,
+    0.3,
+    0.9,
+    2.2,
+    3.4,
+    3.8,
+    3.6,
+    2.8,
+    3.2,
+    3.6,
+    3.4,
+    3.0,
+    2.3,
+    1.5,
+    1.1,
+    1.0,
+    0.9,
+    0.7,
+    0.4,
 )
 
 _BROWSERS: Final = (
-    ("chrome", 0.30, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-                     "(KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"),
-    ("chrome", 0.13, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
-                     "(KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"),
-    ("chrome", 0.08, "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/129.0.0.0 Safari/537.36"),
-    ("firefox", 0.12, "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:132.0) Gecko/20100101 "
-                      "Firefox/132.0"),
-    ("firefox", 0.08, "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 "
-                      "Firefox/131.0"),
-    ("safari", 0.17, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
-                     "(KHTML, like Gecko) Version/18.1 Safari/605.1.15"),
-    ("edge", 0.12, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
-                   "Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0"),
+    (
+        "chrome",
+        0.30,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+    ),
+    (
+        "chrome",
+        0.13,
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+    ),
+    (
+        "chrome",
+        0.08,
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/129.0.0.0 Safari/537.36",
+    ),
+    (
+        "firefox",
+        0.12,
+        "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
+    ),
+    (
+        "firefox",
+        0.08,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0",
+    ),
+    (
+        "safari",
+        0.17,
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    ),
+    (
+        "edge",
+        0.12,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+        "Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0",
+    ),
 )
 _GOOGLEBOT: Final = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-_HEADLESS: Final = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                    "HeadlessChrome/130.0.0.0 Safari/537.36")
+_HEADLESS: Final = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/130.0.0.0 Safari/537.36"
+)
 _PY_UA: Final = "tallystick-python/{} CPython/3.12.7 Linux-6.8.0-x86_64"
 
 # name, share of new users, share of existing users, weekday visit probability,
@@ -242,30 +303,74 @@ _SEGMENTS: Final = (
 )
 _EXISTING_SHARE: Final = 0.35
 
-_ROLES: Final = (("phd_student", 0.35), ("postdoc", 0.22), ("professor", 0.08),
-                 ("staff", 0.15), ("student", 0.2))
-_DEPARTMENTS: Final = ("biology", "physics", "chemistry", "computer_science", "medicine",
-                       "geosciences", "economics", "linguistics", "mathematics")
-_TAGS: Final = ("genomics", "imaging", "climate", "survey", "simulation", "proteomics",
-                "time_series", "text", "geospatial", "sensor")
+_ROLES: Final = (
+    ("phd_student", 0.35),
+    ("postdoc", 0.22),
+    ("professor", 0.08),
+    ("staff", 0.15),
+    ("student", 0.2),
+)
+_DEPARTMENTS: Final = (
+    "biology",
+    "physics",
+    "chemistry",
+    "computer_science",
+    "medicine",
+    "geosciences",
+    "economics",
+    "linguistics",
+    "mathematics",
+)
+_TAGS: Final = (
+    "genomics",
+    "imaging",
+    "climate",
+    "survey",
+    "simulation",
+    "proteomics",
+    "time_series",
+    "text",
+    "geospatial",
+    "sensor",
+)
 _FORMATS: Final = ("csv", "parquet", "hdf5", "netcdf", "tiff", "json")
 _ENGINES: Final = ("snakemake", "nextflow", "cwl", "airflow")
 _KERNELS: Final = (("python3", 0.7), ("ir", 0.18), ("julia", 0.12))
-_DOC_PAGES: Final = ("getting-started", "workflows", "storage-quotas", "api", "gpu-nodes",
-                     "data-policy")
+_DOC_PAGES: Final = (
+    "getting-started",
+    "workflows",
+    "storage-quotas",
+    "api",
+    "gpu-nodes",
+    "data-policy",
+)
 _REFERRERS: Final = (
-    (None, "direct", 0.5), ("https://www.google.com/", "search", 0.2),
-    ("https://scholar.google.com/", "search", 0.06), ("https://github.com/", "link", 0.06),
-    ("intranet", "link", 0.12), ("mail", "email", 0.06),
+    (None, "direct", 0.5),
+    ("https://www.google.com/", "search", 0.2),
+    ("https://scholar.google.com/", "search", 0.06),
+    ("https://github.com/", "link", 0.06),
+    ("intranet", "link", 0.12),
+    ("mail", "email", 0.06),
 )
 # section, weight, probability of its core action after the page view
 _SECTIONS: Final = (
-    ("projects", 0.24, 0.55), ("datasets", 0.16, 0.3), ("notebooks", 0.13, 0.6),
-    ("workflows", 0.16, 0.75), ("search", 0.13, 1.0), ("docs", 0.1, 0.0), ("settings", 0.04, 0.0),
+    ("projects", 0.24, 0.55),
+    ("datasets", 0.16, 0.3),
+    ("notebooks", 0.13, 0.6),
+    ("workflows", 0.16, 0.75),
+    ("search", 0.13, 1.0),
+    ("docs", 0.1, 0.0),
+    ("settings", 0.04, 0.0),
     ("home", 0.04, 0.0),
 )
-_PUBLIC_PAGES: Final = ("/", "/about", "/docs/getting-started", "/docs/data-policy",
-                        "/datasets/public", "/status")
+_PUBLIC_PAGES: Final = (
+    "/",
+    "/about",
+    "/docs/getting-started",
+    "/docs/data-policy",
+    "/datasets/public",
+    "/status",
+)
 
 # Sign-in dialog: conversion per step and median latency in ms, by variant.
 _STEP_RATE: Final = {"a": (0.80, 0.80, 0.965), "b": (0.86, 0.83, 0.965)}
@@ -335,8 +440,22 @@ def _cumulative(weights: Iterable[float]) -> list[float]:
 
 class _User:
     __slots__ = (
-        "actions", "anon", "browser", "churn", "department", "last_day", "locale", "p",
-        "projects", "python", "role", "signup", "site", "ua", "uid", "variant",
+        "actions",
+        "anon",
+        "browser",
+        "churn",
+        "department",
+        "last_day",
+        "locale",
+        "p",
+        "projects",
+        "python",
+        "role",
+        "signup",
+        "site",
+        "ua",
+        "uid",
+        "variant",
     )
 
     def __init__(self) -> None:
@@ -362,14 +481,42 @@ class _Session:
     """Builds the events of one session, in order, advancing its clock."""
 
     __slots__ = (
-        "app", "client", "cut", "events", "experiments", "g", "locale", "logged_in", "page", "pv",
-        "ref", "seq", "sid", "start", "t", "ua", "url", "user_in", "user_out",
+        "app",
+        "client",
+        "cut",
+        "events",
+        "experiments",
+        "g",
+        "locale",
+        "logged_in",
+        "page",
+        "pv",
+        "ref",
+        "seq",
+        "sid",
+        "start",
+        "t",
+        "ua",
+        "url",
+        "user_in",
+        "user_out",
     )
 
     def __init__(
-        self, g: _Gen, *, site: str, t: int, client: tuple[str, str, str], ua: str,
-        locale: str | None, uid: str | None, anon: str | None, logged_in: bool, page: bool,
-        experiments: str | None, version: str,
+        self,
+        g: _Gen,
+        *,
+        site: str,
+        t: int,
+        client: tuple[str, str, str],
+        ua: str,
+        locale: str | None,
+        uid: str | None,
+        anon: str | None,
+        logged_in: bool,
+        page: bool,
+        experiments: str | None,
+        version: str,
     ) -> None:
         self.g = g
         self.events: list[dict[str, Any]] = []
@@ -380,8 +527,7 @@ class _Session:
         self.t = t
         self.app = {"id": APP_ID, "version": version, "environment": ENVIRONMENT, "instance": site}
         library, library_version, platform = client
-        self.client = {"library": library, "library_version": library_version,
-                       "platform": platform}
+        self.client = {"library": library, "library_version": library_version, "platform": platform}
         # Before sign-in only the browser's id; after it the user id too (identity stitching).
         self.user_out: dict[str, Any] = {"anonymous_id": anon, "is_logged_in": False}
         self.user_in: dict[str, Any] = {"id": uid, "is_logged_in": True}
@@ -498,8 +644,10 @@ class _Gen:
             prefix = self.day_prefix[day] = f"{_EPOCH + dt.timedelta(days=day)}T"
         secs = ms // 1000
         two = _TWO
-        return (f"{prefix}{two[secs // 3600 % 24]}:{two[secs // 60 % 60]}:{two[secs % 60]}"
-                f"{_MILLI[ms % 1000]}")
+        return (
+            f"{prefix}{two[secs // 3600 % 24]}:{two[secs // 60 % 60]}:{two[secs % 60]}"
+            f"{_MILLI[ms % 1000]}"
+        )
 
     def pick(self, cum: list[float]) -> int:
         return min(bisect.bisect(cum, self.random()), len(cum) - 1)
@@ -566,8 +714,15 @@ class _Gen:
             u.python = self.random() < python_share
             u.browser, _, u.ua = _BROWSERS[self.pick(self.browser_cum)]
             roll = self.random()
-            u.locale = (site.locale if roll < 0.7 else "en-GB" if roll < 0.9
-                        else "en-US" if roll < 0.96 else rng.choice(("de-DE", "fr-FR", "es-ES")))
+            u.locale = (
+                site.locale
+                if roll < 0.7
+                else "en-GB"
+                if roll < 0.9
+                else "en-US"
+                if roll < 0.96
+                else rng.choice(("de-DE", "fr-FR", "es-ES"))
+            )
             u.variant = VARIANTS[self.getrandbits(1)]
             u.role = _ROLES[self.pick(self.role_cum)][0]
             u.department = rng.choice(_DEPARTMENTS)
@@ -611,7 +766,13 @@ class _Gen:
         return s.events if s.cut < 0 else s.events[: s.cut]
 
     def land(
-        self, s: _Session, site: Site, path: str, template: str, load_ms: int, *,
+        self,
+        s: _Session,
+        site: Site,
+        path: str,
+        template: str,
+        load_ms: int,
+        *,
         direct: bool = False,
     ) -> None:
         """``session.start`` and the first page view, on the page the visitor came in on."""
@@ -640,10 +801,18 @@ class _Gen:
         site = self.sites[u.site]
         variant = u.variant if day >= self.spec.experiment_start else "a"
         s = _Session(
-            self, site=site.slug, t=self.session_start_ms(day, site),
-            client=(JS_LIBRARY, self.js_versions[day], "web"), ua=u.ua, locale=u.locale,
-            uid=u.uid, anon=u.anon, logged_in=False, page=True,
-            experiments=self.variant_for(day, u.variant), version=self.versions[day],
+            self,
+            site=site.slug,
+            t=self.session_start_ms(day, site),
+            client=(JS_LIBRARY, self.js_versions[day], "web"),
+            ua=u.ua,
+            locale=u.locale,
+            uid=u.uid,
+            anon=u.anon,
+            logged_in=False,
+            page=True,
+            experiments=self.variant_for(day, u.variant),
+            version=self.versions[day],
         )
         self.land(s, site, "/", "home", self.load_ms(day, u.browser))
         if signup:
@@ -651,8 +820,14 @@ class _Gen:
             s.navigate(f"{site.host}/signup", "signup", self.load_ms(day, u.browser))
             s.wait(60000, 0.6)
             s.logged_in = True
-            s.emit(USER_SIGNUP, {"method": "sso" if self.random() < 0.6 else "email",
-                                 "role": u.role, "department": u.department})
+            s.emit(
+                USER_SIGNUP,
+                {
+                    "method": "sso" if self.random() < 0.6 else "email",
+                    "role": u.role,
+                    "department": u.department,
+                },
+            )
         elif u.last_day < 0 or day - u.last_day > 14 or self.random() < 0.3:
             # The login has expired: sign in through the dialog (one retry at most).
             s.wait(3000)
@@ -665,8 +840,9 @@ class _Gen:
             if not s.logged_in:
                 if self.random() < 0.4:
                     s.wait(15000)
-                    s.navigate(f"{site.host}/docs/getting-started", "docs",
-                               self.load_ms(day, u.browser))
+                    s.navigate(
+                        f"{site.host}/docs/getting-started", "docs", self.load_ms(day, u.browser)
+                    )
                 return self.end(s, day)
             s.emit(USER_LOGIN, {"method": "email_code"})
         else:
@@ -696,8 +872,9 @@ class _Gen:
                     rate *= 0.94  # the code e-mail link opens in another tab more often
                 if self.random() >= rate:
                     return False
-            latency = self.lognorm(medians[step] * (slow if step in (0, 3) else 1.0),
-                                   _STEP_SIGMA[step], tail=0.04)
+            latency = self.lognorm(
+                medians[step] * (slow if step in (0, 3) else 1.0), _STEP_SIGMA[step], tail=0.04
+            )
             s.t += latency
             data: dict[str, Any] = {"variant": variant, "duration_ms": latency}
             if step == 0:
@@ -739,8 +916,10 @@ class _Gen:
         elif section == "notebooks":
             kernel = _KERNELS[self.pick(self.kernel_cum)][0]
             gpu = self.random() < 0.15
-            s.emit(NOTEBOOK_SESSION_START, {"kernel": kernel, "cores": 4 << self.getrandbits(2),
-                                            "gpu": gpu})
+            s.emit(
+                NOTEBOOK_SESSION_START,
+                {"kernel": kernel, "cores": 4 << self.getrandbits(2), "gpu": gpu},
+            )
         elif section == "workflows":
             for _ in range(1 + (self.random() < 0.25)):
                 self.workflow(s, day, project)
@@ -754,32 +933,50 @@ class _Gen:
         roll = self.random()
         if incident:
             return "500" if roll < 0.45 else "timeout" if roll < 0.9 else "404"
-        return ("404" if roll < 0.42 else "403" if roll < 0.67 else "500" if roll < 0.87
-                else "timeout")
+        return (
+            "404" if roll < 0.42 else "403" if roll < 0.67 else "500" if roll < 0.87 else "timeout"
+        )
 
     def commit(self, s: _Session, project: str) -> None:
         files = self.geometric(3.0)
-        s.emit(PROJECT_COMMIT, {"project_id": project, "files": files,
-                                "lines_added": self.lognorm(40.0 * files, 1.0),
-                                "lines_removed": self.lognorm(12.0 * files, 1.1)})
+        s.emit(
+            PROJECT_COMMIT,
+            {
+                "project_id": project,
+                "files": files,
+                "lines_added": self.lognorm(40.0 * files, 1.0),
+                "lines_removed": self.lognorm(12.0 * files, 1.1),
+            },
+        )
 
     def dataset(self, s: _Session) -> None:
         rng = self.rng
-        s.emit(DATASET_CREATE, {
-            "dataset_id": self.hexid("d-", 32), "format": rng.choice(_FORMATS),
-            "size_mb": round(250.0 * math.exp(1.8 * _NORMAL[self.getrandbits(_NORMAL_BITS)]), 1),
-            "tags": rng.sample(_TAGS, 1 + self.getrandbits(1) + self.getrandbits(1)),
-        })
+        s.emit(
+            DATASET_CREATE,
+            {
+                "dataset_id": self.hexid("d-", 32),
+                "format": rng.choice(_FORMATS),
+                "size_mb": round(
+                    250.0 * math.exp(1.8 * _NORMAL[self.getrandbits(_NORMAL_BITS)]), 1
+                ),
+                "tags": rng.sample(_TAGS, 1 + self.getrandbits(1) + self.getrandbits(1)),
+            },
+        )
 
     def workflow(self, s: _Session, day: int, project: str) -> None:
         fail = 0.22 if self.in_incident(day) else 0.07
         failed = self.random() < fail
         duration = self.lognorm(90_000.0 if not failed else 25_000.0, 1.2)
-        s.emit(WORKFLOW_RUN, {
-            "workflow_id": f"w-{project[2:]}-{self.getrandbits(4)}",
-            "engine": _ENGINES[self.getrandbits(2)], "steps": self.geometric(6.0),
-            "status": "failed" if failed else "success", "duration_ms": duration,
-        })
+        s.emit(
+            WORKFLOW_RUN,
+            {
+                "workflow_id": f"w-{project[2:]}-{self.getrandbits(4)}",
+                "engine": _ENGINES[self.getrandbits(2)],
+                "steps": self.geometric(6.0),
+                "status": "failed" if failed else "success",
+                "duration_ms": duration,
+            },
+        )
 
     def search(self, s: _Session) -> None:
         length = self.geometric(18.0)
@@ -792,9 +989,17 @@ class _Gen:
         site = self.sites[u.site]
         version = self.py_versions[day]
         s = _Session(
-            self, site=site.slug, t=self.session_start_ms(day, site),
-            client=(PY_LIBRARY, version, "server"), ua=_PY_UA.format(version), locale=None,
-            uid=u.uid, anon=None, logged_in=True, page=False, experiments=None,
+            self,
+            site=site.slug,
+            t=self.session_start_ms(day, site),
+            client=(PY_LIBRARY, version, "server"),
+            ua=_PY_UA.format(version),
+            locale=None,
+            uid=u.uid,
+            anon=None,
+            logged_in=True,
+            page=False,
+            experiments=None,
             version=self.versions[day],
         )
         project = self.rng.choice(u.projects)
@@ -822,17 +1027,25 @@ class _Gen:
         browser, _, ua = _BROWSERS[browser_index]
         variant = VARIANTS[int(anon[-1], 16) & 1]
         s = _Session(
-            self, site=site.slug, t=self.session_start_ms(day, site),
-            client=(JS_LIBRARY, self.js_versions[day], "web"), ua=ua,
-            locale=site.locale if self.random() < 0.6 else "en-GB", uid=None, anon=anon,
-            logged_in=False, page=True, experiments=self.variant_for(day, variant),
+            self,
+            site=site.slug,
+            t=self.session_start_ms(day, site),
+            client=(JS_LIBRARY, self.js_versions[day], "web"),
+            ua=ua,
+            locale=site.locale if self.random() < 0.6 else "en-GB",
+            uid=None,
+            anon=anon,
+            logged_in=False,
+            page=True,
+            experiments=self.variant_for(day, variant),
             version=self.versions[day],
         )
         self.land(s, site, self.rng.choice(_PUBLIC_PAGES), "public", self.load_ms(day, browser))
         for _ in range(self.geometric(2.5) - 1):
             s.wait(2000)
-            s.navigate(f"{site.host}{self.rng.choice(_PUBLIC_PAGES)}", "public",
-                       self.load_ms(day, browser))
+            s.navigate(
+                f"{site.host}{self.rng.choice(_PUBLIC_PAGES)}", "public", self.load_ms(day, browser)
+            )
             if self.random() < 0.15:
                 s.wait(6000)
                 self.search(s)
@@ -850,9 +1063,17 @@ class _Gen:
             return []
         site = self.sites[index]
         s = _Session(
-            self, site=site.slug, t=self.session_start_ms(day, site),
-            client=(JS_LIBRARY, self.js_versions[day], "web"), ua=_GOOGLEBOT, locale="en-US",
-            uid=None, anon=self.hexid("a-", 40), logged_in=False, page=True, experiments=None,
+            self,
+            site=site.slug,
+            t=self.session_start_ms(day, site),
+            client=(JS_LIBRARY, self.js_versions[day], "web"),
+            ua=_GOOGLEBOT,
+            locale="en-US",
+            uid=None,
+            anon=self.hexid("a-", 40),
+            logged_in=False,
+            page=True,
+            experiments=None,
             version=self.versions[day],
         )
         first, *rest = self.rng.sample(_PUBLIC_PAGES, 2 + self.rng.randrange(4))
@@ -868,9 +1089,18 @@ class _Gen:
         anon = self.hexid("a-", 40)
         t = self.start_ms + day * _DAY_MS + hour * _HOUR_MS + int(self.random() * 60_000)
         s = _Session(
-            self, site=site.slug, t=t, client=(JS_LIBRARY, self.js_versions[day], "web"),
-            ua=_HEADLESS, locale="en-US", uid=None, anon=anon, logged_in=False, page=True,
-            experiments=None, version=self.versions[day],
+            self,
+            site=site.slug,
+            t=t,
+            client=(JS_LIBRARY, self.js_versions[day], "web"),
+            ua=_HEADLESS,
+            locale="en-US",
+            uid=None,
+            anon=anon,
+            logged_in=False,
+            page=True,
+            experiments=None,
+            version=self.versions[day],
         )
         self.land(s, site, "/", "home", self.load_ms(day, "chrome"), direct=True)
         s.wait(900, 0.3)

@@ -136,7 +136,10 @@ def _event_id(raw: bytes) -> str | None:
 
 class _Sender:
     def __init__(
-        self, conn: _Connection, retries: int, backoff: float,
+        self,
+        conn: _Connection,
+        retries: int,
+        backoff: float,
         progress: Callable[[int], None] | None,
     ) -> None:
         self.conn = conn
@@ -148,8 +151,14 @@ class _Sender:
         self.errors: list[dict[str, Any]] = []
 
     def result(self) -> SendResult:
-        return SendResult(self.sent, self.accepted, self.rejected, self.requests,
-                          time.monotonic() - self.started, tuple(self.errors))
+        return SendResult(
+            self.sent,
+            self.accepted,
+            self.rejected,
+            self.requests,
+            time.monotonic() - self.started,
+            tuple(self.errors),
+        )
 
     def fail(self, message: str, status: int | None, code: str | None) -> SendError:
         return SendError(message, status=status, code=code, result=self.result())
@@ -199,12 +208,26 @@ class _Sender:
                 return
             message = error.get("message") or data[:200].decode("utf-8", "replace")
             if status == 413:  # one event alone is too large: count it as rejected
-                self.done(batch, offset, {"accepted": 0, "rejected": 1, "errors": [
-                    {"index": 0, "event_id": _event_id(batch[0]), "code": code,
-                     "message": message}]})
+                self.done(
+                    batch,
+                    offset,
+                    {
+                        "accepted": 0,
+                        "rejected": 1,
+                        "errors": [
+                            {
+                                "index": 0,
+                                "event_id": _event_id(batch[0]),
+                                "code": code,
+                                "message": message,
+                            }
+                        ],
+                    },
+                )
                 return
-            raise self.fail(f"the collector refused the request (HTTP {status}): {message}",
-                            status, code)
+            raise self.fail(
+                f"the collector refused the request (HTTP {status}): {message}", status, code
+            )
         raise self.fail(f"gave up after {self.retries + 1} attempts; last: {last}", None, None)
 
     def delay(self, attempt: int, retry_after: str | None) -> float:

@@ -15,7 +15,6 @@ a crash between the two steps never shows an event twice.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import logging
 import os
@@ -32,14 +31,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tallystick.config import Settings
-from tallystick.schema import Event
 from tallystick.store import spool
+from tallystick.store.decode import frames_to_table
 from tallystick.store.failed import FailedEvent
-from tallystick.store.lake import EVENT_SCHEMA, EVENTS, Lake, LocalStorage, events_to_table
+from tallystick.store.lake import EVENT_SCHEMA, EVENTS, Lake, LocalStorage
 
 log = logging.getLogger("tallystick.loader")
 
-_decode_events = msgspec.json.Decoder(list[Event]).decode
 _decode_failed = msgspec.json.Decoder(list[FailedEvent]).decode
 MAX_BATCH_BYTES: Final = 256 * 1024 * 1024
 SMALL_FILE_BYTES: Final = 32 * 1024 * 1024
@@ -60,10 +58,6 @@ class LoadStats:
     failed: int = 0
     torn_bytes: int = 0
     files: list[str] = field(default_factory=list)
-
-
-def _utc_from_us(us: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC)
 
 
 class Loader:
@@ -92,8 +86,8 @@ class Loader:
         return stats
 
     def _load(self, batch: list[tuple[Path, int | None]], stats: LoadStats) -> None:
-        events: list[Event] = []
-        received: list[dt.datetime] = []
+        payloads: list[bytes] = []
+        received: list[int] = []
         failed: list[FailedEvent] = []
         try:
             for path, _ in batch:
@@ -107,14 +101,14 @@ class Loader:
                 stats.torn_bytes += contents.torn_bytes
                 for fr in contents.frames:
                     if fr.kind == spool.EVENTS:
-                        decoded = _decode_events(fr.payload)
-                        events.extend(decoded)
-                        received.extend([_utc_from_us(fr.received_us)] * len(decoded))
+                        payloads.append(fr.payload)
+                        received.append(fr.received_us)
                     elif fr.kind == spool.FAILED:
                         failed.extend(_decode_failed(fr.payload))
             name = f"spool-{batch[0][0].stem}-{len(batch)}"
-            if events:
-                stats.files += self.lake.write_events(events_to_table(events, received), name)
+            table = frames_to_table(payloads, received) if payloads else None
+            if table is not None and table.num_rows:
+                stats.files += self.lake.write_events(table, name)
             if failed:
                 stats.files += self.lake.write_failed(failed, name)
             for path, _ in batch:
@@ -125,7 +119,7 @@ class Loader:
                 if fd is not None:
                     os.close(fd)
         stats.segments += len(batch)
-        stats.events += len(events)
+        stats.events += table.num_rows if table is not None else 0
         stats.failed += len(failed)
 
     # -- compaction ----------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""DuckDB's conversion of spooled JSON agrees with the plain-Python conversion, row for row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import make_event
+
+from tallystick.schema import Event
+from tallystick.store.decode import frames_to_table
+from tallystick.store.lake import EVENT_SCHEMA, events_to_table
+
+RECEIVED_US = 1_767_225_600_123_456
+
+
+def _python(events: list[dict[str, Any]]) -> Any:
+    decoded = [msgspec.json.decode(msgspec.json.encode(e), type=Event) for e in events]
+    received = dt.datetime.fromtimestamp(RECEIVED_US / 1e6, tz=dt.UTC).replace(
+        microsecond=RECEIVED_US % 1_000_000
+    )
+    return events_to_table(decoded, [received] * len(decoded))
+
+
+EDGE_CASES: list[dict[str, Any]] = [
+    make_event(),
+    make_event(event_id="ABCDEF01-2345-6789-ABCD-EF0123456789"),
+    make_event(client_ts="2026-01-01T01:00:00.5+02:00", sent_ts="2026-01-01T00:00:01Z"),
+    make_event(data={}, experiments={}),
+    make_event(data={"tags": ["a", 1, None, True, 2.5], "text": 'Grüße "quoted" \\ \n'}),
+    make_event(
+        app={"id": "a", "version": "1", "environment": "prod", "instance": "i"},
+        client={"library": "l", "library_version": "2", "platform": "web"},
+        user={"id": "u", "anonymous_id": "x", "is_logged_in": False},
+        session={"id": "s", "seq": 9},
+        page={"pageview_id": "p", "url": "https://e.org/?a=1", "referrer": "r"},
+        agent={"user_agent": "Mozilla/5.0"},
+        locale="de-DE",
+        experiments={"signin-dialog": "b", "x.y": "1"},
+        sample={"unit": "session", "rate": 0.25},
+    ),
+    {
+        "event_id": "6f1c2c4e-8d0a-4a5e-9a57-5a4d7b1f3c11",
+        "name": "a.b",
+        "client_ts": "2026-03-01T00:00:00Z",
+    },
+]
+
+
+def test_edge_cases_match_the_python_conversion() -> None:
+    payload = msgspec.json.encode(EDGE_CASES)
+    table = frames_to_table([payload], [RECEIVED_US])
+    assert table.schema.equals(EVENT_SCHEMA)
+    assert table.to_pylist() == _python(EDGE_CASES).to_pylist()
+
+
+def test_several_frames_keep_their_receive_times() -> None:
+    table = frames_to_table(
+        [msgspec.json.encode([make_event()]), msgspec.json.encode([make_event(), make_event()])],
+        [RECEIVED_US, RECEIVED_US + 1],
+    )
+    stamps = [t.timestamp() for t in table["received_ts"].to_pylist()]
+    assert len(stamps) == 3
+    assert stamps[0] < stamps[1] == stamps[2]
+
+
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.text(max_size=20),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    data=st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True),
+        st.one_of(scalar, st.lists(scalar, max_size=4)),
+        max_size=5,
+    ),
+    seq=st.integers(1, 2**40),
+    instance=st.text(max_size=30),
+)
+def test_random_events_match(data: dict[str, Any], seq: int, instance: str) -> None:
+    events = [make_event(data=data, session={"id": "s", "seq": seq}, app={"instance": instance})]
+    table = frames_to_table([msgspec.json.encode(events)], [RECEIVED_US])
+    expected = _python(events).to_pylist()[0]
+    got = table.to_pylist()[0]
+    assert msgspec.json.decode(got.pop("data") or "{}") == msgspec.json.decode(
+        expected.pop("data") or "{}"
+    )
+    assert got == expected
+
+
+@pytest.mark.parametrize("payloads", [[], [b"[]"]])
+def test_nothing_in_nothing_out(payloads: list[bytes]) -> None:
+    assert frames_to_table(payloads, [RECEIVED_US] * len(payloads)).num_rows == 0
