@@ -9,8 +9,8 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import make_event
 
+from support import make_event
 from tallystick.schema import Event
 from tallystick.store.decode import frames_to_table
 from tallystick.store.lake import EVENT_SCHEMA, events_to_table
