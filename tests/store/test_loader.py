@@ -103,3 +103,16 @@ def test_events_are_partitioned_by_utc_date_of_client_ts(settings: Settings) -> 
         __import__("datetime").date(2026, 3, 1),
         __import__("datetime").date(2026, 3, 2),
     ]
+
+
+def test_a_damaged_segment_is_set_aside_and_the_rest_loads(settings: Settings) -> None:
+    good = [make_event() for _ in range(3)]
+    _spool(settings, good)
+    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    damaged = settings.spool_dir / "0-damaged-000001.ready"
+    damaged.write_bytes(spool.frame(spool.EVENTS, 1, b'[{"event_id": '))  # intact CRC, bad JSON
+    stats = Loader(settings).load_once()
+    assert stats.quarantined == 1
+    assert stats.events == 3
+    assert (settings.spool_dir / "quarantine" / damaged.name).exists()
+    assert count_events(Lake(settings.lake_dir)) == 3

@@ -20,6 +20,7 @@ def status(data: DataOption = DEFAULT_DATA, fmt: FormatOption = Format.table) ->
     """Show events and failed events in the lake, per day, and the spool backlog."""
     from tallystick.store import spool
     from tallystick.store.lake import EVENTS, FAILED, Lake
+    from tallystick.store.loader import QUARANTINE
     from tallystick.store.reader import with_retry
 
     settings = from_env(data=data)
@@ -58,11 +59,17 @@ def status(data: DataOption = DEFAULT_DATA, fmt: FormatOption = Format.table) ->
         if settings.spool_dir.exists()
         else 0
     )
+    quarantined = len(list((settings.spool_dir / QUARANTINE).glob("*")))
+    title = (
+        f"{settings.data}: {len(lake.files(EVENTS))} event files, "
+        f"{len(lake.files(FAILED))} failed files, {backlog} spool segments waiting"
+    )
+    if quarantined:
+        title += f", {quarantined} quarantined (see docs/storage.md)"
     render(
         rows,
         fmt,
-        title=f"{settings.data}: {len(lake.files(EVENTS))} event files, "
-        f"{len(lake.files(FAILED))} failed files, {backlog} spool segments waiting",
+        title=title,
         columns=["day", "events", "users", "failed", "latest_received"],
     )
 

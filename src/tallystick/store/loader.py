@@ -39,7 +39,8 @@ from tallystick.store.lake import EVENT_SCHEMA, EVENTS, Lake, LocalStorage
 log = logging.getLogger("tallystick.loader")
 
 _decode_failed = msgspec.json.Decoder(list[FailedEvent]).decode
-MAX_BATCH_BYTES: Final = 256 * 1024 * 1024
+MAX_BATCH_BYTES: Final = 64 * 1024 * 1024
+QUARANTINE: Final = "quarantine"
 SMALL_FILE_BYTES: Final = 32 * 1024 * 1024
 LOCK_NAME: Final = "loader.lock"
 
@@ -57,6 +58,7 @@ class LoadStats:
     events: int = 0
     failed: int = 0
     torn_bytes: int = 0
+    quarantined: int = 0
     files: list[str] = field(default_factory=list)
 
 
@@ -79,11 +81,39 @@ class Loader:
             with contextlib.suppress(FileNotFoundError):
                 size += path.stat().st_size
             if size >= MAX_BATCH_BYTES:
-                self._load(batch, stats)
+                self._load_or_isolate(batch, stats)
                 batch, size = [], 0
         if batch:
-            self._load(batch, stats)
+            self._load_or_isolate(batch, stats)
         return stats
+
+    def _load_or_isolate(self, batch: list[tuple[Path, int | None]], stats: LoadStats) -> None:
+        """Load a batch; if it fails, load its segments one by one and set aside any that
+        cannot be loaded, so one damaged segment never holds up the others."""
+        try:
+            self._load(batch, stats)
+            return
+        except Exception:
+            if len(batch) == 1 and batch[0][1] is None:
+                self._quarantine(batch[0][0], stats)
+                return
+            log.warning("loading %d spool segments failed; retrying them one by one", len(batch))
+        for path, _ in batch:
+            if path.exists():
+                self._load_or_isolate([(path, None)], stats)
+
+    def _quarantine(self, path: Path, stats: LoadStats) -> None:
+        target = self.spool_dir / QUARANTINE / path.name
+        target.parent.mkdir(exist_ok=True)
+        path.rename(target)
+        spool.fsync_dir(self.spool_dir)
+        stats.quarantined += 1
+        log.exception(
+            "spool segment %s could not be loaded and was moved to %s; its events are not in "
+            "the lake. Keep the file and report the problem.",
+            path.name,
+            target,
+        )
 
     def _load(self, batch: list[tuple[Path, int | None]], stats: LoadStats) -> None:
         payloads: list[bytes] = []

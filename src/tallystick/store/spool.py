@@ -125,6 +125,8 @@ class SpoolWriter:
         self._last_error: str | None = None
         self._free_checked_at = 0.0
         self._free = 0
+        self._probed_at = 0.0
+        self._probe_result: str | None = None
         self.commits = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -200,9 +202,29 @@ class SpoolWriter:
                 f"only {free:,} bytes free on the spool's disk; the threshold is "
                 f"{self.min_free_bytes:,} bytes (min_free_bytes): free some space"
             )
-        if not os.access(self.directory, os.W_OK):
-            return f"the spool directory {self.directory} is not writable"
-        return self._last_error
+        return self._probe() or self._last_error
+
+    def _probe(self) -> str | None:
+        """Write, sync and remove a small file: the spool directory really takes writes."""
+        now = time.monotonic()
+        if now - self._probed_at < 1.0:
+            return self._probe_result
+        path = self.directory / f".probe-{self.worker}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, b"ok")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            path.unlink()
+            self._probe_result = None
+        except OSError as exc:
+            self._probe_result = (
+                f"the spool directory {self.directory} does not take writes: {exc.strerror or exc}"
+            )
+        self._probed_at = now
+        return self._probe_result
 
     def _free_now(self, force: bool = False) -> int:
         now = time.monotonic()
