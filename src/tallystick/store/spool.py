@@ -94,6 +94,7 @@ def free_bytes(path: Path) -> int:
 
 
 Done = Callable[[BaseException | None], None]
+Waiter = Done | asyncio.Future[None]
 
 
 class SpoolWriter:
@@ -113,7 +114,7 @@ class SpoolWriter:
         self.min_free_bytes = min_free_bytes
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._cond = threading.Condition()
-        self._pending: list[tuple[list[bytes], Done]] = []
+        self._pending: list[tuple[list[bytes], Waiter]] = []
         self._seal_requests: list[threading.Event] = []
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -147,10 +148,14 @@ class SpoolWriter:
 
     # -- appending ---------------------------------------------------------------------------
 
-    def submit(self, frames: list[bytes], done: Done) -> None:
+    def submit(self, frames: list[bytes], done: Waiter) -> None:
         with self._cond:
             if self._closing:
-                done(SpoolUnavailable("the collector is shutting down"))
+                refused = SpoolUnavailable("the collector is shutting down")
+                if isinstance(done, asyncio.Future):
+                    done.set_exception(refused)
+                else:
+                    done(refused)
                 return
             self._pending.append((frames, done))
             self._cond.notify()
@@ -167,13 +172,8 @@ class SpoolWriter:
 
     async def append(self, frames: list[bytes]) -> None:
         """Return once ``frames`` are on disk (fdatasync'd); raise ``SpoolUnavailable`` if not."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def done(error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, error)
-
-        self.submit(frames, done)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.submit(frames, future)
         await future
 
     def append_sync(self, frames: list[bytes], timeout: float | None = None) -> None:
@@ -266,7 +266,7 @@ class SpoolWriter:
             ):
                 self._seal()
 
-    def _commit(self, batch: list[tuple[list[bytes], Done]]) -> None:
+    def _commit(self, batch: list[tuple[list[bytes], Waiter]]) -> None:
         data = b"".join(b for frames, _ in batch for b in frames)
         error: BaseException | None = None
         try:
@@ -283,8 +283,18 @@ class SpoolWriter:
             error = SpoolUnavailable(f"writing the spool failed: {exc.strerror or exc}")
             self._last_error = str(error)
         self.commits += 1
-        for _, done in batch:
-            done(error)
+        # One wake-up per event loop for the whole group, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, waiter in batch:
+            if isinstance(waiter, asyncio.Future):
+                by_loop.setdefault(waiter.get_loop(), []).append(waiter)
+            else:
+                waiter(error)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures, error)
+            except RuntimeError:  # the loop was closed: nobody is waiting any more
+                pass
 
     def _write(self, data: bytes) -> None:
         if self._fd is None:
@@ -335,13 +345,14 @@ class SpoolWriter:
             os.close(fd)
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # the request was cancelled (client went away)
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def claimable_segments(directory: Path) -> Iterator[tuple[Path, int | None]]:
