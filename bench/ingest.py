@@ -35,7 +35,7 @@ from rich.table import Table
 
 from tallystick.collect.server import ServerProcess, free_port
 from tallystick.store.lake import Lake
-from tallystick.store.reader import with_retry
+from tallystick.store.reader import count_events, with_retry
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -106,7 +106,7 @@ def run_wrk(url: str, script: Path, *, seconds: int, connections: int) -> dict[s
     }
 
 
-def rss_mb(root_pid: int) -> dict[str, float]:
+def rss_mb(root_pid: int, loader_pid: int) -> dict[str, float]:
     """RSS of a process and its descendants, in MB, split into collector and loader."""
     out = subprocess.run(
         ["ps", "-e", "-o", "pid=,ppid=,rss=,args="], capture_output=True, text=True, check=True
@@ -129,9 +129,9 @@ def rss_mb(root_pid: int) -> dict[str, float]:
                 changed = True
     collector = loader = 0.0
     for member in tree & procs.keys():
-        _, rss_kb, args = procs[member]
-        if "spawn_main" in args:
-            loader += rss_kb / 1024  # the loader process (multiprocessing spawn)
+        _, rss_kb, _args = procs[member]
+        if member == loader_pid:
+            loader += rss_kb / 1024
         else:
             collector += rss_kb / 1024  # tally serve, its workers, the resource tracker
     return {"collector_mb": collector, "loader_mb": loader, "total_mb": collector + loader}
@@ -167,7 +167,7 @@ def visibility_seconds(url: str, lake: Lake, tries: int = 5) -> float:
     return worst
 
 
-def decode_only(port: int) -> subprocess.Popen[bytes]:
+def decode_only(port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
         [
@@ -186,6 +186,8 @@ def decode_only(port: int) -> subprocess.Popen[bytes]:
             "--no-access-log",
             "--log-level",
             "warning",
+            "--workers",
+            str(workers),
         ],
         env=env,
         cwd=HERE,
@@ -206,7 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load")
     parser.add_argument("--workers", type=int, default=1, help="collector worker processes")
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `make bench` (it installs wrk) or apt-get install wrk")
@@ -224,7 +226,7 @@ def main() -> None:
 
     # The bare decode-only endpoint: the ceiling.
     port = free_port()
-    proc = decode_only(port)
+    proc = decode_only(port, args.workers)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url)
@@ -243,7 +245,8 @@ def main() -> None:
     try:
         time.sleep(2)
         assert server.proc is not None
-        idle = rss_mb(server.proc.pid)
+        loader_pid = int((work / "data" / "loader.lock").read_text())
+        idle = rss_mb(server.proc.pid, loader_pid)
         for label, script in (("batched", batch_lua), ("single", single_lua)):
             console.print(f"collector, {label} …")
             r = run_wrk(
@@ -254,9 +257,14 @@ def main() -> None:
             )
             rows.append({"target": "collector", "load": label, **r})
         time.sleep(3)
+        loaded = rss_mb(server.proc.pid, loader_pid)
         visible = visibility_seconds(server.url, Lake(work / "data" / "lake"))
     finally:
         server.stop()
+    stored = count_events(Lake(work / "data" / "lake"))
+    expected = len(batch_bodies) * 100 + len(single_bodies) + 5
+    if stored != expected:
+        console.print(f"[red]integrity: {stored} distinct events stored, {expected} expected[/]")
 
     for r in rows:
         r["events_per_s"] = r["rps"] * (100 if str(r["load"]) == "batched" else 1)
@@ -295,7 +303,15 @@ def main() -> None:
         f"idle RSS: collector {idle['collector_mb']:.0f} MB, loader "
         f"{idle['loader_mb']:.0f} MB, total {idle['total_mb']:.0f} MB"
     )
+    console.print(
+        f"RSS after the loads: collector {loaded['collector_mb']:.0f} MB, loader "
+        f"{loaded['loader_mb']:.0f} MB"
+    )
     console.print(f"ack → queryable in the lake (worst of 5): {visible:.2f} s")
+    console.print(
+        f"every acknowledged event stored exactly once: {stored == expected} "
+        f"({stored:,} distinct events)"
+    )
 
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(),
@@ -303,6 +319,9 @@ def main() -> None:
         "args": vars(args),
         "loads": rows,
         "idle_rss_mb": idle,
+        "rss_after_load_mb": loaded,
+        "distinct_events_stored": stored,
+        "distinct_events_expected": expected,
         "visibility_seconds": visible,
     }
     RESULTS.mkdir(exist_ok=True)

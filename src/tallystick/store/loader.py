@@ -199,6 +199,7 @@ class Loader:
                     log.exception("loading the spool failed; retrying")
                     stats = LoadStats()
                 if not stats.segments:
+                    pa.default_memory_pool().release_unused()
                     stop.wait(self.settings.flush_interval_seconds)
             self.load_once()
 
@@ -219,6 +220,8 @@ class loader_lock:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 self.acquired = True
+                os.ftruncate(self.fd, 0)
+                os.write(self.fd, f"{os.getpid()}\n".encode())  # who holds it, for operators
                 return self
             except BlockingIOError:
                 if self.stop.wait(0.2):
