@@ -19,6 +19,7 @@ CRC and ignored: it was never acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import shutil
@@ -291,10 +292,8 @@ class SpoolWriter:
             else:
                 waiter(error)
         for loop, futures in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle, futures, error)
-            except RuntimeError:  # the loop was closed: nobody is waiting any more
-                pass
 
     def _write(self, data: bytes) -> None:
         if self._fd is None:
