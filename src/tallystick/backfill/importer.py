@@ -45,14 +45,12 @@ import gzip
 import hashlib
 import io
 import itertools
-import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
-import duckdb
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -67,6 +65,7 @@ from tallystick.messages import Problem
 from tallystick.schema import Event
 from tallystick.store.failed import SOURCE_IMPORT, FailedEvent, truncate_raw
 from tallystick.store.lake import Lake, events_to_table
+from tallystick.store.reader import existing_ids
 
 DEFAULT_CHUNK_ROWS: Final = 100_000
 MAX_PROBLEMS_KEPT: Final = 1_000
@@ -76,7 +75,6 @@ _GZIP_MAGIC: Final = b"\x1f\x8b"
 _HASH_BLOCK: Final = 1024 * 1024
 _TICK_EVERY: Final = 1024
 _CSV_FIELD_LIMIT: Final = 64 * 1024 * 1024
-_LOOKUP_RETRIES: Final = 5
 _NOT_UTF8: Final = "is not valid UTF-8: save the file as UTF-8."
 
 
@@ -462,37 +460,6 @@ def file_sha1(path: Path, tick: Callable[[int], None] | None = None) -> str:
             if tick is not None:
                 tick(done)
     return digest.hexdigest()
-
-
-def _sql_list(paths: Iterable[str]) -> str:
-    return ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-
-
-def existing_ids(lake: Lake, ids: Sequence[str], days: Iterable[dt.date]) -> set[str]:
-    """Which of ``ids`` are already stored in the lake partitions of ``days``."""
-    wanted = sorted(set(days))
-    for attempt in range(_LOOKUP_RETRIES):
-        partitions = lake.partitions()
-        files = [p for day in wanted for p in partitions.get(day, [])]
-        if not files or not ids:
-            return set()
-        con = duckdb.connect(":memory:")
-        try:
-            con.register("candidates", pa.table({"event_id": pa.array(ids, pa.string())}))
-            rows = con.execute(
-                "SELECT DISTINCT event_id FROM read_parquet("
-                f"[{_sql_list(lake.absolute(files))}], union_by_name = true) "
-                "WHERE event_id IN (SELECT event_id FROM candidates)"
-            ).fetchall()
-            return {str(r[0]) for r in rows}
-        except duckdb.IOException:
-            # compaction replaced a file between listing and reading: list again
-            if attempt == _LOOKUP_RETRIES - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-        finally:
-            con.close()
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True, slots=True)

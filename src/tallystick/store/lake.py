@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tallystick.schema import FIELDS, SCHEMA_VERSION, Event
+from tallystick.store.durable import fsync_path
 from tallystick.store.failed import FailedEvent
 
 EVENTS: Final = "events"
@@ -87,13 +88,9 @@ class LocalStorage:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
         pq.write_table(table, tmp, compression="zstd", row_group_size=256 * 1024)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(tmp)
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        fsync_path(target.parent)
 
     def list_files(self, prefix: str) -> list[str]:
         base = self._abs(prefix)
@@ -123,14 +120,6 @@ class LocalStorage:
             except FileNotFoundError:
                 continue
         return removed
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _utc(ts: dt.datetime | None) -> dt.datetime | None:

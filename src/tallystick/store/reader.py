@@ -6,8 +6,9 @@ received copy of each ``event_id``: re-sent and re-imported events count exactly
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TypeVar
 
 import duckdb
@@ -47,19 +48,30 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def retry_io(attempt: Callable[[], T]) -> T:
+    """Run ``attempt``, again when DuckDB could not read a file that compaction just replaced
+    (``attempt`` must list the files anew each time)."""
+    for n in range(_RETRIES):
+        try:
+            return attempt()
+        except duckdb.IOException:
+            if n == _RETRIES - 1:
+                raise
+            time.sleep(0.05 * (n + 1))
+    raise AssertionError("unreachable")
+
+
 def with_retry(lake: Lake, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-    """Run ``work`` on a fresh connection, retrying when compaction replaced files mid-read."""
-    for attempt in range(_RETRIES):
+    """Run ``work`` on a fresh connection to the lake, retrying when files changed mid-read."""
+
+    def attempt() -> T:
         con = connect(lake)
         try:
             return work(con)
-        except duckdb.IOException:
-            if attempt == _RETRIES - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
         finally:
             con.close()
-    raise AssertionError("unreachable")
+
+    return retry_io(attempt)
 
 
 def count_events(lake: Lake) -> int:
@@ -68,3 +80,35 @@ def count_events(lake: Lake) -> int:
         return int(row[0]) if row else 0
 
     return with_retry(lake, work)
+
+
+def _sql_list(paths: Iterable[str]) -> str:
+    return ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+
+
+def existing_ids(lake: Lake, ids: Sequence[str], days: Iterable[dt.date]) -> set[str]:
+    """Which of ``ids`` are already stored in the lake partitions of ``days``.
+
+    Reads only the ``event_id`` column of those partitions' files, so the cost does not grow
+    with the length of the lake's history.
+    """
+    wanted = sorted(set(days))
+
+    def attempt() -> set[str]:
+        partitions = lake.partitions()
+        files = [p for day in wanted for p in partitions.get(day, [])]
+        if not files or not ids:
+            return set()
+        con = duckdb.connect(":memory:")
+        try:
+            con.register("candidates", pa.table({"event_id": pa.array(ids, pa.string())}))
+            rows = con.execute(
+                "SELECT DISTINCT event_id FROM read_parquet("
+                f"[{_sql_list(lake.absolute(files))}], union_by_name = true) "
+                "WHERE event_id IN (SELECT event_id FROM candidates)"
+            ).fetchall()
+            return {str(r[0]) for r in rows}
+        finally:
+            con.close()
+
+    return retry_io(attempt)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from tallystick.store.durable import fsync_path
+
 MAGIC: Final = b"TSP1"
 HEADER: Final = struct.Struct("<4sBqII")
 EVENTS: Final = 1
@@ -82,12 +84,7 @@ def read_segment(path: Path) -> SegmentContents:
     return SegmentContents(frames, size - pos)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+fsync_dir = fsync_path
 
 
 def free_bytes(path: Path) -> int:
