@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from tallystick.collect.app import Collector
@@ -30,3 +31,17 @@ def load(settings: Settings, collector: Collector | None = None) -> None:
     if collector is not None:
         collector.spool.seal()
     Loader(settings).load_once()
+
+
+def refusals(
+    events: list[dict[str, Any]],
+    code: str,
+    message: str,
+    refuse: Callable[[dict[str, Any]], bool] = lambda _event: True,
+) -> list[dict[str, Any]]:
+    """The collector's per-event ``errors`` for the events ``refuse`` picks (for fake servers)."""
+    return [
+        {"index": i, "event_id": e["event_id"], "code": code, "message": message}
+        for i, e in enumerate(events)
+        if refuse(e)
+    ]

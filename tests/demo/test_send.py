@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from support import refusals
 from tallystick.demo.generator import generate
 from tallystick.demo.send import MAX_REQUEST_BYTES, SendError, send
 
@@ -120,11 +121,7 @@ def test_partial_acceptance_207(collector: tuple[str, Recorded]) -> None:
     url, rec = collector
 
     def refuse_odd(events: list[dict[str, Any]]) -> Reply:
-        errors = [
-            {"index": i, "event_id": e["event_id"], "code": "invalid_field", "message": "odd"}
-            for i, e in enumerate(events)
-            if e["data"]["n"] % 2
-        ]
+        errors = refusals(events, "invalid_field", "odd", lambda e: bool(e["data"]["n"] % 2))
         return 207, {
             "accepted": len(events) - len(errors),
             "rejected": len(errors),
@@ -154,15 +151,7 @@ def test_every_event_refused_is_counted_not_raised(collector: tuple[str, Recorde
     url, rec = collector
 
     def refuse_all(events: list[dict[str, Any]]) -> Reply:
-        errors = [
-            {
-                "index": i,
-                "event_id": e["event_id"],
-                "code": "client_ts_in_future",
-                "message": "future",
-            }
-            for i, e in enumerate(events)
-        ]
+        errors = refusals(events, "client_ts_in_future", "future")
         return 400, {"accepted": 0, "rejected": len(events), "errors": errors}
 
     rec.answer = refuse_all

@@ -26,6 +26,7 @@ from typing import Any, cast
 import msgspec
 import pytest
 
+from support import refusals
 from tallystick.schema import Event
 from tallystick.sdk import Tracker
 from tallystick.sdk import backoff as backoff_module
@@ -531,16 +532,12 @@ def test_207_counts_refused_events_and_does_not_resend_them(
     collector: FakeCollector, make: Callable[..., Tracker], caplog: pytest.LogCaptureFixture
 ) -> None:
     def judge(events: list[dict[str, Any]]) -> Answer:
-        errors = [
-            {
-                "index": i,
-                "event_id": e["event_id"],
-                "code": "invalid_field",
-                "message": "`name` is invalid",
-            }
-            for i, e in enumerate(events)
-            if e.get("data", {}).get("bad")
-        ]
+        errors = refusals(
+            events,
+            "invalid_field",
+            "`name` is invalid",
+            lambda e: bool(e.get("data", {}).get("bad")),
+        )
         return Answer(
             207, {"accepted": len(events) - len(errors), "rejected": len(errors), "errors": errors}
         )
@@ -589,15 +586,7 @@ def test_413_for_the_events_themselves_is_not_split(
     collector: FakeCollector, make: Callable[..., Tracker]
 ) -> None:
     def too_large(events: list[dict[str, Any]]) -> Answer:
-        errors = [
-            {
-                "index": i,
-                "event_id": e["event_id"],
-                "code": "event_too_large",
-                "message": "too large",
-            }
-            for i, e in enumerate(events)
-        ]
+        errors = refusals(events, "event_too_large", "too large")
         return Answer(413, {"accepted": 0, "rejected": len(events), "errors": errors})
 
     collector.default = too_large
