@@ -42,7 +42,15 @@ def demo(
     params = {"users": users, "days": days, "seed": seed}
     server = ServerProcess(settings.data, host=host, port=port if serve else None)
     console.print(f"Starting the collector on [cyan]{server.url}[/] …")
-    server.start()
+    try:
+        server.start()
+    except (RuntimeError, TimeoutError) as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        console.print(
+            f"[red]error:[/] the collector did not start on {server.url}: {reason}\n"
+            "If the port is taken, pass another one with --port."
+        )
+        raise typer.Exit(2) from None
     try:
         if _already_built(marker, params):
             console.print(
