@@ -237,8 +237,10 @@ def check_array(
     """
     try:
         events: list[Event] | None = _decode_events(array)
-    except (msgspec.ValidationError, UnicodeDecodeError):
+    except msgspec.ValidationError:
         events = None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return _syntax_problem(bytes(array), exc)
     latest = latest_allowed(now, max_future_seconds)
     if events is not None:
         if len(events) > max_events:
@@ -250,7 +252,10 @@ def check_array(
         )
         if small and _all_good(events, latest):
             return Checked(events, [], [], bytes(array))
-    raws = _decode_raws(array)
+    try:
+        raws = _decode_raws(array)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return _syntax_problem(bytes(array), exc)
     if len(raws) > max_events:
         return too_many(len(raws), max_events)
     if not raws:
@@ -284,31 +289,29 @@ _SHAPE: Final = Problem(
 )
 
 
+def _syntax_problem(body: bytes, exc: Exception) -> Problem:
+    if isinstance(exc, UnicodeDecodeError) or not _is_utf8(body):
+        return Problem(
+            messages.INVALID_UTF8, "the request body is not valid UTF-8: send UTF-8 JSON."
+        )
+    return Problem(messages.MALFORMED_JSON, f"the request body is not valid JSON ({exc}).")
+
+
 def split_events(body: bytes) -> RawEvent | Problem:
     """Find the JSON array of events in a request body.
 
     Accepts one event object, a JSON array of events, or ``{"events": [...]}``.
     """
-    try:
-        _decode_raw(body)  # a syntax check: builds no objects
-    except UnicodeDecodeError:
-        return Problem(
-            messages.INVALID_UTF8, "the request body is not valid UTF-8: send UTF-8 JSON."
-        )
-    except msgspec.ValidationError:
-        return _SHAPE
-    except msgspec.DecodeError as exc:
-        if not _is_utf8(body):
-            return Problem(
-                messages.INVALID_UTF8, "the request body is not valid UTF-8: send UTF-8 JSON."
-            )
-        return Problem(messages.MALFORMED_JSON, f"the request body is not valid JSON ({exc}).")
     first = body.lstrip()[:1]
     if first == b"[":
-        return body
-    if first != b"{":
-        return _SHAPE
-    top = _decode_object(body)
+        return body  # its syntax is checked as it is decoded
+    try:
+        if first != b"{":
+            _decode_raw(body)  # valid JSON, but of the wrong shape?
+            return _SHAPE
+        top = _decode_object(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return _syntax_problem(body, exc)
     if "events" in top and "event_id" not in top and "name" not in top:
         if len(top) > 1:
             extra = ", ".join(sorted(k for k in top if k != "events"))
