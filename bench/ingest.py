@@ -194,6 +194,14 @@ def decode_only(port: int, workers: int) -> subprocess.Popen[bytes]:
     )
 
 
+def drain(spool: Path, limit: float = 120.0) -> None:
+    """Wait until the loader has caught up, so one load does not run into the last one's tail."""
+    deadline = time.monotonic() + limit
+    while any(spool.glob("*.ready")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+
+
 def wait_ready(url: str) -> None:
     for _ in range(200):
         try:
@@ -256,6 +264,7 @@ def main() -> None:
                 connections=args.connections,
             )
             rows.append({"target": "collector", "load": label, **r})
+            drain(work / "data" / "spool")
         time.sleep(3)
         loaded = rss_mb(server.proc.pid, loader_pid)
         visible = visibility_seconds(server.url, Lake(work / "data" / "lake"))

@@ -127,6 +127,7 @@ class SpoolWriter:
         self._probed_at = 0.0
         self._probe_result: str | None = None
         self.commits = 0
+        self._turn: list[tuple[list[bytes], Waiter]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -170,9 +171,26 @@ class SpoolWriter:
 
     async def append(self, frames: list[bytes]) -> None:
         """Return once ``frames`` are on disk (fdatasync'd); raise ``SpoolUnavailable`` if not."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.submit(frames, future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        # Requests of one event-loop turn are handed to the writer together: one hand-off
+        # (and so one commit) for all of them instead of a thread wake-up per request.
+        self._turn.append((frames, future))
+        if len(self._turn) == 1:
+            loop.call_soon(self._hand_over)
         await future
+
+    def _hand_over(self) -> None:
+        items, self._turn = self._turn, []
+        with self._cond:
+            if self._closing:
+                refused = SpoolUnavailable("the collector is shutting down")
+                for _, future in items:
+                    if isinstance(future, asyncio.Future) and not future.done():
+                        future.set_exception(refused)
+                return
+            self._pending.extend(items)
+            self._cond.notify()
 
     def append_sync(self, frames: list[bytes], timeout: float | None = None) -> None:
         finished = threading.Event()
