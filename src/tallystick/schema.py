@@ -46,7 +46,7 @@ DataValue = Scalar | Annotated[list[Scalar], msgspec.Meta(max_length=MAX_LIST_IT
 Data = Annotated[dict[Key, DataValue], msgspec.Meta(max_length=MAX_DATA_KEYS)]
 SampleUnit = Literal["event", "session", "user", "pageview", "device"]
 Rate = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
-Seq = Annotated[int, msgspec.Meta(ge=1)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 Locale = Annotated[str, msgspec.Meta(max_length=35)]
 
 

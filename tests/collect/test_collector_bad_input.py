@@ -83,6 +83,13 @@ CASES = [
         "invalid_field",
         "`session.seq`",
     ),
+    Case(
+        "seq beyond 64 bits",
+        js(make_event(session={"id": "s", "seq": 2**64})),
+        400,
+        "invalid_field",
+        "`session.seq`",
+    ),
     Case("bad uuid", js(make_event(event_id="nope")), 400, "invalid_field", "a UUID"),
     Case(
         "bad name",

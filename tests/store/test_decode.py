@@ -101,3 +101,38 @@ def test_random_events_match(data: dict[str, Any], seq: int, instance: str) -> N
 @pytest.mark.parametrize("payloads", [[], [b"[]"]])
 def test_nothing_in_nothing_out(payloads: list[bytes]) -> None:
     assert frames_to_table(payloads, [RECEIVED_US] * len(payloads)).num_rows == 0
+
+
+def test_rfc3339_spellings_that_msgspec_accepts_load() -> None:
+    spellings = [
+        "2026-01-01t00:00:00z",
+        "2026-01-01 00:00:00Z",
+        "2026-01-01T00:00:00-00:00",
+        "2026-01-01T01:00:00+01:00",
+    ]
+    events = [make_event(client_ts=s) for s in spellings]
+    table = frames_to_table([msgspec.json.encode(events)], [RECEIVED_US])
+    assert {t.isoformat() for t in table["client_ts"].to_pylist()} == {"2026-01-01T00:00:00+00:00"}
+
+
+def test_python_fallback_gives_the_same_rows() -> None:
+    from tallystick.store import decode
+
+    payload = msgspec.json.encode(EDGE_CASES)
+    assert (
+        decode._with_python([payload], [RECEIVED_US]).to_pylist()
+        == decode._with_duckdb([payload], [RECEIVED_US]).to_pylist()
+    )
+
+
+def test_a_duckdb_refusal_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    import duckdb
+
+    from tallystick.store import decode
+
+    def refuse(*_args: object) -> object:
+        raise duckdb.ConversionException("pretend DuckDB disagrees")
+
+    monkeypatch.setattr(decode, "_with_duckdb", refuse)
+    table = frames_to_table([msgspec.json.encode(EDGE_CASES)], [RECEIVED_US])
+    assert table.num_rows == len(EDGE_CASES)

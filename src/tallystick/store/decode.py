@@ -8,16 +8,22 @@ a test checks it against the plain-Python conversion (``lake.events_to_table``).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 from collections.abc import Sequence
 from functools import cache
 from typing import Final
 
 import duckdb
+import msgspec
 import pyarrow as pa
 
-from tallystick.schema import FIELDS, SCHEMA_VERSION, Field
-from tallystick.store.lake import EVENT_SCHEMA
+from tallystick.schema import FIELDS, SCHEMA_VERSION, Event, Field
+from tallystick.store.lake import EVENT_SCHEMA, events_to_table
+
+log = logging.getLogger("tallystick.loader")
+_decode_events = msgspec.json.Decoder(list[Event]).decode
 
 _JSON_TYPES: Final = {
     "string": "VARCHAR",
@@ -56,7 +62,7 @@ def _column(f: Field) -> str:
     if f.path == "event_id":
         return f"CAST(CAST({ref} AS UUID) AS VARCHAR)"
     if f.kind == "timestamp":
-        return f"CAST({ref} AS TIMESTAMPTZ)"
+        return f"CAST(upper({ref}) AS TIMESTAMPTZ)"  # RFC 3339 allows a lowercase t and z
     if f.kind == "json":
         return f"nullif(CAST({ref} AS VARCHAR), '{{}}')"
     if f.kind == "map":
@@ -77,7 +83,31 @@ def select_sql() -> str:
 
 
 def frames_to_table(payloads: Sequence[bytes], received_us: Sequence[int]) -> pa.Table:
-    """Lake rows for spooled event arrays (each payload a JSON array of validated events)."""
+    """Lake rows for spooled event arrays (each payload a JSON array of validated events).
+
+    Should DuckDB refuse something msgspec accepted when the collector validated it, the rows
+    are converted the plain-Python way instead: an acknowledged event is never held back by a
+    difference between two parsers.
+    """
+    try:
+        return _with_duckdb(payloads, received_us)
+    except duckdb.Error as exc:
+        log.warning("DuckDB could not convert spooled events (%s); converting them in Python", exc)
+        return _with_python(payloads, received_us)
+
+
+def _with_python(payloads: Sequence[bytes], received_us: Sequence[int]) -> pa.Table:
+    events: list[Event] = []
+    received: list[dt.datetime] = []
+    for payload, us in zip(payloads, received_us, strict=True):
+        batch = _decode_events(payload)
+        events.extend(batch)
+        stamp = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+        received.extend([stamp] * len(batch))
+    return events_to_table(events, received)
+
+
+def _with_duckdb(payloads: Sequence[bytes], received_us: Sequence[int]) -> pa.Table:
     frames = pa.table(
         {
             "payload": pa.array(payloads, type=pa.binary()).cast(pa.string()),
