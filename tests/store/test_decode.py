@@ -136,3 +136,36 @@ def test_a_duckdb_refusal_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(decode, "_with_duckdb", refuse)
     table = frames_to_table([msgspec.json.encode(EDGE_CASES)], [RECEIVED_US])
     assert table.num_rows == len(EDGE_CASES)
+
+
+@st.composite
+def rfc3339(draw: st.DrawFn) -> tuple[str, dt.datetime]:
+    moment = draw(
+        st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2200, 1, 1))
+    )
+    minutes = draw(st.integers(-(23 * 60 + 59), 23 * 60 + 59))
+    digits = draw(st.integers(0, 6))
+    moment = moment.replace(
+        microsecond=moment.microsecond // 10 ** (6 - digits) * 10 ** (6 - digits)
+    )
+    sep = draw(st.sampled_from(["T", "t", " "]))
+    text = moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S")
+    if digits:
+        text += "." + f"{moment.microsecond:06d}"[:digits]
+    if minutes == 0 and draw(st.booleans()):
+        text += draw(st.sampled_from(["Z", "z"]))
+    else:
+        sign = "+" if minutes >= 0 else "-"
+        text += f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    aware = moment.replace(tzinfo=dt.timezone(dt.timedelta(minutes=minutes)))
+    return text, aware
+
+
+@settings(max_examples=60, deadline=None)
+@given(stamp=rfc3339())
+def test_timestamps_convert_like_msgspec(stamp: tuple[str, dt.datetime]) -> None:
+    text, expected = stamp
+    event = make_event(client_ts=text)
+    msgspec.json.decode(msgspec.json.encode(event), type=Event)  # the collector accepts it
+    table = frames_to_table([msgspec.json.encode([event])], [RECEIVED_US])
+    assert table["client_ts"].to_pylist()[0] == expected
