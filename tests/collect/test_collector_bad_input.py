@@ -267,6 +267,31 @@ def test_not_ready_refuses_instead_of_accepting(tmp_path: Any) -> None:
         assert "min_free_bytes" in ready.json()["reason"]
         response = client.post("/v1/events", json=[make_event()])
         assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
         assert response.json()["error"]["code"] == "not_ready"
     load(settings)
     assert Lake(settings.lake_dir).files() == []
+
+
+def test_a_bogus_content_length_is_not_trusted(app: Collector, collector: TestClient) -> None:
+    """The body decides, not a header: a non-numeric Content-Length is ignored."""
+    import asyncio
+
+    body = js([make_event()])
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/events",
+        "headers": [(b"content-length", b"lots")],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"]) == {"accepted": 1, "rejected": 0}

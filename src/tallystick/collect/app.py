@@ -40,13 +40,19 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope.get("headers") or ())
 
 
-async def _respond(send: Send, status: int, body: object) -> None:
+async def _respond(
+    send: Send, status: int, body: object, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     payload = _encode(body)
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+            "headers": [
+                *_JSON_HEADERS,
+                *headers,
+                (b"content-length", str(len(payload)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": payload})
@@ -146,25 +152,8 @@ class Collector:
             )
 
     async def _not_allowed(self, send: Send, allowed: str) -> None:
-        payload = _encode(
-            {
-                "error": Problem(
-                    messages.METHOD_NOT_ALLOWED, f"use {allowed} for this endpoint."
-                ).as_dict()
-            }
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 405,
-                "headers": [
-                    *_JSON_HEADERS,
-                    (b"allow", allowed.encode()),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        problem = Problem(messages.METHOD_NOT_ALLOWED, f"use {allowed} for this endpoint.")
+        await _respond(send, 405, {"error": problem.as_dict()}, ((b"allow", allowed.encode()),))
 
     # -- ingestion ---------------------------------------------------------------------------
 
@@ -172,11 +161,10 @@ class Collector:
         settings = self.settings
         headers = _headers(scope)
         received_us = time.time_ns() // 1000
-        origin = None  # the client's address is personal data: it is never stored
-        declared = headers.get(b"content-length")
+        declared = headers.get(b"content-length", b"")
         try:
             body = await read_body(
-                receive, settings.max_request_bytes, int(declared) if declared else None
+                receive, settings.max_request_bytes, int(declared) if declared.isdigit() else None
             )
         except ClientDisconnected:
             return
@@ -187,11 +175,11 @@ class Collector:
                 settings.max_request_bytes,
             )
         if isinstance(body, Problem):
-            await self._refuse(send, body, b"", received_us, origin)
+            await self._refuse(send, body, b"", received_us)
             return
         array = split_events(body)
         if isinstance(array, Problem):
-            await self._refuse(send, array, body, received_us, origin)
+            await self._refuse(send, array, body, received_us)
             return
         now = dt.datetime.fromtimestamp(received_us / 1e6, tz=dt.UTC)
         checked = check_array(
@@ -202,15 +190,14 @@ class Collector:
             max_future_seconds=settings.max_future_seconds,
         )
         if isinstance(checked, Problem):
-            await self._refuse(send, checked, body, received_us, origin)
+            await self._refuse(send, checked, body, received_us)
             return
-        frames = self._frames(checked, received_us, now, origin)
+        frames = self._frames(checked, received_us, now)
         try:
             await self.spool.append(frames)
         except SpoolUnavailable as exc:
-            await _respond(
-                send, 503, _problem_body(Problem(messages.NOT_READY, f"{exc}. Retry later."))
-            )
+            problem = Problem(messages.NOT_READY, f"{exc}. Retry later.")
+            await _respond(send, 503, _problem_body(problem), ((b"retry-after", b"1"),))
             return
         accepted, rejected = len(checked.events), len(checked.rejected)
         if not rejected:
@@ -228,9 +215,9 @@ class Collector:
             status = 400
         await _respond(send, status, {"accepted": accepted, "rejected": rejected, "errors": errors})
 
-    def _frames(
-        self, checked: Checked, received_us: int, now: dt.datetime, origin: str | None
-    ) -> list[bytes]:
+    def _frames(self, checked: Checked, received_us: int, now: dt.datetime) -> list[bytes]:
+        """The spool frames of a request. Failed-event records carry no client address: it is
+        personal data, and the failed store keeps only what is needed to fix the client."""
         frames = []
         if checked.events:
             frames.append(spool.frame(spool.EVENTS, received_us, checked.accepted_json()))
@@ -241,28 +228,30 @@ class Collector:
                 raw, cut = truncate_raw(r.raw, limit)
                 failed.append(
                     FailedEvent(
-                        now,
-                        SOURCE_HTTP,
-                        r.problem.code,
-                        r.problem.message,
-                        raw,
-                        cut,
-                        r.index,
-                        r.event_id,
-                        origin,
+                        received_ts=now,
+                        source=SOURCE_HTTP,
+                        error_code=r.problem.code,
+                        error_message=r.problem.message,
+                        raw=raw,
+                        raw_truncated=cut,
+                        index=r.index,
+                        event_id=r.event_id,
                     )
                 )
             frames.append(spool.frame(spool.FAILED, received_us, _encode(failed)))
         return frames
 
-    async def _refuse(
-        self, send: Send, problem: Problem, body: bytes, received_us: int, origin: str | None
-    ) -> None:
+    async def _refuse(self, send: Send, problem: Problem, body: bytes, received_us: int) -> None:
         """Refuse the whole request; keep a record of it in the failed-events store."""
         now = dt.datetime.fromtimestamp(received_us / 1e6, tz=dt.UTC)
         raw, cut = truncate_raw(body, self.settings.failed_raw_max_bytes)
         record = FailedEvent(
-            now, SOURCE_HTTP, problem.code, problem.message, raw, cut, None, None, origin
+            received_ts=now,
+            source=SOURCE_HTTP,
+            error_code=problem.code,
+            error_message=problem.message,
+            raw=raw,
+            raw_truncated=cut,
         )
         status = 413 if problem.code in _STATUS_BODY_TOO_LARGE else 400
         if problem.code == messages.UNSUPPORTED_ENCODING:
