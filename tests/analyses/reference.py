@@ -12,9 +12,11 @@ Semantics, precisely
 ====================
 
 Pipeline
-    Every analysis applies, in this order: (1) de-duplication by ``event_id``; (2) the ``where``
-    filters; (3) the date range; (4) the analysis itself. Only the event's own time,
-    ``client_ts``, is used for periods, ranges, funnels and retention.
+    Every analysis applies, in this order: (1) it *reads* the events named in it whose UTC date
+    lies in its read window (the date range; for funnels the range extended by the window; for
+    retention everything up to ``date_to``); (2) de-duplication of what it read; (3) the
+    ``where`` filters; (4) the analysis itself. Only the event's own time, ``client_ts``, is
+    used for periods, ranges, funnels and retention.
 
 Time and periods
     All times are converted to UTC first; an event's *date* is its UTC calendar date. Grains are
@@ -30,9 +32,12 @@ Date range
     may fall after ``date_to``) and retention (first cohort event over all history); see there.
 
 De-duplication
-    Rows sharing an ``event_id`` are one event. The copy kept is the one with the smallest
-    ``received_ts`` (a missing ``received_ts`` sorts last); among copies with equal
-    ``received_ts`` the first in input order is kept.
+    Copies of an event share its ``event_id`` and ``name`` (re-sends, re-imports); rows sharing
+    both are one event. The copy kept is the one with the smallest ``received_ts`` (a missing
+    ``received_ts`` sorts last), then the smallest ``client_ts``; remaining ties are unspecified
+    (the copies are then the same event). Two rows with one ``event_id`` but different names are
+    two events (a client bug that is counted, not hidden). De-duplication happens within what an
+    analysis reads (step 1), so it never needs the whole history.
 
 Fields and values
     A field is a dotted monoschema path (``user.id``, ``app.instance``, ``session.id``, ...; mapped
@@ -252,23 +257,24 @@ def _days(date_from: dt.date, date_to: dt.date) -> list[dt.date]:
 
 
 def dedupe(rows: Iterable[Row]) -> list[Row]:
-    """One row per ``event_id``: the smallest ``received_ts``, then the first in input order.
+    """One row per ``(event_id, name)``: the smallest ``received_ts``, then ``client_ts``.
 
     The kept rows are returned in the input order of the kept copies.
     """
     best: dict[Any, tuple[int, Row]] = {}
     for i, row in enumerate(rows):
-        key = row["event_id"]
-        if key not in best or _received_key(row) < _received_key(best[key][1]):
+        key = (row["event_id"], row["name"])
+        if key not in best or _copy_key(row) < _copy_key(best[key][1]):
             best[key] = (i, row)
     return [row for _, row in sorted(best.values(), key=lambda pair: pair[0])]
 
 
-def _received_key(row: Row) -> tuple[int, dt.datetime]:
+def _copy_key(row: Row) -> tuple[int, dt.datetime, dt.datetime]:
     received = row.get("received_ts")
+    client = utc(row["client_ts"])
     if received is None:
-        return (1, dt.datetime.min.replace(tzinfo=dt.UTC))
-    return (0, utc(received))
+        return (1, dt.datetime.min.replace(tzinfo=dt.UTC), client)
+    return (0, utc(received), client)
 
 
 def _data(row: Row) -> Mapping[str, Any]:
@@ -360,17 +366,21 @@ def _events(
     date_from: dt.date | None = None,
     date_to: dt.date | None = None,
 ) -> list[_Event]:
-    """De-duplicate, filter (``where``, names, dates) and normalise, sorted by (ts, event_id)."""
+    """Read (names, dates), de-duplicate, filter (``where``) and normalise; sorted by
+    (ts, event_id). ``date_from``/``date_to`` bound the read window (``None``: unbounded)."""
     wanted = set(names)
+    read = [
+        row
+        for row in rows
+        if row["name"] in wanted
+        and (date_from is None or utc(row["client_ts"]).date() >= date_from)
+        and (date_to is None or utc(row["client_ts"]).date() <= date_to)
+    ]
     out: list[_Event] = []
-    for row in dedupe(rows):
-        if row["name"] not in wanted or not _matches(row, where):
+    for row in dedupe(read):
+        if not _matches(row, where):
             continue
         ts = utc(row["client_ts"])
-        if date_from is not None and ts.date() < date_from:
-            continue
-        if date_to is not None and ts.date() > date_to:
-            continue
         out.append(
             _Event(
                 ts=ts,
@@ -691,7 +701,8 @@ def funnel(
     if window < dt.timedelta(0):
         raise ValueError("the window must not be negative")
     by_unit: dict[str, list[_Event]] = defaultdict(list)
-    for e in _events(rows, where, steps, unit, breakdown):
+    last_day = (dt.datetime.combine(date_to, dt.time.max, dt.UTC) + window).date()
+    for e in _events(rows, where, steps, unit, breakdown, date_from, last_day):
         if e.unit is not None:
             by_unit[e.unit].append(e)
     counted: list[_Attempt] = []
@@ -754,7 +765,7 @@ def retention(
     returns = set(return_events)
     first: dict[str, _Event] = {}
     returned: dict[str, set[dt.date]] = defaultdict(set)
-    for e in _events(rows, where, {cohort_event, *returns}, unit, breakdown):
+    for e in _events(rows, where, {cohort_event, *returns}, unit, breakdown, None, date_to):
         if e.unit is None:
             continue
         if e.name == cohort_event and e.unit not in first:

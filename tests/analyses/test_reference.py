@@ -160,12 +160,37 @@ def test_add_periods(start: str, grain: Grain, k: int, expected: str) -> None:
 def test_dedupe_keeps_the_earliest_received_copy() -> None:
     first = ev("a", "2024-01-02T10:00:00Z", user="u1")
     earlier = dup(first, user_id="u2", received_ts=first["received_ts"] - dt.timedelta(hours=1))
-    tied = dup(first, user_id="u3", received_ts=earlier["received_ts"])
+    tied = dup(
+        first,
+        user_id="u3",
+        received_ts=earlier["received_ts"],
+        client_ts=first["client_ts"] + dt.timedelta(seconds=1),
+    )
     other = ev("b", "2024-01-02T10:00:00Z")
-    kept = ref.dedupe([first, earlier, tied, other])
-    # x: smallest received_ts is shared by `earlier` and `tied`; the first in input order wins.
+    kept = ref.dedupe([first, tied, earlier, other])
+    # `earlier` and `tied` share the smallest received_ts; the smaller client_ts wins.
     assert [r["user_id"] for r in kept] == ["u2", "u1"]
     assert [r["event_id"] for r in kept] == [first["event_id"], other["event_id"]]
+
+
+def test_one_event_id_with_two_names_is_two_events() -> None:
+    first = ev("a", "2024-01-02T10:00:00Z", user="u1")
+    renamed = dup(first, name="b", received_ts=first["received_ts"] - dt.timedelta(hours=1))
+    assert ref.dedupe([first, renamed]) == [first, renamed]
+
+
+def test_dedupe_sees_only_what_the_analysis_reads() -> None:
+    # The earliest received copy is dated outside the range: the copy inside it counts.
+    inside = ev("a", "2024-01-02T10:00:00Z", user="u1")
+    outside = dup(
+        inside,
+        client_ts=inside["client_ts"] - dt.timedelta(days=5),
+        received_ts=inside["received_ts"] - dt.timedelta(hours=1),
+    )
+    rows = ref.count(
+        [inside, outside], "a", "day", date_from=D("2024-01-02"), date_to=D("2024-01-02")
+    )
+    assert rows == [{"period": D("2024-01-02"), "events": 1, "units": 1}]
 
 
 @pytest.mark.parametrize(

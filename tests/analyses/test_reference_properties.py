@@ -129,7 +129,7 @@ def test_invariant_under_late_duplicates_shuffling_and_offsets(
         changed.append({**row, "client_ts": row["client_ts"].astimezone(zone)})
         if rng.random() < 0.3:  # a copy received later, with different content: never kept
             late = row["received_ts"] + dt.timedelta(days=1)
-            changed.append({**row, "received_ts": late, "user_id": "u-dup", "name": "a"})
+            changed.append({**row, "received_ts": late, "user_id": "u-dup", "data": None})
     rng.shuffle(changed)
     assert _everything(changed, *span) == expected
 

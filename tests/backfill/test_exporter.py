@@ -86,7 +86,7 @@ def source_lake(tmp_path: Path) -> Lake:
     lake = Lake(tmp_path / "source" / "lake")
     write(lake, EVENTS, "first", T0)
     # a re-sent copy of FULL, received later: exports must keep only the first copy
-    write(lake, [{**FULL, "name": "project.other"}], "resent", T0 + dt.timedelta(hours=1))
+    write(lake, [{**FULL, "data": {"resent": True}}], "resent", T0 + dt.timedelta(hours=1))
     return lake
 
 
@@ -105,7 +105,7 @@ def test_jsonl_is_nested_monoschema_without_nulls(source_lake: Lake) -> None:
     rows = jsonl(source_lake)
     assert [r["event_id"] for r in rows] == [eid(6), eid(2), eid(3), eid(1), eid(4), eid(5)]
     full = rows[3]
-    assert full["name"] == "project.commit"  # the first received copy
+    assert full["data"] == FULL["data"]  # the first received copy
     assert full["received_ts"] == "2025-03-01T09:30:00Z"
     assert full["client_ts"] == "2025-03-01T09:30:00.250000Z"
     for key in ("app", "client", "user", "session", "page", "agent", "sample"):

@@ -1,7 +1,8 @@
 """Read the lake with DuckDB: de-duplicated events and the failed-events store.
 
 Every query and export goes through the ``events`` view defined here, which keeps the first
-received copy of each ``event_id``: re-sent and re-imported events count exactly once.
+received copy of each event (same ``event_id`` and ``name``): re-sent and re-imported events
+count exactly once.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     )
     con.execute(
         "CREATE VIEW events AS SELECT * FROM raw_events "
-        "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_ts, name) = 1"
+        "QUALIFY row_number() OVER "
+        "(PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1"
     )
     con.execute(
         f"CREATE VIEW failed_events AS SELECT * FROM {_source(con, lake, FAILED, FAILED_SCHEMA)}"

@@ -1,0 +1,1 @@
+"""The metrics engine: analyses over the lake, rendered per engine (DuckDB, ClickHouse)."""

@@ -1,0 +1,1 @@
+"""One module per analysis; each defines a frozen dataclass subclassing ``Analysis``."""

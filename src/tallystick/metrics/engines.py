@@ -1,0 +1,218 @@
+"""Engines that run analysis SQL: DuckDB over the lake (default), ClickHouse in-process (chDB)
+or a ClickHouse server (clickhouse-connect). Each turns a tree into its dialect and returns Arrow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any, Final, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import pyarrow as pa
+from sqlglot import exp
+
+from tallystick.metrics.params import MetricError
+from tallystick.metrics.sql import EngineName, parse, render
+from tallystick.store.lake import EVENT_SCHEMA, Lake
+
+CLICKHOUSE_SETTINGS: Final = {
+    "session_timezone": "UTC",
+    "join_use_nulls": 1,
+    "aggregate_functions_null_for_empty": 1,
+}
+_SETTINGS_SQL: Final = " SETTINGS " + ", ".join(
+    f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in CLICKHOUSE_SETTINGS.items()
+)
+
+_SQL_TYPES: Final = {
+    pa.string(): "VARCHAR",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+    pa.bool_(): "BOOLEAN",
+    pa.int64(): "BIGINT",
+    pa.int16(): "SMALLINT",
+    pa.float64(): "DOUBLE",
+}
+
+
+def _empty_source() -> exp.Expr:
+    """A relation with the lake's flat columns and no rows (for an empty lake or range)."""
+    cols = ", ".join(
+        f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}"
+        for f in EVENT_SCHEMA
+        if f.type in _SQL_TYPES
+    )
+    return exp.Subquery(
+        this=parse(f"SELECT {cols} WHERE 1 = 0"),
+        alias=exp.TableAlias(this=exp.to_identifier("lake")),
+    )
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+class Engine(Protocol):
+    """Where analyses run. ``source`` is the lake's events dated in a range (None: unbounded)."""
+
+    name: EngineName
+
+    def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr: ...
+
+    def run(self, tree: exp.Expr) -> tuple[pa.Table, str]:
+        """Run ``tree``; return the rows and the SQL text that ran."""
+        ...
+
+
+def _files(
+    lake: Lake, day_from: dt.date | None, day_to: dt.date | None
+) -> dict[dt.date, list[str]]:
+    return {
+        day: paths
+        for day, paths in sorted(lake.partitions().items())
+        if (day_from is None or day >= day_from) and (day_to is None or day <= day_to)
+    }
+
+
+class DuckDBEngine:
+    """DuckDB in-process, reading the lake's Parquet files of the dates an analysis needs."""
+
+    name: EngineName = "duckdb"
+
+    def __init__(self, lake: Lake, *, threads: int | None = None) -> None:
+        self.lake = lake
+        self.threads = threads
+
+    def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr:
+        files = [p for paths in _files(self.lake, day_from, day_to).values() for p in paths]
+        if not files:
+            return _empty_source()
+        listed = ", ".join(_quote(p) for p in self.lake.absolute(files))
+        query = parse(
+            f"SELECT * FROM read_parquet([{listed}], union_by_name = true, "
+            "hive_partitioning = false)"
+        )
+        return query.args["from_"].this  # type: ignore[no-any-return]
+
+    def run(self, tree: exp.Expr) -> tuple[pa.Table, str]:
+        import duckdb
+
+        from tallystick.store.reader import retry_io
+
+        sql = render(tree, "duckdb")
+
+        def attempt() -> pa.Table:
+            con = duckdb.connect(":memory:")
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                if self.threads:
+                    con.execute(f"SET threads = {int(self.threads)}")
+                return con.sql(sql).arrow().read_all()
+            finally:
+                con.close()
+
+        return retry_io(attempt), sql
+
+
+_CHDB_LOCK = threading.Lock()
+
+
+class ChDBEngine:
+    """ClickHouse in-process (chDB), reading the same Parquet files as DuckDB."""
+
+    name: EngineName = "clickhouse"
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr:
+        days = _files(self.lake, day_from, day_to)
+        if not days:
+            return _empty_source()
+        root = str(self.lake.root / "events")
+        names = [f"date={d.isoformat()}" for d in days]
+        folder = names[0] if len(names) == 1 else "{" + ",".join(names) + "}"
+        pattern = f"{root}/{folder}/*.parquet"
+        return exp.Table(
+            this=exp.Anonymous(
+                this="file", expressions=[exp.Literal.string(pattern), exp.var("Parquet")]
+            )
+        )
+
+    def run(self, tree: exp.Expr) -> tuple[pa.Table, str]:
+        try:
+            import chdb
+        except ImportError:  # pragma: no cover - depends on the install
+            raise MetricError(
+                "the clickhouse engine needs chDB: pip install 'tallystick[clickhouse]'"
+            ) from None
+        sql = render(tree, "clickhouse") + _SETTINGS_SQL
+        with _CHDB_LOCK:  # one chDB engine per process; it is not safe to enter concurrently
+            result = chdb.query(sql, "ArrowStream")  # type: ignore[no-untyped-call]
+        data = result.bytes()
+        if not data:
+            return pa.table({}), sql
+        return pa.ipc.open_stream(pa.py_buffer(data)).read_all(), sql
+
+
+class ClickHouseServerEngine:
+    """A ClickHouse server through clickhouse-connect.
+
+    ``url`` is ``clickhouse://user:password@host:8123/database?table=events``; the table must
+    hold the lake's columns (load it with ``INSERT INTO events SELECT * FROM s3(...)`` or
+    ``clickhouse-client`` from the Parquet files).
+    """
+
+    name: EngineName = "clickhouse"
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("clickhouse", "clickhouses", "http", "https"):
+            raise MetricError(
+                f"engine URL {url!r} is not a ClickHouse URL: "
+                "write clickhouse://user:password@host:8123/database?table=events"
+            )
+        self.url = url
+        self.table = parse_qs(parts.query).get("table", ["events"])[0]
+        self._client: Any = None
+
+    def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr:
+        return exp.to_table(self.table)
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            try:
+                import clickhouse_connect
+            except ImportError:  # pragma: no cover - depends on the install
+                raise MetricError(
+                    "the clickhouse engine needs clickhouse-connect: "
+                    "pip install 'tallystick[clickhouse]'"
+                ) from None
+            parts = urlsplit(self.url)
+            secure = parts.scheme in ("clickhouses", "https")
+            self._client = clickhouse_connect.get_client(
+                host=parts.hostname or "localhost",
+                port=parts.port or (8443 if secure else 8123),
+                username=parts.username or "default",
+                password=parts.password or "",
+                database=parts.path.strip("/") or "default",
+                secure=secure,
+                settings=CLICKHOUSE_SETTINGS,
+            )
+        return self._client
+
+    def run(self, tree: exp.Expr) -> tuple[pa.Table, str]:
+        sql = render(tree, "clickhouse") + _SETTINGS_SQL
+        table = self._connect().query_arrow(sql)
+        return table, sql
+
+
+def make_engine(lake: Lake, engine: str = "duckdb", url: str | None = None) -> Engine:
+    """The engine named ``engine`` (``duckdb`` or ``clickhouse``; with ``url``, a server)."""
+    if engine == "duckdb":
+        if url:
+            raise MetricError("--engine-url is for --engine clickhouse; DuckDB reads the lake")
+        return DuckDBEngine(lake)
+    if engine == "clickhouse":
+        return ClickHouseServerEngine(url) if url else ChDBEngine(lake)
+    raise MetricError(f"unknown engine {engine!r}: use duckdb or clickhouse")
