@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tallystick.cli import backfill, demo, schema_cmd, serve, status
+from tallystick.cli import backfill, demo, metrics, schema_cmd, serve, status
 from tallystick.config import ConfigError
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ serve.register(app)
 backfill.register(app)
 demo.register(app)
 status.register(app)
+metrics.register(app)
 
 
 def main() -> None:
