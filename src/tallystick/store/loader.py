@@ -234,12 +234,15 @@ class loader_lock:
 
 
 def dedupe(table: pa.Table) -> pa.Table:
-    """Keep the first received copy of each ``event_id``, ordered by client time."""
+    """Keep the first received copy of each event (``event_id`` and ``name``; then the smallest
+    ``client_ts``), ordered by client time."""
     if table.num_rows == 0:
         return table
-    table = table.sort_by([("received_ts", "ascending")])
+    table = table.sort_by([("received_ts", "ascending"), ("client_ts", "ascending")])
     indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    first = indexed.group_by("event_id", use_threads=False).aggregate([("__row", "min")])
+    first = indexed.group_by(["event_id", "name"], use_threads=False).aggregate(
+        [("__row", "min")]
+    )
     keep = pc.sort_indices(first["__row_min"])
     rows = pc.take(first["__row_min"], keep)
     out = table.take(rows)
