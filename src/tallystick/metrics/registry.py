@@ -192,7 +192,8 @@ def build(name: str, params: Mapping[str, Any], *, today: dt.date | None = None)
         }
     elif name == "active":
         if _bool(p.get("stickiness", False), "stickiness"):
-            return build("stickiness", {k: v for k, v in p.items() if k != "stickiness"})
+            rest = {k: v for k, v in p.items() if k != "stickiness"}
+            return build("stickiness", rest, today=today)
         kwargs |= {"active": names(p["active"], "active"), "grain": grain}
     elif name == "stickiness":
         kwargs |= {"active": names(p["active"], "active")}
