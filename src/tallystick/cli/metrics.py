@@ -1,8 +1,28 @@
-"""``tally metrics ...``, ``tally funnel`` and ``tally retention``: analyses from the command line."""
+"""``tally metrics ...``, ``tally funnel`` and ``tally retention``: analyses from the command line.
+
+Every analysis command takes the registry's parameters as options (``--from``, ``--to``,
+``--grain``, ``--unit``, ``--where``, ``--breakdown`` and its own) and prints the rows the
+Python API and the HTTP API return. Heavy modules (the engines, pandas, sqlglot) are imported
+inside the commands so that ``tally --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import enum
+import json
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Final
+
 import typer
+from rich.console import Console
+
+from tallystick.cli.options import DEFAULT_DATA, DataOption, FormatOption
+from tallystick.cli.output import Format, render
+
+if TYPE_CHECKING:
+    from tallystick.metrics.analysis import Outcome
 
 metrics_app = typer.Typer(
     name="metrics",
@@ -11,5 +31,368 @@ metrics_app = typer.Typer(
 )
 
 
+class EngineName(enum.StrEnum):
+    duckdb = "duckdb"
+    clickhouse = "clickhouse"
+
+
+FromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        metavar="DATE",
+        help="First UTC date, inclusive (YYYY-MM-DD). Default: 12 whole weeks before --to.",
+        show_default=False,
+    ),
+]
+ToOption = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        metavar="DATE",
+        help="Last UTC date, inclusive (YYYY-MM-DD). Default: today.",
+        show_default=False,
+    ),
+]
+GrainOption = Annotated[
+    str, typer.Option("--grain", metavar="day|week|month", help="Length of a period.")
+]
+UnitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--unit",
+        metavar="FIELD",
+        help="What is counted: a field such as user.id (default) or session.id; "
+        "'event' counts events (ratio only).",
+        show_default=False,
+    ),
+]
+WhereOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        metavar="FILTER",
+        help="FIELD=VALUE, FIELD!=VALUE or 'FIELD in A,B'. Repeat it: every filter must hold.",
+        show_default=False,
+    ),
+]
+BreakdownOption = Annotated[
+    str | None,
+    typer.Option(
+        "--breakdown", metavar="FIELD", help="Split the results by this field.", show_default=False
+    ),
+]
+ShowSqlOption = Annotated[
+    bool, typer.Option("--show-sql", help="Print the SQL that ran to stderr.")
+]
+EngineOption = Annotated[
+    EngineName,
+    typer.Option(
+        "--engine",
+        case_sensitive=False,
+        help="duckdb, or clickhouse (chDB in-process, or the server at --engine-url).",
+    ),
+]
+EngineUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine-url",
+        metavar="URL",
+        help="A ClickHouse server: clickhouse://user:password@host:8123/database?table=events",
+        show_default=False,
+    ),
+]
+
+
+def _names_option(flag: str, help_text: str) -> Any:
+    return typer.Option(flag, metavar="NAME[,NAME]", help=help_text + " Repeatable.")
+
+
+# Parameters that belong to the command line, not to the analysis.
+_CLI_ONLY: Final = ("fmt", "show_sql", "engine", "engine_url", "data")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(metrics_app, name="metrics")
+    app.command("funnel")(funnel)
+    app.command("retention")(retention)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+@metrics_app.command("core")
+def core(
+    actions: Annotated[
+        list[str], _names_option("--action", "The core action(s): event names, e.g. A,B.")
+    ],
+    active: Annotated[list[str], _names_option("--active", "The actions that make a unit active.")],
+    date_from: FromOption = None,
+    date_to: ToOption = None,
+    grain: GrainOption = "week",
+    unit: UnitOption = None,
+    where: WhereOption = None,
+    breakdown: BreakdownOption = None,
+    fmt: FormatOption = Format.table,
+    show_sql: ShowSqlOption = False,
+    engine: EngineOption = EngineName.duckdb,
+    engine_url: EngineUrlOption = None,
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Core actions: per period and action, the units who did it and their share of the
+    active units."""
+    _run("core", locals())
+
+
+@metrics_app.command("active")
+def active(
+    active: Annotated[list[str], _names_option("--active", "The actions that make a unit active.")],
+    stickiness: Annotated[
+        bool,
+        typer.Option(
+            "--stickiness", help="Per month: average daily active units / monthly active units."
+        ),
+    ] = False,
+    date_from: FromOption = None,
+    date_to: ToOption = None,
+    grain: GrainOption = "week",
+    unit: UnitOption = None,
+    where: WhereOption = None,
+    breakdown: BreakdownOption = None,
+    fmt: FormatOption = Format.table,
+    show_sql: ShowSqlOption = False,
+    engine: EngineOption = EngineName.duckdb,
+    engine_url: EngineUrlOption = None,
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Active units per period (or, with --stickiness, DAU/MAU per month)."""
+    _run("active", locals())
+
+
+@metrics_app.command("count")
+def count(
+    event: Annotated[str, typer.Option("--event", metavar="NAME", help="The event to count.")],
+    date_from: FromOption = None,
+    date_to: ToOption = None,
+    grain: GrainOption = "week",
+    unit: UnitOption = None,
+    where: WhereOption = None,
+    breakdown: BreakdownOption = None,
+    fmt: FormatOption = Format.table,
+    show_sql: ShowSqlOption = False,
+    engine: EngineOption = EngineName.duckdb,
+    engine_url: EngineUrlOption = None,
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Events and distinct units per period."""
+    _run("count", locals())
+
+
+@metrics_app.command("ratio")
+def ratio(
+    numerator: Annotated[
+        str, typer.Option("--numerator", metavar="NAME", help="Event of the numerator.")
+    ],
+    denominator: Annotated[
+        str, typer.Option("--denominator", metavar="NAME", help="Event of the denominator.")
+    ],
+    date_from: FromOption = None,
+    date_to: ToOption = None,
+    grain: GrainOption = "week",
+    unit: UnitOption = None,
+    where: WhereOption = None,
+    breakdown: BreakdownOption = None,
+    fmt: FormatOption = Format.table,
+    show_sql: ShowSqlOption = False,
+    engine: EngineOption = EngineName.duckdb,
+    engine_url: EngineUrlOption = None,
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Units (or, with --unit event, events) of one event over another, per period."""
+    _run("ratio", locals())
+
+
+@metrics_app.command("percentile")
+def percentile(
+    event: Annotated[
+        str, typer.Option("--event", metavar="NAME", help="The event carrying the value.")
+    ],
+    field: Annotated[str, typer.Option("--field", metavar="data.KEY", help="The numeric field.")],
+    p: Annotated[str, typer.Option("--p", metavar="P[,P]", help="Percentiles, e.g. 50,90,99.")],
+    date_from: FromOption = None,
+    date_to: ToOption = None,
+    grain: GrainOption = "week",
+    unit: UnitOption = None,
+    where: WhereOption = None,
+    breakdown: BreakdownOption = None,
+    fmt: FormatOption = Format.table,
+    show_sql: ShowSqlOption = False,
+    engine: EngineOption = EngineName.duckdb,
+    engine_url: EngineUrlOption = None,
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Exact percentiles of a numeric field per period (linear interpolation)."""
+    _run("percentile", locals())
+
+
+def funnel(
+    steps: Annotated[
+        list[str], _names_option("--steps", "The step events in order, e.g. s1,s2,s3.")
+    ],
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            metavar="DURATION",
+            help="Time from step 1 within which later steps count: 90s, 30m, 1h, 1d, 2w. "
+            "Default: 1d.",
+            show_default=False,
+        ),
+    ] = None,
+    date_from: FromOption = None,
+    date_to: ToOption = None,
+    grain: GrainOption = "week",
+    unit: UnitOption = None,
+    where: WhereOption = None,
+    breakdown: BreakdownOption = None,
+    fmt: FormatOption = Format.table,
+    show_sql: ShowSqlOption = False,
+    engine: EngineOption = EngineName.duckdb,
+    engine_url: EngineUrlOption = None,
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """A conversion funnel: units reaching each step in order within the window."""
+    _run("funnel", locals())
+
+
+def retention(
+    cohort_event: Annotated[
+        str,
+        typer.Option(
+            "--cohort-event", metavar="NAME", help="The event that puts a unit in a cohort."
+        ),
+    ],
+    return_events: Annotated[
+        list[str], _names_option("--return-event", "The events that count as a return.")
+    ],
+    periods: Annotated[
+        int | None,
+        typer.Option(
+            "--periods",
+            metavar="N",
+            help="How many periods after the cohort's to report. Default: 8.",
+            show_default=False,
+        ),
+    ] = None,
+    date_from: FromOption = None,
+    date_to: ToOption = None,
+    grain: GrainOption = "week",
+    unit: UnitOption = None,
+    where: WhereOption = None,
+    breakdown: BreakdownOption = None,
+    fmt: FormatOption = Format.table,
+    show_sql: ShowSqlOption = False,
+    engine: EngineOption = EngineName.duckdb,
+    engine_url: EngineUrlOption = None,
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Cohort retention: units by their first cohort event, and returns in later periods."""
+    _run("retention", locals())
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho("error: ", fg="red", err=True, nl=False)
+    typer.echo(message, err=True)
+    return typer.Exit(2)
+
+
+def _flatten(items: Sequence[str]) -> list[str]:
+    """Names from repeated options that may each hold several, separated by commas."""
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
+
+
+def _params(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The registry parameters of a command's arguments."""
+    from tallystick.metrics.params import parse_date
+
+    params: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in _CLI_ONLY or value is None or value is False:
+            continue
+        if key in ("date_from", "date_to"):
+            value = parse_date(value, "--from" if key == "date_from" else "--to")
+        elif isinstance(value, list) and key != "where":
+            value = _flatten(value)
+        params[key] = value
+    return params
+
+
+@contextlib.contextmanager
+def _spinner(console: Console, text: str) -> Iterator[None]:
+    """A spinner on stderr while a query runs, only when stderr is a terminal."""
+    if console.is_terminal:
+        with console.status(text, spinner="dots"):
+            yield
+    else:
+        yield
+
+
+def _run(name: str, given: Mapping[str, Any]) -> None:
+    from tallystick.config import ConfigError
+    from tallystick.metrics.api import open_engine, run
+    from tallystick.metrics.params import MetricError
+    from tallystick.metrics.registry import build
+
+    err = Console(stderr=True)
+    engine_name = str(given["engine"])
+    try:
+        analysis = build(name, _params(given))
+        engine = open_engine(given["data"], engine_name, given["engine_url"])
+        with _spinner(err, f"running {name} on {engine_name}…"):
+            outcome = run(analysis, engine)
+    except (MetricError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    if given["show_sql"]:
+        _show_sql(err, outcome)
+    scope = analysis.scope
+    title = f"{analysis.name}: {scope.date_from} to {scope.date_to}"
+    grain = getattr(analysis, "grain", None)
+    if isinstance(grain, str):
+        title += f" by {grain}"
+    fmt: Format = given["fmt"]
+    _print_rows(outcome.rows, fmt, title)
+    if not outcome.rows and fmt is Format.table:
+        err.print("no rows: nothing matched (check --from, --to and --where)")
+
+
+def _show_sql(err: Console, outcome: Outcome) -> None:
+    if err.is_terminal:
+        from rich.syntax import Syntax
+
+        err.print(Syntax(outcome.sql, "sql", word_wrap=True, background_color="default"))
+    else:
+        sys.stderr.write(outcome.sql + "\n")
+        sys.stderr.flush()
+
+
+def _cell(value: Any) -> Any:
+    """A value for a table cell: floats to 4 decimals, lists as comma-separated values."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, list):
+        return ", ".join("–" if v is None else str(_cell(v)) for v in value)
+    return value
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: Format, title: str) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    if fmt is Format.table:
+        rows = [{k: _cell(v) for k, v in r.items()} for r in rows]
+    elif fmt is Format.csv:
+        rows = [
+            {k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows
+        ]
+    render(rows, fmt, title=title, columns=columns)
