@@ -22,6 +22,10 @@ NOT_READY: Final = "not_ready"
 METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 NOT_FOUND: Final = "not_found"
 
+# Query API problems (see docs/http-api.md).
+INVALID_QUERY: Final = "invalid_query"
+QUERY_FAILED: Final = "query_failed"
+
 # Event-level problems (one event is refused, the others are kept).
 EVENT_TOO_LARGE: Final = "event_too_large"
 NOT_AN_OBJECT: Final = "not_an_object"
@@ -43,6 +47,8 @@ CODES: Final = (
     NOT_READY,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
+    INVALID_QUERY,
+    QUERY_FAILED,
     EVENT_TOO_LARGE,
     NOT_AN_OBJECT,
     MISSING_FIELD,

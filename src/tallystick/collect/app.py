@@ -74,6 +74,15 @@ class Collector:
             min_free_bytes=settings.min_free_bytes,
         )
         self.started = False
+        self._query: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    def query_app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        """The query API (``/v1/query/...``, ``/openapi.json``), built on first use."""
+        if self._query is None:
+            from tallystick.query.app import QueryApp
+
+            self._query = QueryApp(self.settings)
+        return self._query
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -118,6 +127,8 @@ class Collector:
                 await self.ingest(scope, receive, send)
             else:
                 await self._not_allowed(send, "POST")
+        elif path.startswith("/v1/query/") or path in ("/v1/query", "/openapi.json"):
+            await self.query_app()(scope, receive, send)
         elif path == "/healthz":
             await _respond(send, 200, {"status": "ok"})
         elif path == "/readyz":
@@ -136,6 +147,9 @@ class Collector:
                         "POST /v1/events": "send events (see docs/collector.md)",
                         "GET /healthz": "alive",
                         "GET /readyz": "ready to accept events",
+                        "GET /v1/query/{analysis}": "run an analysis (see docs/http-api.md)",
+                        "POST /v1/query/{analysis}": "run an analysis, parameters as JSON",
+                        "GET /openapi.json": "the query API's OpenAPI 3.1 document",
                     },
                 },
             )

@@ -1,0 +1,541 @@
+"""The query API's parameters (their JSON types, checked before the registry sees them) and its
+OpenAPI 3.1 document, built from the registry so that every analysis is described.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeAlias
+
+from tallystick import messages
+from tallystick.metrics.params import GRAINS, MetricError
+from tallystick.metrics.registry import (
+    ANALYSES,
+    COMMON,
+    DEFAULT_PERIODS,
+    DEFAULT_WINDOW,
+    REQUIRED,
+    SPECIFIC,
+)
+
+QUERY_PREFIX: Final = "/v1/query/"
+OPENAPI_PATH: Final = "/openapi.json"
+
+Kind: TypeAlias = Literal["text", "date", "names", "where", "bool", "int", "percentiles", "window"]
+Schema: TypeAlias = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter: its kind (what JSON it takes), description and schemas."""
+
+    kind: Kind
+    description: str
+    body: Schema
+    example: Any = None
+
+    @property
+    def repeatable(self) -> bool:
+        """May be given several times in a query string (a list)."""
+        return self.kind in ("names", "where", "percentiles")
+
+    @property
+    def query(self) -> Schema:
+        """The schema of its query-string values."""
+        if self.repeatable:
+            return {"type": "array", "items": {"type": "string"}}
+        if self.kind == "bool":
+            return {"type": "boolean", "default": False}
+        if self.kind == "int":
+            return dict(self.body)
+        schema = {k: v for k, v in self.body.items() if k not in ("oneOf", "type")}
+        return {"type": "string", **schema}
+
+
+_NAMES: Final[Schema] = {
+    "oneOf": [
+        {"type": "string", "description": "names separated by commas"},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    ]
+}
+_FILTER: Final[Schema] = {
+    "oneOf": [
+        {"type": "string", "description": "FIELD=VALUE, FIELD!=VALUE or FIELD in A,B"},
+        {
+            "type": "array",
+            "description": "[field, op, value]; for op 'in', value is a list",
+            "prefixItems": [
+                {"type": "string"},
+                {"type": "string", "enum": ["=", "!=", "in"]},
+                {},
+            ],
+            "minItems": 3,
+            "maxItems": 3,
+        },
+        {
+            "type": "object",
+            "properties": {
+                "field": {"type": "string"},
+                "op": {"type": "string", "enum": ["=", "!=", "in"]},
+                "value": {},
+            },
+            "required": ["field", "op", "value"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+PARAMS: Final[dict[str, Param]] = {
+    "from": Param(
+        "date",
+        "First UTC date, inclusive (YYYY-MM-DD). Default: 12 whole weeks before `to`, from a "
+        "Monday.",
+        {"type": "string", "format": "date"},
+        "2026-01-01",
+    ),
+    "to": Param(
+        "date",
+        "Last UTC date, inclusive (YYYY-MM-DD). Default: today.",
+        {"type": "string", "format": "date"},
+        "2026-03-31",
+    ),
+    "grain": Param(
+        "text",
+        "Length of a period (weeks start on Monday, UTC).",
+        {"type": "string", "enum": list(GRAINS), "default": "week"},
+        "week",
+    ),
+    "unit": Param(
+        "text",
+        "What is counted: a field such as user.id or session.id; `event` counts events "
+        "(ratio only).",
+        {"type": "string", "default": "user.id"},
+        "user.id",
+    ),
+    "where": Param(
+        "where",
+        "Filters, all of which must hold: FIELD=VALUE, FIELD!=VALUE or FIELD in A,B (in a query "
+        "string, repeat `where`). Fields are dotted event paths (app.environment) or "
+        "data.<key>.",
+        {"oneOf": [_FILTER["oneOf"][0], {"type": "array", "items": _FILTER}]},
+        ["app.environment=prod"],
+    ),
+    "breakdown": Param(
+        "text",
+        "A field to split the results by; rows get a `breakdown` value.",
+        {"type": "string"},
+        "app.instance",
+    ),
+    "actions": Param("names", "The core actions.", _NAMES, "project.commit,dataset.create"),
+    "active": Param("names", "The actions that make a unit active.", _NAMES, "user.login"),
+    "stickiness": Param(
+        "bool",
+        "Report DAU/MAU per month instead (the result of the `stickiness` analysis).",
+        {"type": "boolean", "default": False},
+        False,
+    ),
+    "event": Param("text", "The event name.", {"type": "string"}, "workflow.run"),
+    "numerator": Param("text", "Event of the numerator.", {"type": "string"}, "project.commit"),
+    "denominator": Param("text", "Event of the denominator.", {"type": "string"}, "user.login"),
+    "field": Param(
+        "text", "The numeric field, data.<key>.", {"type": "string"}, "data.duration_ms"
+    ),
+    "p": Param(
+        "percentiles",
+        "Percentiles between 0 and 100 (in a query string: 50,90,99 or repeated).",
+        {
+            "oneOf": [
+                {"type": "string"},
+                {"type": "number", "minimum": 0, "maximum": 100},
+                {"type": "array", "items": {"type": ["number", "string"]}, "minItems": 1},
+            ]
+        },
+        "50,90,99",
+    ),
+    "steps": Param(
+        "names", "The funnel's step events, in order.", _NAMES, "signin.open,signin.completed"
+    ),
+    "window": Param(
+        "window",
+        "Time from step 1 within which later steps count: 90s, 30m, 1h, 1d, 2w (or seconds).",
+        {
+            "oneOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdw]\s*$"},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "default": DEFAULT_WINDOW,
+        },
+        "1h",
+    ),
+    "cohort_event": Param(
+        "text", "The event that puts a unit in a cohort.", {"type": "string"}, "user.signup"
+    ),
+    "return_events": Param("names", "The events that count as a return.", _NAMES, "user.login"),
+    "periods": Param(
+        "int",
+        "How many periods after the cohort's to report.",
+        {"type": "integer", "minimum": 0, "default": DEFAULT_PERIODS},
+        8,
+    ),
+}
+_UNKNOWN: Final = Param("text", "See the metrics reference (docs/metrics.md).", {})
+
+
+def param(name: str) -> Param:
+    return PARAMS.get(name, _UNKNOWN)
+
+
+def parameters(analysis: str) -> list[str]:
+    """The parameters ``analysis`` takes, common ones first."""
+    return [*COMMON, *SPECIFIC[analysis]]
+
+
+# -- checking values ---------------------------------------------------------------------------
+
+
+def _wrong(name: str, want: str, value: object) -> MetricError:
+    return MetricError(f"parameter {name!r} must be {want}, got {_show(value)}")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _names(name: str, value: object) -> str | list[str]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [n.strip() for v in value for n in v.split(",") if n.strip()]
+    raise _wrong(name, 'an event name list such as ["a", "b"] or "a,b"', value)
+
+
+def _filter(item: object) -> str | tuple[str, str, object]:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and len(item) == 3 and all(isinstance(v, str) for v in item[:2]):
+        return (item[0], item[1], item[2])
+    if (
+        isinstance(item, dict)
+        and set(item) == {"field", "op", "value"}
+        and isinstance(item["field"], str)
+        and isinstance(item["op"], str)
+    ):
+        return (item["field"], item["op"], item["value"])
+    raise _wrong(
+        "where",
+        'a list of filters: "FIELD=VALUE", [field, op, value] or {"field", "op", "value"}',
+        item,
+    )
+
+
+def check(name: str, value: object) -> object:
+    """``value`` of parameter ``name`` from JSON or a query string, in the registry's terms;
+    MetricError naming the parameter when its JSON type is wrong."""
+    kind = param(name).kind
+    if kind in ("text", "date"):
+        if not isinstance(value, str):
+            want = "a date string such as 2026-01-31" if kind == "date" else "a string"
+            raise _wrong(name, want, value)
+        return value
+    if kind == "names":
+        return _names(name, value)
+    if kind == "where":
+        items = value if isinstance(value, list) else [value]
+        return [_filter(item) for item in items]
+    if kind == "bool":
+        if isinstance(value, bool) or (
+            isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no")
+        ):
+            return value
+        raise _wrong(name, "true or false", value)
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise _wrong(name, "a whole number", value)
+    if kind == "percentiles":
+        ok = (str, int, float)
+        if isinstance(value, ok) and not isinstance(value, bool):
+            return value
+        if isinstance(value, list) and all(
+            isinstance(v, ok) and not isinstance(v, bool) for v in value
+        ):
+            return value
+        raise _wrong(name, 'percentiles such as [50, 90, 99] or "50,90,99"', value)
+    if kind == "window":
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return value
+        raise _wrong(name, 'a duration such as "1h" or a number of seconds', value)
+    raise AssertionError(kind)
+
+
+# -- the document ------------------------------------------------------------------------------
+
+#: analysis -> (summary, description)
+ABOUT: Final[dict[str, tuple[str, str]]] = {
+    "core": (
+        "Core actions",
+        "Per period and action: `users` (distinct units who did the action), `active_users` "
+        "(distinct units who did any `active` action) and `share` (`users / active_users`).",
+    ),
+    "active": (
+        "Active units",
+        "Per period: `active_users`, distinct units with an event of any `active` action. With "
+        "`stickiness=true` the result of the stickiness analysis.",
+    ),
+    "stickiness": (
+        "Stickiness (DAU/MAU)",
+        "Per calendar month: `dau_mean` (average daily active units over the month's days in "
+        "the range), `mau` and `stickiness = dau_mean / mau`.",
+    ),
+    "count": (
+        "Event counts",
+        "Per period: `events` (events named `event`, anonymous ones included) and `units` "
+        "(distinct units among them).",
+    ),
+    "ratio": (
+        "Ratio of two events",
+        "Per period: `numerator` and `denominator` (distinct units with such an event, or with "
+        "`unit=event` the numbers of events) and `ratio`.",
+    ),
+    "percentile": (
+        "Percentiles of a numeric field",
+        "Per period, over the events named `event`: `count` of numeric values and `p<P>` for "
+        "each percentile (exact, linear interpolation as numpy.percentile).",
+    ),
+    "funnel": (
+        "Conversion funnel",
+        "Over the whole range, per step: `users` reaching it in order within `window` of step "
+        "1, `conversion_from_previous`, `conversion_from_start`, "
+        "`median_seconds_from_previous`.",
+    ),
+    "retention": (
+        "Cohort retention",
+        "Per cohort (period of a unit's first `cohort_event`): `size`, and `retained`/`rates`, "
+        "lists of `periods + 1` values (index 0 the cohort's period; null after `to`).",
+    ),
+}
+
+_INT: Final[Schema] = {"type": "integer", "minimum": 0}
+_RATE: Final[Schema] = {"type": ["number", "null"], "description": "null when dividing by 0"}
+_PERIOD: Final[Schema] = {"type": "string", "format": "date", "description": "first date"}
+
+#: analysis -> its row's columns (besides ``breakdown``) and, for percentiles, a pattern
+COLUMNS: Final[dict[str, dict[str, Schema]]] = {
+    "core": {
+        "period": _PERIOD,
+        "action": {"type": "string"},
+        "users": _INT,
+        "active_users": _INT,
+        "share": _RATE,
+    },
+    "active": {"period": _PERIOD, "active_users": _INT},
+    "stickiness": {
+        "period": _PERIOD,
+        "dau_mean": {"type": "number"},
+        "mau": _INT,
+        "stickiness": _RATE,
+    },
+    "count": {"period": _PERIOD, "events": _INT, "units": _INT},
+    "ratio": {"period": _PERIOD, "numerator": _INT, "denominator": _INT, "ratio": _RATE},
+    "percentile": {"period": _PERIOD, "count": _INT},
+    "funnel": {
+        "step": {"type": "integer", "minimum": 1},
+        "name": {"type": "string"},
+        "users": _INT,
+        "conversion_from_previous": _RATE,
+        "conversion_from_start": _RATE,
+        "median_seconds_from_previous": {"type": ["number", "null"]},
+    },
+    "retention": {
+        "cohort": _PERIOD,
+        "size": _INT,
+        "retained": {"type": "array", "items": {"type": ["integer", "null"]}},
+        "rates": {"type": "array", "items": _RATE},
+    },
+}
+
+
+def _row_schema(analysis: str) -> Schema:
+    columns = COLUMNS.get(analysis)
+    if columns is None:
+        return {"type": "object"}
+    schema: Schema = {
+        "type": "object",
+        "properties": {
+            **copy.deepcopy(columns),
+            "breakdown": {
+                "type": ["string", "null"],
+                "description": "the breakdown value (only with `breakdown`)",
+            },
+        },
+        "required": list(columns),
+        "additionalProperties": False,
+    }
+    if analysis == "percentile":
+        schema["patternProperties"] = {r"^p[0-9.e+-]+$": {"type": ["number", "null"]}}
+    return schema
+
+
+def _result_schema(analysis: str) -> Schema:
+    return {
+        "type": "object",
+        "properties": {
+            "analysis": {"type": "string", "description": "the analysis that ran"},
+            "engine": {"type": "string", "enum": ["duckdb", "clickhouse"]},
+            "rows": {"type": "array", "items": _row_schema(analysis)},
+            "sql": {"type": "string", "description": "the SQL that ran"},
+        },
+        "required": ["analysis", "engine", "rows", "sql"],
+        "additionalProperties": False,
+    }
+
+
+_ERROR: Final[Schema] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string", "description": "what to change"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def _error(description: str) -> Schema:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _responses(analysis: str) -> Schema:
+    title = analysis.capitalize()
+    return {
+        "200": {
+            "description": "The result rows and the SQL that produced them.",
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{title}Result"}}
+            },
+        },
+        "400": _error(
+            f"`{messages.INVALID_QUERY}`: a parameter is missing or wrong; the message names it "
+            f"and says what to write. `{messages.MALFORMED_JSON}`: the body is not JSON."
+        ),
+        "413": _error(f"`{messages.REQUEST_TOO_LARGE}`: the body is larger than 64 KiB."),
+        "500": _error(f"`{messages.QUERY_FAILED}`: the engine could not run the query."),
+    }
+
+
+def _query_parameter(analysis: str, name: str) -> Schema:
+    p = param(name)
+    out: Schema = {
+        "name": name,
+        "in": "query",
+        "required": name in REQUIRED[analysis],
+        "description": p.description,
+        "schema": p.query,
+    }
+    if p.repeatable:
+        out |= {"style": "form", "explode": True}
+    if p.example is not None:
+        example = p.example
+        out["example"] = example if not p.repeatable or isinstance(example, list) else [example]
+    return out
+
+
+def _body(analysis: str) -> Schema:
+    names = parameters(analysis)
+    properties = {}
+    for name in names:
+        p = param(name)
+        properties[name] = {**copy.deepcopy(p.body), "description": p.description}
+    example = {
+        name: param(name).example
+        for name in [*REQUIRED[analysis], "from", "to"]
+        if param(name).example is not None
+    }
+    return {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": list(REQUIRED[analysis]),
+                    "additionalProperties": False,
+                },
+                "example": example,
+            }
+        },
+    }
+
+
+def _operations(analysis: str) -> Schema:
+    summary, description = ABOUT.get(analysis, (analysis, ""))
+    responses = _responses(analysis)
+    return {
+        "get": {
+            "operationId": f"get_{analysis}",
+            "tags": ["query"],
+            "summary": summary,
+            "description": description + " Lists may be repeated parameters or a,b.",
+            "parameters": [_query_parameter(analysis, n) for n in parameters(analysis)],
+            "responses": responses,
+        },
+        "post": {
+            "operationId": f"post_{analysis}",
+            "tags": ["query"],
+            "summary": summary,
+            "description": description + " The body is a JSON object of the same parameters.",
+            "requestBody": _body(analysis),
+            "responses": copy.deepcopy(responses),
+        },
+    }
+
+
+def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the query API."""
+    names = list(analyses if analyses is not None else ANALYSES)
+    paths: dict[str, Any] = {f"{QUERY_PREFIX}{n}": _operations(n) for n in names}
+    paths[OPENAPI_PATH] = {
+        "get": {
+            "operationId": "openapi",
+            "tags": ["meta"],
+            "summary": "This document",
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3.1 document of the query API.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    }
+    schemas: dict[str, Any] = {"Error": _ERROR}
+    for n in names:
+        schemas[f"{n.capitalize()}Result"] = _result_schema(n)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tallystick query API",
+            "version": version,
+            "description": "Run Tallystick's analyses over the collector's lake with DuckDB. "
+            "The same analyses and parameters as `tally metrics` and `tallystick.metrics`; "
+            "see docs/http-api.md.",
+        },
+        "tags": [
+            {"name": "query", "description": "Analyses"},
+            {"name": "meta", "description": "About the API"},
+        ],
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
