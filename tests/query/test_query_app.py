@@ -76,6 +76,17 @@ def test_get_and_post_return_the_python_apis_rows(
     _validate(openapi, f"#/components/schemas/{name.capitalize()}Result", body)
 
 
+def test_active_with_stickiness_is_the_stickiness_result(
+    client: TestClient, openapi: dict[str, Any]
+) -> None:
+    got = client.get("/v1/query/active", params={**RANGE, "active": "login", "stickiness": "true"})
+    assert got.status_code == 200, got.text
+    same = client.post("/v1/query/stickiness", json={**RANGE, "active": "login"}).json()
+    assert got.json()["rows"] == same["rows"]
+    assert set(same["rows"][0]) == {"period", "dau_mean", "mau", "stickiness"}
+    _validate(openapi, "#/components/schemas/ActiveResult", got.json())
+
+
 def test_filters_in_every_spelling_agree(client: TestClient) -> None:
     base = {**RANGE, "event": "login", "grain": "month"}
 

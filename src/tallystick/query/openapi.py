@@ -361,6 +361,12 @@ COLUMNS: Final[dict[str, dict[str, Schema]]] = {
 
 
 def _row_schema(analysis: str) -> Schema:
+    if analysis == "active":  # with stickiness=true, the rows of stickiness
+        return {"anyOf": [_columns_schema("active"), _columns_schema("stickiness")]}
+    return _columns_schema(analysis)
+
+
+def _columns_schema(analysis: str) -> Schema:
     columns = COLUMNS.get(analysis)
     if columns is None:
         return {"type": "object"}
