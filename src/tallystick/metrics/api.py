@@ -83,13 +83,10 @@ def open_engine(
 
 def _engine_reason(exc: Exception) -> str | None:
     """The one-line reason of an engine's error, or ``None`` if ``exc`` is not one."""
-    module = type(exc).__module__
     text = str(exc).strip()
-    if module.startswith(("duckdb", "_duckdb", "clickhouse_connect")):
-        pass
-    elif type(exc) is RuntimeError and _CHDB_ERROR.match(text):  # chDB's way of failing
+    if type(exc) is RuntimeError and _CHDB_ERROR.match(text):  # chDB's way of failing
         text = _CHDB_ERROR.sub("", text)
-    else:
+    elif not type(exc).__module__.startswith(("duckdb", "_duckdb", "clickhouse_connect")):
         return None
     line = next((s.strip() for s in text.splitlines() if s.strip()), type(exc).__name__)
     return line if len(line) <= 300 else line[:297] + "..."

@@ -20,6 +20,7 @@ import anyio.to_thread
 import msgspec
 
 from tallystick import messages
+from tallystick.collect.body import ClientDisconnected
 from tallystick.config import Settings
 from tallystick.messages import Problem
 from tallystick.metrics.analysis import Outcome
@@ -98,7 +99,7 @@ async def _read_json(receive: Receive) -> dict[str, Any]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise Refused(400, Problem(messages.INVALID_QUERY, "the client went away"))
+            raise ClientDisconnected
         chunk: bytes = message.get("body", b"")
         total += len(chunk)
         if total > MAX_BODY_BYTES:
@@ -179,6 +180,8 @@ class QueryApp:
             outcome = await self._run(name, raw)
         except Refused as refused:
             await self._refuse(send, refused)
+            return
+        except ClientDisconnected:
             return
         await _respond(
             send,
