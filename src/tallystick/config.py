@@ -35,6 +35,18 @@ class Settings:
     compact_min_files: int = 16
     compact_interval_seconds: float = 60.0
     failed_raw_max_bytes: int = 8 * KiB
+    config_dir: Path | None = None
+    """Project configuration (the metric catalog in ``metrics/``); ``None``: ``<data>/config``."""
+
+    @property
+    def config_path(self) -> Path:
+        """The configuration directory: ``config_dir``, or ``config`` in the data directory."""
+        return self.config_dir if self.config_dir is not None else self.data / "config"
+
+    @property
+    def catalog_dir(self) -> Path:
+        """Where the metric catalog's YAML files live."""
+        return self.config_path / "metrics"
 
     @property
     def spool_dir(self) -> Path:
@@ -52,6 +64,7 @@ class Settings:
         return {
             ENV_PREFIX + f.name.upper(): str(getattr(self, f.name))
             for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
         }
 
 
@@ -87,7 +100,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         raw = env.get(env_name(f.name))
         if raw is None or raw == "":
             continue
-        kind = type(getattr(Settings(), f.name))
+        default = getattr(Settings(), f.name)
+        kind = Path if default is None else type(default)
         try:
             values[f.name] = _parse(kind, raw)
         except ValueError as exc:
@@ -96,6 +110,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
                 f"set it to a {_KIND_NAMES[kind]} or unset it"
             ) from exc
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if "data" in values:
-        values["data"] = Path(values["data"])
+    for key in ("data", "config_dir"):
+        if key in values:
+            values[key] = Path(values[key])
     return Settings(**values)

@@ -454,3 +454,17 @@ def test_not_utf8_is_a_problem(tmp_path: Path) -> None:
     assert [str(p) for p in problems] == [
         "metrics/x.yaml:1: not UTF-8 text — save the file as UTF-8"
     ]
+
+
+def test_config_dir_setting() -> None:
+    from tallystick.config import Settings, from_env
+
+    default = from_env({}, data=Path("d"))
+    assert default.config_dir is None
+    assert default.catalog_dir == Path("d/config/metrics")
+    chosen = from_env({"TALLYSTICK_CONFIG_DIR": "/etc/tally"}, data=Path("d"))
+    assert chosen.catalog_dir == Path("/etc/tally/metrics")
+    assert from_env(chosen.to_env()) == chosen
+    assert "TALLYSTICK_CONFIG_DIR" not in default.to_env()
+    assert from_env(default.to_env()) == default
+    assert Settings(config_dir=Path("c")).config_path == Path("c")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tallystick.cli import backfill, demo, metrics, schema_cmd, serve, status
+from tallystick.cli import backfill, catalog, demo, metrics, schema_cmd, serve, status
 from tallystick.config import ConfigError
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ backfill.register(app)
 demo.register(app)
 status.register(app)
 metrics.register(app)
+catalog.register(metrics.metrics_app)
 
 
 def main() -> None:

@@ -38,6 +38,10 @@ def demo(
     console = Console(stderr=True)
     settings = from_env(data=data)
     settings.data.mkdir(parents=True, exist_ok=True)
+    from tallystick.demo.catalog import install as install_catalog
+
+    if install_catalog(settings.catalog_dir):
+        console.print(f"Wrote the demo's metric catalog to [cyan]{settings.catalog_dir}[/].")
     marker = settings.data / MARKER
     params = {"users": users, "days": days, "seed": seed}
     server = ServerProcess(settings.data, host=host, port=port if serve else None)

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from tallystick.metrics.analysis import Analysis, Row
+from tallystick.metrics.api import run
 from tallystick.metrics.catalog import Catalog, MetricDef
 from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import Grain
@@ -50,7 +51,6 @@ from tallystick.metrics.periods import add_periods, periods_between
 from tallystick.metrics.sql import EngineName, render
 from tallystick.store.durable import fsync_path
 from tallystick.store.lake import TMP_SUFFIX, Lake
-from tallystick.store.reader import retry_io
 
 if TYPE_CHECKING:
     import duckdb
@@ -287,8 +287,7 @@ def compute(plan: Plan, engine: Engine, period: Period, computed_at: dt.datetime
     metric, grain = plan.metric, plan.grain
     analysis = metric.build(grain=grain, date_from=period.date_from, date_to=period.date_to)
     kind = kind_of(analysis)
-    # Again from the file listing when compaction replaced a file while it was being read.
-    rows = retry_io(lambda: analysis.run(engine)).rows
+    rows = run(analysis, engine).rows  # engine errors as QueryFailed, retried after compaction
     if kind == "retention":
         rows = [r for r in rows if r["cohort"] == period.start]
     elif kind == "period":
