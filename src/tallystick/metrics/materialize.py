@@ -16,7 +16,8 @@ Each period is computed by running the metric's analysis over that period alone:
 
 The analysis range of a period is the period clipped to the lake's dates (its first and last
 event dates), so the first and the current period are partial exactly as in an analysis over the
-whole history; a retention cohort's range runs to the end of its last followed period.
+whole history; a retention cohort's range runs to the end of its last followed period. (The
+cohorts of one run are computed by one analysis, which gives each the same row.)
 
 Incremental: a period is computed again only when its *input fingerprint* changes: a hash of the
 definition (type and parameters), the grain, the analysis range and every lake event file (path,
@@ -189,6 +190,7 @@ class Plan:
     """The periods to compute: changed inputs, new periods, or all of them."""
     reset: bool
     """Whether earlier results are dropped (a new definition, or no usable earlier state)."""
+    kind: Kind = "period"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,7 @@ def plan(
     path = results_path(metric.name, grain)
     first, last = inputs.first, inputs.last
     if first is None or last is None:
-        return Plan(metric, grain, path, (), (), False)
+        return Plan(metric, grain, path, (), (), False, kind_of(metric.build(grain=grain)))
     probe = metric.build(grain=grain, date_from=first, date_to=last)
     kind = kind_of(probe)
     followed = int(getattr(probe, "periods", 0))
@@ -278,30 +280,61 @@ def plan(
             if not isinstance(done.get(p.start.isoformat()), dict)
             or done[p.start.isoformat()].get("fingerprint") != p.fingerprint
         ]
-    return Plan(metric, grain, path, tuple(periods), tuple(todo), not usable)
+    return Plan(metric, grain, path, tuple(periods), tuple(todo), not usable, kind)
 
 
-def compute(plan: Plan, engine: Engine, period: Period, computed_at: dt.datetime) -> list[Row]:
-    """The result rows of one period: ``metric``, ``grain``, ``period``, the analysis's
-    columns, ``computed_at``."""
-    metric, grain = plan.metric, plan.grain
-    analysis = metric.build(grain=grain, date_from=period.date_from, date_to=period.date_to)
-    kind = kind_of(analysis)
-    rows = run(analysis, engine).rows  # engine errors as QueryFailed, retried after compaction
-    if kind == "retention":
-        rows = [r for r in rows if r["cohort"] == period.start]
-    elif kind == "period":
-        rows = [r for r in rows if r["period"] == period.start]
+def _stamp(plan: Plan, period: dt.date, rows: list[Row], computed_at: dt.datetime) -> list[Row]:
     return [
         {
-            "metric": metric.name,
-            "grain": grain,
-            "period": period.start,
+            "metric": plan.metric.name,
+            "grain": plan.grain,
+            "period": period,
             **{k: v for k, v in r.items() if k != "period"},
             "computed_at": computed_at,
         }
         for r in rows
     ]
+
+
+def compute(
+    plan: Plan,
+    engine: Engine,
+    periods: Sequence[Period],
+    computed_at: dt.datetime,
+    on_period: Callable[[Period], None] | None = None,
+) -> list[Row]:
+    """The result rows of ``periods``: ``metric``, ``grain``, ``period``, the analysis's
+    columns, ``computed_at``.
+
+    Each period is its own analysis, except retention cohorts: one analysis up to the last
+    cohort's end gives every cohort's row as its own analysis would (a cohort's values do not
+    depend on events after its last followed period), and costs about as much as one cohort,
+    since each reads the whole history before it.
+    """
+    metric, grain = plan.metric, plan.grain
+    out: list[Row] = []
+    if periods and plan.kind == "retention":
+        analysis = metric.build(
+            grain=grain,
+            date_from=min(p.date_from for p in periods),
+            date_to=max(p.date_to for p in periods),
+        )
+        rows = run(analysis, engine).rows  # engine errors as QueryFailed, retried after compaction
+        for period in periods:
+            cohort = [r for r in rows if r["cohort"] == period.start]
+            out += _stamp(plan, period.start, cohort, computed_at)
+            if on_period is not None:
+                on_period(period)
+        return out
+    for period in periods:
+        analysis = metric.build(grain=grain, date_from=period.date_from, date_to=period.date_to)
+        rows = run(analysis, engine).rows
+        if plan.kind == "period":
+            rows = [r for r in rows if r["period"] == period.start]
+        out += _stamp(plan, period.start, rows, computed_at)
+        if on_period is not None:
+            on_period(period)
+    return out
 
 
 def _column_type(name: str, values: list[Any], previous: pa.DataType | None) -> pa.Array:
@@ -364,11 +397,7 @@ def execute(
     if not plan.todo:
         return Report(plan.metric.name, plan.grain, target, len(plan.periods), (), 0, False)
     computed_at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    fresh: list[Row] = []
-    for period in plan.todo:
-        fresh += compute(plan, engine, period, computed_at)
-        if on_period is not None:
-            on_period(period)
+    fresh = compute(plan, engine, plan.todo, computed_at, on_period)
     redone = {p.start for p in plan.todo}
     kept: list[Row] = []
     previous: pa.Schema | None = None
