@@ -61,6 +61,10 @@ _LIST_COLUMNS: Final = (
 )
 
 
+#: the table leaves out owner and file (``show`` has them) so that names fit on a terminal
+_TABLE_COLUMNS: Final = ("name", "title", "type", "grain", "importance", "status", "teams", "tags")
+
+
 def register(metrics_app: typer.Typer) -> None:
     metrics_app.command("list")(list_metrics)
     metrics_app.command("show")(show)
@@ -150,8 +154,16 @@ def list_metrics(
         }
         for m in metrics
     ]
-    render(rows, fmt, title="Metric catalog", columns=[*_LIST_COLUMNS, "file"])
-    if not len(catalog) and fmt is Format.table:
+    if fmt is not Format.table:
+        render(rows, fmt, columns=[*_LIST_COLUMNS, "file"])
+        return
+    table = Table(title="Metric catalog")
+    for column in _TABLE_COLUMNS:
+        table.add_column(column, no_wrap=column == "name")
+    for row in rows:
+        table.add_row(*(str(row[c] or "") for c in _TABLE_COLUMNS))
+    Console().print(table)
+    if not len(catalog):
         _hint_empty(catalog)
 
 
