@@ -664,7 +664,7 @@ class _Attempt:
 def _attempt(
     start: _Event, evs: Sequence[_Event], steps: Sequence[str], window: dt.timedelta
 ) -> _Attempt:
-    used = {start.event_id}
+    used = {(start.event_id, start.name)}  # an event is its id and name
     times = [start.ts]
     deadline = start.ts + window
     for name in steps[1:]:
@@ -672,13 +672,15 @@ def _attempt(
             (
                 e
                 for e in evs
-                if e.name == name and times[-1] <= e.ts <= deadline and e.event_id not in used
+                if e.name == name
+                and times[-1] <= e.ts <= deadline
+                and (e.event_id, e.name) not in used
             ),
             None,
         )
         if found is None:
             break
-        used.add(found.event_id)
+        used.add((found.event_id, found.name))
         times.append(found.ts)
     return _Attempt(start, tuple(times))
 

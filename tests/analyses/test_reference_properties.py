@@ -155,21 +155,23 @@ def _brute_force_reach(
     for user, evs in events.items():
         best = 0
 
-        def search(k: int, prev: dt.datetime, start: dt.datetime, used: frozenset[str]) -> None:
+        def search(
+            k: int, prev: dt.datetime, start: dt.datetime, used: frozenset[tuple[str, str]]
+        ) -> None:
             nonlocal best
             best = max(best, k)
             for name, ts, eid in evs:  # noqa: B023 - evs is the loop's current list, on purpose
                 if (
                     k < len(steps)
                     and name == steps[k]
-                    and eid not in used
+                    and (eid, name) not in used
                     and prev <= ts <= start + window
                 ):
-                    search(k + 1, ts, start, used | {eid})
+                    search(k + 1, ts, start, used | {(eid, name)})
 
         starts = [e for e in evs if e[0] == steps[0] and date_from <= e[1].date() <= date_to]
         for _, ts, eid in starts:
-            search(1, ts, ts, frozenset({eid}))
+            search(1, ts, ts, frozenset({(eid, steps[0])}))
         if starts:
             reach[user] = best
     return reach

@@ -17,7 +17,6 @@ from typing import Any
 
 from analyses import reference as ref
 from metrics.lakerows import write_rows
-
 from tallystick.metrics.analysis import Analysis
 from tallystick.metrics.engines import ChDBEngine, DuckDBEngine, Engine
 from tallystick.metrics.registry import build

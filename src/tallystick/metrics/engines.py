@@ -10,6 +10,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from tallystick.metrics.params import MetricError
@@ -25,27 +26,35 @@ _SETTINGS_SQL: Final = " SETTINGS " + ", ".join(
     f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in CLICKHOUSE_SETTINGS.items()
 )
 
-_SQL_TYPES: Final = {
-    pa.string(): "VARCHAR",
-    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
-    pa.bool_(): "BOOLEAN",
-    pa.int64(): "BIGINT",
-    pa.int16(): "SMALLINT",
-    pa.float64(): "DOUBLE",
+_SQL_TYPES: Final[dict[str, dict[pa.DataType, str]]] = {
+    "duckdb": {
+        pa.string(): "VARCHAR",
+        pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+        pa.bool_(): "BOOLEAN",
+        pa.int64(): "BIGINT",
+        pa.int16(): "SMALLINT",
+        pa.float64(): "DOUBLE",
+    },
+    "clickhouse": {
+        pa.string(): "Nullable(String)",
+        pa.timestamp("us", tz="UTC"): "Nullable(DateTime64(6, 'UTC'))",
+        pa.bool_(): "Nullable(Bool)",
+        pa.int64(): "Nullable(Int64)",
+        pa.int16(): "Nullable(Int16)",
+        pa.float64(): "Nullable(Float64)",
+    },
 }
 
 
-def _empty_source() -> exp.Expr:
-    """A relation with the lake's flat columns and no rows (for an empty lake or range)."""
+def _empty_source(engine: EngineName) -> exp.Expr:
+    """A relation with the lake's flat columns and no rows (for an empty lake or range), typed
+    as the engine reads them from Parquet."""
+    types = _SQL_TYPES[engine]
     cols = ", ".join(
-        f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}"
-        for f in EVENT_SCHEMA
-        if f.type in _SQL_TYPES
+        f"CAST(NULL AS {types[f.type]}) AS {f.name}" for f in EVENT_SCHEMA if f.type in types
     )
-    return exp.Subquery(
-        this=parse(f"SELECT {cols} WHERE 1 = 0"),
-        alias=exp.TableAlias(this=exp.to_identifier("lake")),
-    )
+    query = sqlglot.parse_one(f"SELECT {cols} WHERE 1 = 0", read=engine)
+    return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("lake")))
 
 
 def _quote(text: str) -> str:
@@ -86,7 +95,7 @@ class DuckDBEngine:
     def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr:
         files = [p for paths in _files(self.lake, day_from, day_to).values() for p in paths]
         if not files:
-            return _empty_source()
+            return _empty_source("duckdb")
         listed = ", ".join(_quote(p) for p in self.lake.absolute(files))
         query = parse(
             f"SELECT * FROM read_parquet([{listed}], union_by_name = true, "
@@ -128,7 +137,7 @@ class ChDBEngine:
     def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr:
         days = _files(self.lake, day_from, day_to)
         if not days:
-            return _empty_source()
+            return _empty_source("clickhouse")
         root = str(self.lake.root / "events")
         names = [f"date={d.isoformat()}" for d in days]
         folder = names[0] if len(names) == 1 else "{" + ",".join(names) + "}"

@@ -240,9 +240,7 @@ def dedupe(table: pa.Table) -> pa.Table:
         return table
     table = table.sort_by([("received_ts", "ascending"), ("client_ts", "ascending")])
     indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    first = indexed.group_by(["event_id", "name"], use_threads=False).aggregate(
-        [("__row", "min")]
-    )
+    first = indexed.group_by(["event_id", "name"], use_threads=False).aggregate([("__row", "min")])
     keep = pc.sort_indices(first["__row_min"])
     rows = pc.take(first["__row_min"], keep)
     out = table.take(rows)

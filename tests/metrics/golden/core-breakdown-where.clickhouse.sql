@@ -1,0 +1,77 @@
+WITH src AS (
+  SELECT
+    event_id,
+    name,
+    client_ts,
+    received_ts,
+    app_environment,
+    data,
+    session_seq,
+    user_id
+  FROM events
+  WHERE
+    name IN ('create', 'login')
+    AND toDate(client_ts) >= toDate('2026-01-01')
+    AND toDate(client_ts) <= toDate('2026-03-31')
+), dd AS (
+  SELECT
+    *
+  FROM src
+  QUALIFY
+    ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
+), ev AS (
+  SELECT
+    event_id,
+    name,
+    client_ts AS ts,
+    toDate(client_ts) AS day,
+    nullIf(user_id, '') AS unit,
+    multiIf(JSONType(data, 'site') = 'String', nullIf(JSONExtractString(data, 'site'), ''), JSONType(data, 'site') = 'Null', NULL, nullIf(JSONExtractRaw(data, 'site'), '')) AS bd
+  FROM dd
+  WHERE
+    (
+      nullIf(app_environment, '') IS NULL OR nullIf(app_environment, '') <> 'test'
+    )
+    AND multiIf(JSONType(data, 'plan') = 'String', nullIf(JSONExtractString(data, 'plan'), ''), JSONType(data, 'plan') = 'Null', NULL, nullIf(JSONExtractRaw(data, 'plan'), '')) IN ('free', 'pro')
+    AND CAST(session_seq AS Nullable(String)) = '3'
+)
+SELECT
+  *
+FROM (
+  SELECT
+    'did' AS kind,
+    toMonday(ts) AS period,
+    name AS action,
+    bd,
+    COUNT(DISTINCT unit) AS units
+  FROM ev
+  WHERE
+    name = 'create'
+  GROUP BY
+    period,
+    action,
+    bd
+  UNION ALL
+  SELECT
+    'act' AS kind,
+    toMonday(ts) AS period,
+    CAST(NULL AS Nullable(String)) AS action,
+    bd,
+    COUNT(DISTINCT unit) AS units
+  FROM ev
+  WHERE
+    name = 'login'
+  GROUP BY
+    period,
+    bd
+  UNION ALL
+  SELECT
+    'seen' AS kind,
+    CAST(NULL AS Nullable(DATE)) AS period,
+    CAST(NULL AS Nullable(String)) AS action,
+    bd,
+    CAST(0 AS Nullable(Int64)) AS units
+  FROM ev
+  GROUP BY
+    bd
+) AS parts

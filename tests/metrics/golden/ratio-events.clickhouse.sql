@@ -1,0 +1,36 @@
+WITH src AS (
+  SELECT
+    event_id,
+    name,
+    client_ts,
+    received_ts
+  FROM events
+  WHERE
+    name IN ('app.error', 'page.view')
+    AND toDate(client_ts) >= toDate('2026-01-01')
+    AND toDate(client_ts) <= toDate('2026-03-31')
+), dd AS (
+  SELECT
+    *
+  FROM src
+  QUALIFY
+    ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
+), ev AS (
+  SELECT
+    event_id,
+    name,
+    client_ts AS ts,
+    toDate(client_ts) AS day,
+    event_id AS unit,
+    NULL AS bd
+  FROM dd
+)
+SELECT
+  toMonday(ts) AS period,
+  bd,
+  COUNT(DISTINCT CASE WHEN name = 'app.error' THEN unit END) AS num,
+  COUNT(DISTINCT CASE WHEN name = 'page.view' THEN unit END) AS den
+FROM ev
+GROUP BY
+  period,
+  bd

@@ -1,0 +1,51 @@
+WITH src AS (
+  SELECT
+    event_id,
+    name,
+    client_ts,
+    received_ts,
+    user_id
+  FROM events
+  WHERE
+    name = 'login'
+    AND toDate(client_ts) >= toDate('2026-01-01')
+    AND toDate(client_ts) <= toDate('2026-03-31')
+), dd AS (
+  SELECT
+    *
+  FROM src
+  QUALIFY
+    ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
+), ev AS (
+  SELECT
+    event_id,
+    name,
+    client_ts AS ts,
+    toDate(client_ts) AS day,
+    nullIf(user_id, '') AS unit,
+    NULL AS bd
+  FROM dd
+)
+SELECT
+  *
+FROM (
+  SELECT
+    'day' AS kind,
+    day AS period,
+    bd,
+    COUNT(DISTINCT unit) AS units
+  FROM ev
+  GROUP BY
+    day,
+    bd
+  UNION ALL
+  SELECT
+    'month' AS kind,
+    toStartOfMonth(ts) AS period,
+    bd,
+    COUNT(DISTINCT unit) AS units
+  FROM ev
+  GROUP BY
+    period,
+    bd
+) AS parts
