@@ -104,23 +104,19 @@ class DuckDBEngine:
         return query.args["from_"].this  # type: ignore[no-any-return]
 
     def run(self, tree: exp.Expr) -> tuple[pa.Table, str]:
+        """Run ``tree``. A file replaced by compaction mid-read raises ``duckdb.IOException``;
+        ``metrics.api.run`` then builds the analysis again over the files listed anew."""
         import duckdb
 
-        from tallystick.store.reader import retry_io
-
         sql = render(tree, "duckdb")
-
-        def attempt() -> pa.Table:
-            con = duckdb.connect(":memory:")
-            try:
-                con.execute("SET TimeZone = 'UTC'")
-                if self.threads:
-                    con.execute(f"SET threads = {int(self.threads)}")
-                return con.sql(sql).arrow().read_all()
-            finally:
-                con.close()
-
-        return retry_io(attempt), sql
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            if self.threads:
+                con.execute(f"SET threads = {int(self.threads)}")
+            return con.sql(sql).arrow().read_all(), sql
+        finally:
+            con.close()
 
 
 _CHDB_LOCK = threading.Lock()
