@@ -33,6 +33,7 @@ test: lint typecheck unit
 bench: install
 	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis
