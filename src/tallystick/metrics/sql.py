@@ -49,6 +49,19 @@ class DateValue(exp.Expression, exp.Func):
     arg_types: ClassVar[dict[str, Any]] = {"this": True}
 
 
+class TimestampValue(exp.Expression, exp.Func):
+    """A UTC timestamp literal at midnight of a date (``this``: ``YYYY-MM-DD``)."""
+
+    arg_types: ClassVar[dict[str, Any]] = {"this": True}
+
+
+class KeyHash(exp.Expression, exp.Func):
+    """A 64-bit hash of several values (to find repeated keys cheaply; may collide)."""
+
+    arg_types: ClassVar[dict[str, Any]] = {"expressions": True}
+    is_var_len_args = True
+
+
 class JsonText(exp.Expression, exp.Func):
     """A top-level key of a JSON text rendered as text (strings as is, other values as JSON);
     NULL for missing keys, JSON null and the empty string."""
@@ -99,8 +112,25 @@ def _duck_json_path(e: exp.Expr) -> str:
     return _q('$."' + key.replace('"', '\\"') + '"')
 
 
+# DuckDB's calendar functions on TIMESTAMPTZ go through ICU and cost ~30x integer arithmetic on
+# the epoch, so days and weeks are computed from microseconds since 1970-01-01T00:00Z (exact in
+# UTC; fdiv floors, so times before 1970 work too). 1970-01-05 was a Monday.
+_US_PER_DAY: Final = 86_400_000_000
+_US_PER_WEEK: Final = 7 * _US_PER_DAY
+_MONDAY_OFFSET_US: Final = 4 * _US_PER_DAY
+
+
+def _duck_utc_date(ts: str) -> str:
+    return f"(DATE '1970-01-01' + CAST(fdiv(epoch_us({ts}), {_US_PER_DAY}) AS INTEGER))"
+
+
 def _duck_period(self: Generator, e: exp.Expr) -> str:
-    return f"CAST(date_trunc('{_grain(e)}', {self.sql(e, 'this')}) AS DATE)"
+    ts, grain = self.sql(e, "this"), _grain(e)
+    if grain == "week":
+        weeks = f"CAST(fdiv(epoch_us({ts}) - {_MONDAY_OFFSET_US}, {_US_PER_WEEK}) AS INTEGER)"
+        return f"(DATE '1970-01-05' + 7 * {weeks})"
+    day = _duck_utc_date(ts)
+    return day if grain == "day" else f"CAST(date_trunc('month', {day}) AS DATE)"
 
 
 def _duck_period_index(self: Generator, e: exp.Expr) -> str:
@@ -128,8 +158,10 @@ class TallyDuckDB(DuckDB):
         TRANSFORMS: ClassVar[dict[type[exp.Expr], Any]] = {
             **DuckDBGenerator.TRANSFORMS,
             PeriodStart: _duck_period,
-            UtcDate: lambda self, e: f"CAST({self.sql(e, 'this')} AS DATE)",
+            UtcDate: lambda self, e: _duck_utc_date(self.sql(e, "this")),
             DateValue: lambda self, e: f"DATE {_q(e.this.name)}",
+            TimestampValue: lambda self, e: f"TIMESTAMPTZ {_q(e.this.name + ' 00:00:00+00')}",
+            KeyHash: lambda self, e: f"hash({self.expressions(e, flat=True)})",
             JsonText: _duck_json_text,
             JsonNumber: _duck_json_number,
             AddMicros: lambda self, e: (
@@ -179,6 +211,8 @@ class TallyClickHouse(ClickHouse):
             PeriodStart: lambda self, e: f"{_CH_PERIOD[_grain(e)]}({self.sql(e, 'this')})",
             UtcDate: lambda self, e: f"toDate({self.sql(e, 'this')})",
             DateValue: lambda self, e: f"toDate({_q(e.this.name)})",
+            TimestampValue: lambda self, e: f"toDateTime64({_q(e.this.name)}, 6, 'UTC')",
+            KeyHash: lambda self, e: f"cityHash64({self.expressions(e, flat=True)})",
             JsonText: _ch_json_text,
             JsonNumber: _ch_json_number,
             AddMicros: lambda self, e: (
@@ -222,6 +256,11 @@ def lit(value: str | int | float) -> exp.Expr:
 
 def date(value: dt.date) -> exp.Expr:
     return DateValue(this=exp.Literal.string(value.isoformat()))
+
+
+def timestamp(day: dt.date) -> exp.Expr:
+    """Midnight UTC at the start of ``day``, as a timestamp literal."""
+    return TimestampValue(this=exp.Literal.string(day.isoformat()))
 
 
 def period(ts: exp.Expr, grain: Grain) -> exp.Expr:
@@ -338,7 +377,7 @@ def events_cte(
     extra: dict[str, exp.Expr] | None = None,
     extra_paths: Sequence[str] = (),
 ) -> tuple[tuple[str, exp.Expr], ...]:
-    """CTEs ``src``, ``dd`` and ``ev``: the analysis's events, one row per event.
+    """CTEs ``src``, ``rep``, ``dd`` and ``ev``: the analysis's events, one row per event.
 
     ``ev`` has ``event_id``, ``name``, ``ts`` (``client_ts``), ``day`` (its UTC date), ``unit``
     (text, NULL for anonymous events; the event id when ``unit`` is ``"event"``), ``bd`` (the
@@ -356,12 +395,22 @@ def events_cte(
     for path in paths:
         needed += [c for c in raw_columns(path) if c not in needed]
     conditions: list[exp.Expr] = [is_in(col("name"), event_names)]
-    day = utc_date(col("client_ts"))
     if day_from is not None:
-        conditions.append(exp.GTE(this=day, expression=date(day_from)))
+        conditions.append(exp.GTE(this=col("client_ts"), expression=timestamp(day_from)))
     if day_to is not None:
-        conditions.append(exp.LTE(this=day.copy(), expression=date(day_to)))
+        end = timestamp(day_to + dt.timedelta(days=1))
+        conditions.append(exp.LT(this=col("client_ts"), expression=end))
     src = exp.select(*needed).from_(source).where(exp.and_(*conditions))
+    # Copies are rare, so de-duplicate in two phases: keys whose hash occurs once are unique
+    # and pass as they are; only rows with a repeated hash go through the exact window.
+    key = KeyHash(expressions=[col("event_id"), col("name")])
+    repeated = (
+        exp.select(exp.alias_(key.copy(), "h"))
+        .from_("src")
+        .group_by(key.copy())
+        .having(exp.GT(this=exp.Count(this=exp.Star()), expression=lit(1)))
+    )
+    in_repeated = exp.In(this=key.copy(), query=exp.select("h").from_("rep").subquery())
     first = exp.Window(
         this=exp.RowNumber(),
         partition_by=[col("event_id"), col("name")],
@@ -369,7 +418,14 @@ def events_cte(
             expressions=[exp.Ordered(this=col("received_ts")), exp.Ordered(this=col("client_ts"))]
         ),
     )
-    dd = exp.select("*").from_("src").qualify(exp.EQ(this=first, expression=lit(1)))
+    unique_rows = exp.select("*").from_("src").where(exp.Not(this=in_repeated.copy()))
+    copies = (
+        exp.select("*")
+        .from_("src")
+        .where(in_repeated)
+        .qualify(exp.EQ(this=first, expression=lit(1)))
+    )
+    dd = unique_rows.union(copies, distinct=False)
     unit_expr = col("event_id") if unit == EVENT_UNIT else field_text(unit)
     bd_expr = exp.Null() if breakdown is None else field_text(breakdown)
     columns: list[exp.Expr] = [
@@ -384,7 +440,7 @@ def events_cte(
     ev = exp.select(*columns).from_("dd")
     if where:
         ev = ev.where(exp.and_(*(filter_condition(f) for f in where)))
-    return (("src", src), ("dd", dd), ("ev", ev))
+    return (("src", src), ("rep", repeated), ("dd", dd), ("ev", ev))
 
 
 def parse(sql: str) -> exp.Expr:

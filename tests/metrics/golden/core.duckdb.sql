@@ -8,12 +8,36 @@ WITH src AS (
   FROM events
   WHERE
     name IN ('create', 'share', 'login')
-    AND CAST(client_ts AS DATE) >= DATE '2026-01-01'
-    AND CAST(client_ts AS DATE) <= DATE '2026-03-31'
+    AND client_ts >= TIMESTAMPTZ '2026-01-01 00:00:00+00'
+    AND client_ts < TIMESTAMPTZ '2026-04-01 00:00:00+00'
+), rep AS (
+  SELECT
+    hash(event_id, name) AS h
+  FROM src
+  GROUP BY
+    hash(event_id, name)
+  HAVING
+    COUNT(*) > 1
 ), dd AS (
   SELECT
     *
   FROM src
+  WHERE
+    NOT hash(event_id, name) IN (
+      SELECT
+        h
+      FROM rep
+    )
+  UNION ALL
+  SELECT
+    *
+  FROM src
+  WHERE
+    hash(event_id, name) IN (
+      SELECT
+        h
+      FROM rep
+    )
   QUALIFY
     ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
 ), ev AS (
@@ -21,7 +45,7 @@ WITH src AS (
     event_id,
     name,
     client_ts AS ts,
-    CAST(client_ts AS DATE) AS day,
+    (DATE '1970-01-01' + CAST(fdiv(epoch_us(client_ts), 86400000000) AS INTEGER)) AS day,
     NULLIF(user_id, '') AS unit,
     NULL AS bd
   FROM dd
@@ -31,7 +55,7 @@ SELECT
 FROM (
   SELECT
     'did' AS kind,
-    CAST(date_trunc('week', ts) AS DATE) AS period,
+    (DATE '1970-01-05' + 7 * CAST(fdiv(epoch_us(ts) - 345600000000, 604800000000) AS INTEGER)) AS period,
     name AS action,
     bd,
     COUNT(DISTINCT unit) AS units
@@ -45,7 +69,7 @@ FROM (
   UNION ALL
   SELECT
     'act' AS kind,
-    CAST(date_trunc('week', ts) AS DATE) AS period,
+    (DATE '1970-01-05' + 7 * CAST(fdiv(epoch_us(ts) - 345600000000, 604800000000) AS INTEGER)) AS period,
     CAST(NULL AS TEXT) AS action,
     bd,
     COUNT(DISTINCT unit) AS units

@@ -8,12 +8,36 @@ WITH src AS (
   FROM events
   WHERE
     name = 'api.call'
-    AND CAST(client_ts AS DATE) >= DATE '2026-01-01'
-    AND CAST(client_ts AS DATE) <= DATE '2026-03-31'
+    AND client_ts >= TIMESTAMPTZ '2026-01-01 00:00:00+00'
+    AND client_ts < TIMESTAMPTZ '2026-04-01 00:00:00+00'
+), rep AS (
+  SELECT
+    hash(event_id, name) AS h
+  FROM src
+  GROUP BY
+    hash(event_id, name)
+  HAVING
+    COUNT(*) > 1
 ), dd AS (
   SELECT
     *
   FROM src
+  WHERE
+    NOT hash(event_id, name) IN (
+      SELECT
+        h
+      FROM rep
+    )
+  UNION ALL
+  SELECT
+    *
+  FROM src
+  WHERE
+    hash(event_id, name) IN (
+      SELECT
+        h
+      FROM rep
+    )
   QUALIFY
     ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
 ), ev AS (
@@ -21,14 +45,14 @@ WITH src AS (
     event_id,
     name,
     client_ts AS ts,
-    CAST(client_ts AS DATE) AS day,
+    (DATE '1970-01-01' + CAST(fdiv(epoch_us(client_ts), 86400000000) AS INTEGER)) AS day,
     event_id AS unit,
     NULL AS bd,
     CASE WHEN json_type(data, '$."duration_ms"') IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST(json_extract(data, '$."duration_ms"') AS DOUBLE) END AS num
   FROM dd
 )
 SELECT
-  CAST(date_trunc('week', ts) AS DATE) AS period,
+  (DATE '1970-01-05' + 7 * CAST(fdiv(epoch_us(ts) - 345600000000, 604800000000) AS INTEGER)) AS period,
   bd,
   COUNT(num) AS n,
   quantile_cont(num, 0.5) AS q0,

@@ -8,11 +8,35 @@ WITH src AS (
   FROM events
   WHERE
     name IN ('signup', 'login', 'create')
-    AND CAST(client_ts AS DATE) <= DATE '2026-03-31'
+    AND client_ts < TIMESTAMPTZ '2026-04-01 00:00:00+00'
+), rep AS (
+  SELECT
+    hash(event_id, name) AS h
+  FROM src
+  GROUP BY
+    hash(event_id, name)
+  HAVING
+    COUNT(*) > 1
 ), dd AS (
   SELECT
     *
   FROM src
+  WHERE
+    NOT hash(event_id, name) IN (
+      SELECT
+        h
+      FROM rep
+    )
+  UNION ALL
+  SELECT
+    *
+  FROM src
+  WHERE
+    hash(event_id, name) IN (
+      SELECT
+        h
+      FROM rep
+    )
   QUALIFY
     ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
 ), ev AS (
@@ -20,7 +44,7 @@ WITH src AS (
     event_id,
     name,
     client_ts AS ts,
-    CAST(client_ts AS DATE) AS day,
+    (DATE '1970-01-01' + CAST(fdiv(epoch_us(client_ts), 86400000000) AS INTEGER)) AS day,
     NULLIF(user_id, '') AS unit,
     NULL AS bd
   FROM dd
@@ -38,7 +62,7 @@ WITH src AS (
 ), members AS (
   SELECT
     unit,
-    CAST(date_trunc('week', ts) AS DATE) AS cohort,
+    (DATE '1970-01-05' + 7 * CAST(fdiv(epoch_us(ts) - 345600000000, 604800000000) AS INTEGER)) AS cohort,
     bd
   FROM firsts
   WHERE
@@ -46,7 +70,7 @@ WITH src AS (
 ), returns AS (
   SELECT DISTINCT
     unit,
-    CAST(date_trunc('week', ts) AS DATE) AS back
+    (DATE '1970-01-05' + 7 * CAST(fdiv(epoch_us(ts) - 345600000000, 604800000000) AS INTEGER)) AS back
   FROM ev
   WHERE
     name IN ('login', 'create') AND NOT unit IS NULL

@@ -8,12 +8,38 @@ WITH src AS (
   FROM events
   WHERE
     name = 'login'
-    AND toDate(client_ts) >= toDate('2026-01-01')
-    AND toDate(client_ts) <= toDate('2026-03-31')
+    AND client_ts >= toDateTime64('2026-01-01', 6, 'UTC')
+    AND client_ts < toDateTime64('2026-04-01', 6, 'UTC')
+), rep AS (
+  SELECT
+    cityHash64(event_id, name) AS h
+  FROM src
+  GROUP BY
+    cityHash64(event_id, name)
+  HAVING
+    COUNT(*) > 1
 ), dd AS (
   SELECT
     *
   FROM src
+  WHERE
+    NOT (
+      cityHash64(event_id, name) IN (
+        SELECT
+          h
+        FROM rep
+      )
+    )
+  UNION ALL
+  SELECT
+    *
+  FROM src
+  WHERE
+    cityHash64(event_id, name) IN (
+      SELECT
+        h
+      FROM rep
+    )
   QUALIFY
     ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
 ), ev AS (
