@@ -43,6 +43,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
         {"event": "api.call", "field": "data.duration_ms", "p": "50,90,99.9"},
     ),
     "funnel": ("funnel", {"steps": "dialog.open,dialog.submit,sign_in.ok", "window": "1h"}),
+    "funnel-repeated-step": ("funnel", {"steps": "view,cart,view,pay", "window": "1d"}),
     "retention": (
         "retention",
         {"cohort_event": "signup", "return_events": "login,create", "periods": 4},

@@ -21,6 +21,8 @@ from tallystick.metrics.params import Scope
 
 Row: TypeAlias = dict[str, Any]
 
+_PLACEHOLDER = "tally_events_source"
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -50,7 +52,13 @@ class Analysis(ABC):
         """The documented result rows from the rows the SQL returned."""
 
     def run(self, engine: Engine) -> Outcome:
-        tree = self.build(engine.source(*self.read_window()))
+        # Build over a placeholder and put the engine's source (which may list hundreds of
+        # files) in at the end: sqlglot's builders copy the tree at each step.
+        tree = self.build(exp.to_table(_PLACEHOLDER))
+        source = engine.source(*self.read_window())
+        for table in list(tree.find_all(exp.Table)):
+            if table.name == _PLACEHOLDER and not table.args.get("db"):
+                table.replace(source.copy())
         table, sql = engine.run(tree)
         return Outcome(rows=self.shape(table.to_pylist()), sql=sql, engine=engine.name)
 

@@ -304,7 +304,7 @@ def when(cond: exp.Expr, value: exp.Expr) -> exp.Expr:
 def cte(query: exp.Select, *steps: tuple[str, exp.Expr]) -> exp.Select:
     """``query`` preceded by ``WITH name AS (step), ...``."""
     for name, step in steps:
-        query = query.with_(name, as_=step)
+        query = query.with_(name, as_=step, copy=False)
     return query
 
 

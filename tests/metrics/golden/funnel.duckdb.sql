@@ -49,39 +49,20 @@ WITH src AS (
     NULLIF(user_id, '') AS unit,
     NULL AS bd
   FROM dd
-), g1 AS (
-  SELECT
-    unit,
-    ts,
-    MIN(event_id) AS i1
-  FROM ev
-  WHERE
-    name = 'dialog.open' AND NOT unit IS NULL
-  GROUP BY
-    unit,
-    ts
 ), g2 AS (
   SELECT
     unit,
-    ts,
-    MIN(event_id) AS i1
+    ts
   FROM ev
   WHERE
     name = 'dialog.submit' AND NOT unit IS NULL
-  GROUP BY
-    unit,
-    ts
 ), g3 AS (
   SELECT
     unit,
-    ts,
-    MIN(event_id) AS i1
+    ts
   FROM ev
   WHERE
     name = 'sign_in.ok' AND NOT unit IS NULL
-  GROUP BY
-    unit,
-    ts
 ), r1 AS (
   SELECT
     unit,
@@ -95,138 +76,29 @@ WITH src AS (
     AND NOT unit IS NULL
     AND day >= DATE '2026-01-01'
     AND day <= DATE '2026-03-31'
-), x2 AS (
-  SELECT
-    unit,
-    ts,
-    t_next,
-    next_id
-  FROM (
-    SELECT
-      unit,
-      ts,
-      kind,
-      MIN(CASE WHEN kind = 1 THEN ts END) OVER (
-        PARTITION BY unit
-        ORDER BY ts DESC, kind
-        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS t_next,
-      ARG_MIN(CASE WHEN kind = 1 THEN id END, CASE WHEN kind = 1 THEN ts END) OVER (
-        PARTITION BY unit
-        ORDER BY ts DESC, kind
-        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS next_id
-    FROM (
-      SELECT
-        unit,
-        ts,
-        0 AS kind,
-        i1 AS id
-      FROM g1
-      UNION ALL
-      SELECT
-        unit,
-        ts,
-        1 AS kind,
-        i1 AS id
-      FROM g2
-    ) AS instants
-  ) AS running
-  WHERE
-    kind = 0
 ), r2 AS (
   SELECT
-    unit,
-    id1,
-    t1,
-    bd,
-    deadline,
-    CASE WHEN NOT same IS NULL THEN t1 ELSE later_ts END AS t2,
-    CASE WHEN NOT same IS NULL THEN same ELSE later_id END AS id2
-  FROM (
-    SELECT
-      r.unit AS unit,
-      r.id1 AS id1,
-      r.t1 AS t1,
-      r.bd AS bd,
-      r.deadline AS deadline,
-      CASE WHEN NOT g.i1 IS NULL THEN g.i1 END AS same,
-      CASE WHEN x.t_next <= r.deadline THEN x.t_next END AS later_ts,
-      CASE WHEN x.t_next <= r.deadline THEN x.next_id END AS later_id
-    FROM r1 AS r
-    LEFT JOIN g2 AS g
-      ON g.unit = r.unit AND g.ts = r.t1
-    LEFT JOIN x2 AS x
-      ON x.unit = r.unit AND x.ts = r.t1
-  ) AS m
-), x3 AS (
-  SELECT
-    unit,
-    ts,
-    t_next,
-    next_id
-  FROM (
-    SELECT
-      unit,
-      ts,
-      kind,
-      MIN(CASE WHEN kind = 1 THEN ts END) OVER (
-        PARTITION BY unit
-        ORDER BY ts DESC, kind
-        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS t_next,
-      ARG_MIN(CASE WHEN kind = 1 THEN id END, CASE WHEN kind = 1 THEN ts END) OVER (
-        PARTITION BY unit
-        ORDER BY ts DESC, kind
-        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS next_id
-    FROM (
-      SELECT
-        unit,
-        ts,
-        0 AS kind,
-        i1 AS id
-      FROM g2
-      UNION ALL
-      SELECT
-        unit,
-        ts,
-        1 AS kind,
-        i1 AS id
-      FROM g3
-    ) AS instants
-  ) AS running
-  WHERE
-    kind = 0
+    r.unit AS unit,
+    r.id1 AS id1,
+    r.t1 AS t1,
+    r.bd AS bd,
+    r.deadline AS deadline,
+    CASE WHEN s.ts <= r.deadline THEN s.ts END AS t2
+  FROM r1 AS r
+  ASOF LEFT JOIN g2 AS s
+    ON s.unit = r.unit AND s.ts >= r.t1
 ), r3 AS (
   SELECT
-    unit,
-    id1,
-    t1,
-    bd,
-    deadline,
-    t2,
-    id2,
-    CASE WHEN NOT same IS NULL THEN t2 ELSE later_ts END AS t3,
-    CASE WHEN NOT same IS NULL THEN same ELSE later_id END AS id3
-  FROM (
-    SELECT
-      r.unit AS unit,
-      r.id1 AS id1,
-      r.t1 AS t1,
-      r.bd AS bd,
-      r.deadline AS deadline,
-      r.t2 AS t2,
-      r.id2 AS id2,
-      CASE WHEN NOT g.i1 IS NULL THEN g.i1 END AS same,
-      CASE WHEN x.t_next <= r.deadline THEN x.t_next END AS later_ts,
-      CASE WHEN x.t_next <= r.deadline THEN x.next_id END AS later_id
-    FROM r2 AS r
-    LEFT JOIN g3 AS g
-      ON g.unit = r.unit AND g.ts = r.t2
-    LEFT JOIN x3 AS x
-      ON x.unit = r.unit AND x.ts = r.t2
-  ) AS m
+    r.unit AS unit,
+    r.id1 AS id1,
+    r.t1 AS t1,
+    r.bd AS bd,
+    r.deadline AS deadline,
+    r.t2 AS t2,
+    CASE WHEN s.ts <= r.deadline THEN s.ts END AS t3
+  FROM r2 AS r
+  ASOF LEFT JOIN g3 AS s
+    ON s.unit = r.unit AND s.ts >= r.t2
 ), counted AS (
   SELECT
     bd,

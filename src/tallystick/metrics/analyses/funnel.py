@@ -28,6 +28,10 @@ the number of events (n log n) and not with the square of the events of a heavy 
 ``counted``
     One attempt per unit: the furthest reached, then the earliest ``(t1, id1)``.
 
+When every step has its own name (the common case) a simpler plan gives the same answer:
+``r<k>`` is ``r<k-1>`` ASOF-joined to the events of step k (the first at or after ``t<k-1>``),
+kept when within the deadline; no ids are needed because no event can serve two steps.
+
 The result has one row per breakdown value: ``users_<k>`` and ``median_<k>`` per step.
 """
 
@@ -147,6 +151,38 @@ def _next_instant(prev: str, this: str) -> exp.Select:
     )
 
 
+def _events_named(name: str) -> exp.Select:
+    """The events named ``name`` with a unit: ``unit``, ``ts``."""
+    return (
+        exp.select(col("unit"), col("ts"))
+        .from_("ev")
+        .where(_and(_eq(col("name"), lit(name)), _not_null(col("unit"))))
+    )
+
+
+def _asof_step(k: int, events: str, carried: list[str]) -> exp.Select:
+    """CTE ``r<k>`` when every step has its own name: the first event of step k at or after
+    step k-1 (an ASOF join), kept when it is within the deadline. With distinct names no event
+    can serve two steps, and which of several events at the same instant is taken does not
+    change any time, so the event ids are not needed."""
+    within = exp.LTE(this=col("ts", "s"), expression=col("deadline", "r"))
+    return (
+        exp.select(
+            *(exp.alias_(col(c, "r"), c) for c in carried),
+            exp.alias_(when(within, col("ts", "s")), f"t{k}"),
+        )
+        .from_(exp.alias_(exp.to_table(f"r{k - 1}"), "r", table=True))
+        .join(
+            exp.alias_(exp.to_table(events), "s", table=True),
+            on=_and(
+                _eq(col("unit", "s"), col("unit", "r")),
+                exp.GTE(this=col("ts", "s"), expression=col(f"t{k - 1}", "r")),
+            ),
+            join_type="asof left",
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Funnel(Analysis):
     """Per step (and breakdown value): ``step``, ``name``, ``users``,
@@ -187,8 +223,12 @@ class Funnel(Analysis):
                 breakdown=s.breakdown,
             )
         )
+        distinct = len(names) == len(self.steps)
         group = {n: f"g{i}" for i, n in enumerate(names, start=1)}
-        ctes += [(group[n], _instants(n, self.steps.count(n))) for n in names]
+        if distinct:
+            ctes += [(group[n], _events_named(n)) for n in names[1:]]
+        else:
+            ctes += [(group[n], _instants(n, self.steps.count(n))) for n in names]
 
         first = (
             exp.select(
@@ -212,6 +252,10 @@ class Funnel(Analysis):
         carried = ["unit", "id1", "t1", "bd", "deadline"]
         for k in range(2, len(self.steps) + 1):
             prev, name = self.steps[k - 2], self.steps[k - 1]
+            if distinct:
+                ctes.append((f"r{k}", _asof_step(k, group[name], carried)))
+                carried.append(f"t{k}")
+                continue
             ctes.append((f"x{k}", _next_instant(group[prev], group[name])))
             ctes.append((f"r{k}", self._step(k, group[name], carried)))
             carried += [f"t{k}", f"id{k}"]
