@@ -400,17 +400,17 @@ def events_cte(
     if day_to is not None:
         end = timestamp(day_to + dt.timedelta(days=1))
         conditions.append(exp.LT(this=col("client_ts"), expression=end))
-    src = exp.select(*needed).from_(source).where(exp.and_(*conditions))
     # Copies are rare, so de-duplicate in two phases: keys whose hash occurs once are unique
     # and pass as they are; only rows with a repeated hash go through the exact window.
-    key = KeyHash(expressions=[col("event_id"), col("name")])
+    key = exp.alias_(KeyHash(expressions=[col("event_id"), col("name")]), "h")
+    src = exp.select(key, *needed).from_(source).where(exp.and_(*conditions))
     repeated = (
-        exp.select(exp.alias_(key.copy(), "h"))
+        exp.select(col("h"))
         .from_("src")
-        .group_by(key.copy())
+        .group_by(col("h"))
         .having(exp.GT(this=exp.Count(this=exp.Star()), expression=lit(1)))
     )
-    in_repeated = exp.In(this=key.copy(), query=exp.select("h").from_("rep").subquery())
+    in_repeated = exp.In(this=col("h"), query=exp.select("h").from_("rep").subquery())
     first = exp.Window(
         this=exp.RowNumber(),
         partition_by=[col("event_id"), col("name")],

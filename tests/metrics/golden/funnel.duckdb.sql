@@ -1,5 +1,6 @@
 WITH src AS (
   SELECT
+    hash(event_id, name) AS h,
     event_id,
     name,
     client_ts,
@@ -12,10 +13,10 @@ WITH src AS (
     AND client_ts < TIMESTAMPTZ '2026-04-02 00:00:00+00'
 ), rep AS (
   SELECT
-    hash(event_id, name) AS h
+    h
   FROM src
   GROUP BY
-    hash(event_id, name)
+    h
   HAVING
     COUNT(*) > 1
 ), dd AS (
@@ -23,7 +24,7 @@ WITH src AS (
     *
   FROM src
   WHERE
-    NOT hash(event_id, name) IN (
+    NOT h IN (
       SELECT
         h
       FROM rep
@@ -33,7 +34,7 @@ WITH src AS (
     *
   FROM src
   WHERE
-    hash(event_id, name) IN (
+    h IN (
       SELECT
         h
       FROM rep

@@ -1,5 +1,6 @@
 WITH src AS (
   SELECT
+    cityHash64(event_id, name) AS h,
     event_id,
     name,
     client_ts,
@@ -12,10 +13,10 @@ WITH src AS (
     AND client_ts < toDateTime64('2026-04-01', 6, 'UTC')
 ), rep AS (
   SELECT
-    cityHash64(event_id, name) AS h
+    h
   FROM src
   GROUP BY
-    cityHash64(event_id, name)
+    h
   HAVING
     COUNT(*) > 1
 ), dd AS (
@@ -24,7 +25,7 @@ WITH src AS (
   FROM src
   WHERE
     NOT (
-      cityHash64(event_id, name) IN (
+      h IN (
         SELECT
           h
         FROM rep
@@ -35,7 +36,7 @@ WITH src AS (
     *
   FROM src
   WHERE
-    cityHash64(event_id, name) IN (
+    h IN (
       SELECT
         h
       FROM rep
