@@ -35,11 +35,12 @@ def _log(seed: int = 11, size: int = 600) -> list[dict[str, Any]]:
         data: dict[str, Any] = {"site": rng.choice(["a", "b", "c", 3, True, ""])}
         if rng.random() < 0.7:
             data["ms"] = rng.choice([rng.randrange(0, 900), rng.random() * 500, "slow", None])
-        row = {
+        received = START + dt.timedelta(days=40, seconds=n)
+        row: dict[str, Any] = {
             "event_id": f"p{n:05d}",
             "name": rng.choice(NAMES),
             "client_ts": ts.astimezone(rng.choice(ZONES)),
-            "received_ts": START + dt.timedelta(days=40, seconds=n),
+            "received_ts": received,
             "user_id": rng.choice([f"u{rng.randrange(25)}", f"u{rng.randrange(5)}", None, ""]),
             "app_instance": rng.choice(["i1", "i2", None]),
             "app_environment": rng.choice(["prod", "prod", "test", None]),
@@ -47,7 +48,7 @@ def _log(seed: int = 11, size: int = 600) -> list[dict[str, Any]]:
         }
         rows.append(row)
         if rng.random() < 0.08:  # a copy received later with other content: ignored
-            late = row["received_ts"] + dt.timedelta(hours=1)
+            late = received + dt.timedelta(hours=1)
             rows.append({**row, "received_ts": late, "user_id": "u-copy", "data": None})
     return rows
 
