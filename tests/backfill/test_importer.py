@@ -242,6 +242,18 @@ def test_duplicates_across_chunks_and_files(tmp_path: Path, store: Lake, cfg: Se
     assert count_events(store) == 5
 
 
+def test_one_id_under_two_names_is_two_events(tmp_path: Path, store: Lake, cfg: Settings) -> None:
+    # An event is its id and name (docs/storage.md): a client that reuses an id for another
+    # event gets both stored, in the same file and across imports.
+    first = write_jsonl(tmp_path / "a.jsonl", [flat_row(0), flat_row(0, event="signup")])
+    report = run(first, store, cfg)
+    assert (report.added, report.duplicates) == (2, 0)
+    again = write_jsonl(tmp_path / "b.jsonl", [flat_row(0, event="signup"), flat_row(0, event="x")])
+    report = run(again, store, cfg)
+    assert (report.added, report.duplicates) == (1, 1)
+    assert count_events(store) == 3
+
+
 def test_rows_are_validated_like_the_collector(tmp_path: Path, store: Lake, cfg: Settings) -> None:
     future = (NOW + dt.timedelta(days=2)).isoformat()
     big = {"event": "a.b", "timestamp": 0, "properties": {"blob": "x" * 40_000}}

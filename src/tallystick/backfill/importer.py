@@ -65,7 +65,7 @@ from tallystick.messages import Problem
 from tallystick.schema import Event
 from tallystick.store.failed import SOURCE_IMPORT, FailedEvent, truncate_raw
 from tallystick.store.lake import Lake, events_to_table
-from tallystick.store.reader import existing_ids
+from tallystick.store.reader import existing_events
 
 DEFAULT_CHUNK_ROWS: Final = 100_000
 MAX_PROBLEMS_KEPT: Final = 1_000
@@ -526,7 +526,7 @@ class _Run:
         return _Good(result, converted.received_ts or self.now)
 
     def chunk(self, number: int, records: list[Record]) -> None:
-        good: dict[str, _Good] = {}
+        good: dict[tuple[str, str], _Good] = {}
         failed: list[FailedEvent] = []
         for record in records:
             self.report.rows += 1
@@ -534,14 +534,14 @@ class _Run:
             if isinstance(judged, _Bad):
                 failed.append(self.fail(record, judged.problem, judged.event_id))
                 continue
-            key = str(judged.event.event_id)
+            key = (str(judged.event.event_id), judged.event.name)  # an event: its id and name
             if key in good:
                 self.report.duplicates += 1
                 continue
             good[key] = judged
         if good:
             days = {g.event.client_ts.astimezone(dt.UTC).date() for g in good.values()}
-            stored = existing_ids(self.lake, list(good), days)
+            stored = existing_events(self.lake, list(good), days)
             for key in stored:
                 del good[key]
             self.report.duplicates += len(stored)
@@ -549,7 +549,8 @@ class _Run:
             table = events_to_table(
                 [g.event for g in good.values()], [g.received for g in good.values()]
             )
-            ids = hashlib.sha1("\n".join(sorted(good)).encode(), usedforsecurity=False)
+            written = sorted(f"{event_id}\t{name}" for event_id, name in good)
+            ids = hashlib.sha1("\n".join(written).encode(), usedforsecurity=False)
             name = f"{self.tag}-{number:05d}-{ids.hexdigest()[:8]}"
             self.report.written += self.lake.write_events(table, name)
             self.report.added += len(good)

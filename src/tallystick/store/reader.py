@@ -88,28 +88,37 @@ def _sql_list(paths: Iterable[str]) -> str:
     return ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
 
 
-def existing_ids(lake: Lake, ids: Sequence[str], days: Iterable[dt.date]) -> set[str]:
-    """Which of ``ids`` are already stored in the lake partitions of ``days``.
+def existing_events(
+    lake: Lake, keys: Sequence[tuple[str, str]], days: Iterable[dt.date]
+) -> set[tuple[str, str]]:
+    """Which of ``keys`` (``event_id``, ``name``) are already stored in the lake partitions of
+    ``days``.
 
-    Reads only the ``event_id`` column of those partitions' files, so the cost does not grow
-    with the length of the lake's history.
+    Reads only the ``event_id`` and ``name`` columns of those partitions' files, so the cost
+    does not grow with the length of the lake's history.
     """
     wanted = sorted(set(days))
 
-    def attempt() -> set[str]:
+    def attempt() -> set[tuple[str, str]]:
         partitions = lake.partitions()
         files = [p for day in wanted for p in partitions.get(day, [])]
-        if not files or not ids:
+        if not files or not keys:
             return set()
         con = duckdb.connect(":memory:")
         try:
-            con.register("candidates", pa.table({"event_id": pa.array(ids, pa.string())}))
+            candidates = pa.table(
+                {
+                    "event_id": pa.array([k[0] for k in keys], pa.string()),
+                    "name": pa.array([k[1] for k in keys], pa.string()),
+                }
+            )
+            con.register("candidates", candidates)
             rows = con.execute(
-                "SELECT DISTINCT event_id FROM read_parquet("
-                f"[{_sql_list(lake.absolute(files))}], union_by_name = true) "
-                "WHERE event_id IN (SELECT event_id FROM candidates)"
+                "SELECT DISTINCT s.event_id, s.name FROM read_parquet("
+                f"[{_sql_list(lake.absolute(files))}], union_by_name = true) AS s "
+                "SEMI JOIN candidates AS c ON s.event_id = c.event_id AND s.name = c.name"
             ).fetchall()
-            return {str(r[0]) for r in rows}
+            return {(str(r[0]), str(r[1])) for r in rows}
         finally:
             con.close()
 
