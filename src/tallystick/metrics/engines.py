@@ -14,7 +14,7 @@ import sqlglot
 from sqlglot import exp
 
 from tallystick.metrics.params import MetricError
-from tallystick.metrics.sql import EngineName, parse, render
+from tallystick.metrics.sql import EngineName, render
 from tallystick.store.lake import EVENT_SCHEMA, Lake
 
 CLICKHOUSE_SETTINGS: Final = {
@@ -96,20 +96,18 @@ class DuckDBEngine:
         files = [p for paths in _files(self.lake, day_from, day_to).values() for p in paths]
         if not files:
             return _empty_source("duckdb")
-        listed = ", ".join(_quote(p) for p in self.lake.absolute(files))
-        query = parse(
-            f"SELECT * FROM read_parquet([{listed}], union_by_name = true, "
-            "hive_partitioning = false)"
-        )
-        return query.args["from_"].this  # type: ignore[no-any-return]
+        listed = exp.Array(expressions=[exp.Literal.string(p) for p in self.lake.absolute(files)])
+        options = [
+            exp.EQ(this=exp.column(key), expression=exp.Boolean(this=value))
+            for key, value in (("union_by_name", True), ("hive_partitioning", False))
+        ]
+        return exp.Table(this=exp.Anonymous(this="read_parquet", expressions=[listed, *options]))
 
     def run(self, tree: exp.Expr) -> tuple[pa.Table, str]:
         """Run ``tree``. A file replaced by compaction mid-read raises ``duckdb.IOException``;
         ``metrics.api.run`` then builds the analysis again over the files listed anew."""
-        import duckdb
-
         sql = render(tree, "duckdb")
-        con = duckdb.connect(":memory:")
+        con = _duckdb_cursor() if not self.threads else _duckdb_connection()
         try:
             con.execute("SET TimeZone = 'UTC'")
             if self.threads:
@@ -117,6 +115,25 @@ class DuckDBEngine:
             return con.sql(sql).arrow().read_all(), sql
         finally:
             con.close()
+
+
+_DUCKDB: list[Any] = []
+_DUCKDB_LOCK = threading.Lock()
+
+
+def _duckdb_connection() -> Any:
+    import duckdb
+
+    return duckdb.connect(":memory:")
+
+
+def _duckdb_cursor() -> Any:
+    """A cursor on one in-memory DuckDB shared by the process (opening a database costs ~40 ms,
+    a cursor almost nothing; each query gets its own cursor, so threads do not share one)."""
+    with _DUCKDB_LOCK:
+        if not _DUCKDB:
+            _DUCKDB.append(_duckdb_connection())
+        return _DUCKDB[0].cursor()
 
 
 _CHDB_LOCK = threading.Lock()
