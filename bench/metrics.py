@@ -704,9 +704,14 @@ class HandSide(Side):
         self.analysis = build(workload.analysis, workload.params)
         files = ", ".join("'" + f.replace("'", "''") + "'" for f in read_files(workload, lake))
         self.sql = workload.hand_sql(f"read_parquet([{files}])")
+        self.database: duckdb.DuckDBPyConnection | None = None
 
     def query(self) -> pa.Table:
-        con = duckdb.connect(":memory:")
+        # One database for the side's lifetime, a cursor per run: the engine does the same
+        # (a process-wide in-process DuckDB), so neither side pays for opening a database.
+        if self.database is None:
+            self.database = duckdb.connect(":memory:")
+        con = self.database.cursor()
         try:
             con.execute("SET TimeZone = 'UTC'")
             if self.threads:
