@@ -321,7 +321,8 @@ def materialize(
 ) -> None:
     """Write weekly and monthly results of catalog metrics to DATA/lake/metrics/ as Parquet,
     recomputing only the periods whose events changed."""
-    from tallystick.metrics.materialize import DuckDBSession, execute, plan_all, select
+    from tallystick.metrics.engines import DuckDBEngine
+    from tallystick.metrics.materialize import execute, plan_all, select
     from tallystick.metrics.params import MetricError, parse_date
     from tallystick.store.lake import Lake
 
@@ -356,7 +357,8 @@ def materialize(
         return
     reports = []
     try:
-        with _progress(err) as progress, DuckDBSession(lake) as session:
+        with _progress(err) as progress:
+            session = DuckDBEngine(lake)
             task = progress.add_task("materialising", total=total)
             for plan in plans:
                 progress.update(task, description=_describe(plan))

@@ -57,10 +57,6 @@ def _empty_source(engine: EngineName) -> exp.Expr:
     return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("lake")))
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 class Engine(Protocol):
     """Where analyses run. ``source`` is the lake's events dated in a range (None: unbounded)."""
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlglot import exp
 
 from tallystick.metrics.analysis import Analysis, Row
 from tallystick.metrics.api import run
@@ -49,12 +46,11 @@ from tallystick.metrics.catalog import Catalog, MetricDef
 from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import Grain
 from tallystick.metrics.periods import add_periods, periods_between
-from tallystick.metrics.sql import EngineName, render
-from tallystick.store.durable import fsync_path
-from tallystick.store.lake import TMP_SUFFIX, Lake
+from tallystick.store.durable import replace_durably
+from tallystick.store.lake import Lake
 
 if TYPE_CHECKING:
-    import duckdb
+    pass
 
 FORMAT: Final = 1
 """Version of the layout and of the computation; a new one recomputes everything."""
@@ -94,40 +90,6 @@ def select(catalog: Catalog, names: Sequence[str] = ()) -> list[MetricDef]:
     if names:
         return [catalog.find(n) for n in dict.fromkeys(names)]
     return [m for m in catalog if m.status != "draft"]
-
-
-class DuckDBSession:
-    """DuckDB over the lake on one connection for a whole run: opening a connection costs more
-    than computing a period. ``close`` it at the end (or use it as a context manager)."""
-
-    name: EngineName = "duckdb"
-
-    def __init__(self, lake: Lake) -> None:
-        self._files = DuckDBEngine(lake)
-        self._con: duckdb.DuckDBPyConnection | None = None
-
-    def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr:
-        return self._files.source(day_from, day_to)
-
-    def run(self, tree: exp.Expr) -> tuple[pa.Table, str]:
-        import duckdb
-
-        sql = render(tree, "duckdb")
-        if self._con is None:
-            self._con = duckdb.connect(":memory:")
-            self._con.execute("SET TimeZone = 'UTC'")
-        return self._con.sql(sql).arrow().read_all(), sql
-
-    def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
-
-    def __enter__(self) -> DuckDBSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Inputs:
@@ -376,12 +338,8 @@ def to_table(rows: Sequence[Row], previous: pa.Schema | None = None) -> pa.Table
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    fsync_path(tmp)
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    replace_durably(path, lambda tmp: tmp.write_text(text))
 
 
 def execute(
@@ -467,7 +425,5 @@ def materialize(
 ) -> list[Report]:
     """Materialise ``metrics`` (every grain of each); see the module docstring."""
     plans = plan_all(lake, metrics, full=full, since=since)
-    if engine is not None:
-        return [execute(lake, p, engine, now=now) for p in plans]
-    with DuckDBSession(lake) as session:
-        return [execute(lake, p, session, now=now) for p in plans]
+    engine = engine or DuckDBEngine(lake)
+    return [execute(lake, p, engine, now=now) for p in plans]

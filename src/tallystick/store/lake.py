@@ -12,8 +12,6 @@ a half-written file. ``Storage`` is the seam where an fsspec/S3 implementation c
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,12 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tallystick.schema import FIELDS, SCHEMA_VERSION, Event
-from tallystick.store.durable import fsync_path
+from tallystick.store.durable import TMP_SUFFIX, replace_durably
 from tallystick.store.failed import FailedEvent
 
 EVENTS: Final = "events"
 FAILED: Final = "failed"
-TMP_SUFFIX: Final = ".tmp"
 
 _TS = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES: Final = {
@@ -84,13 +81,10 @@ class LocalStorage:
         return self.root / path
 
     def write_table(self, path: str, table: pa.Table) -> None:
-        target = self._abs(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
-        pq.write_table(table, tmp, compression="zstd", row_group_size=256 * 1024)
-        fsync_path(tmp)
-        os.replace(tmp, target)
-        fsync_path(target.parent)
+        replace_durably(
+            self._abs(path),
+            lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=256 * 1024),
+        )
 
     def list_files(self, prefix: str) -> list[str]:
         base = self._abs(prefix)
