@@ -114,7 +114,7 @@ def test_events_in_queries_out(tmp_path: Path) -> None:
         assert doc["openapi"] == "3.1.0"
         assert "/v1/query/core" in doc["paths"]
 
-        status, root = _call(server.url + "/")
+        status, root = _call(server.url + "/v1")
         assert "GET /v1/query/{analysis}" in root["endpoints"]
     assert server.proc is not None
     assert server.proc.returncode == 0

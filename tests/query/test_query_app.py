@@ -206,7 +206,7 @@ def test_request_level_refusals(client: TestClient) -> None:
 
 
 def test_root_lists_the_query_endpoints(client: TestClient) -> None:
-    endpoints = client.get("/").json()["endpoints"]
+    endpoints = client.get("/v1").json()["endpoints"]
     assert {"GET /v1/query/{analysis}", "POST /v1/query/{analysis}", "GET /openapi.json"} <= set(
         endpoints
     )

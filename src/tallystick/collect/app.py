@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -24,6 +24,9 @@ from tallystick.store import spool
 from tallystick.store.failed import SOURCE_HTTP, FailedEvent, truncate_raw
 from tallystick.store.spool import SpoolUnavailable, SpoolWriter
 
+if TYPE_CHECKING:
+    from tallystick.dashboard.app import Dashboard
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -34,6 +37,20 @@ log = logging.getLogger("tallystick.collector")
 _encode = msgspec.json.Encoder().encode
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 _STATUS_BODY_TOO_LARGE: Final = (messages.REQUEST_TOO_LARGE, messages.TOO_MANY_EVENTS)
+
+ENDPOINTS: Final = {
+    "POST /v1/events": "send events (see docs/collector.md)",
+    "GET /healthz": "alive",
+    "GET /readyz": "ready to accept events",
+    "GET /v1/query/{analysis}": "run an analysis (see docs/http-api.md)",
+    "POST /v1/query/{analysis}": "run an analysis, parameters as JSON",
+    "GET /v1/metrics/{name}": "run a catalog metric",
+    "GET /v1/catalog": "the metric catalog: definitions, owners and where each is used",
+    "GET /v1/meta": "what the lake holds: data as of, event names, fields",
+    "GET /v1/health": "data health: events received and failed per day, failures by reason",
+    "GET /openapi.json": "the HTTP API's OpenAPI 3.1 document",
+    "GET /": "the dashboard (see docs/dashboard.md)",
+}
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -75,6 +92,7 @@ class Collector:
         )
         self.started = False
         self._query: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        self._dashboard: Dashboard | None = None
 
     def query_app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         """The query API (``/v1/query/...``, ``/openapi.json``), built on first use."""
@@ -83,6 +101,14 @@ class Collector:
 
             self._query = QueryApp(self.settings)
         return self._query
+
+    def dashboard_app(self) -> Dashboard:
+        """The web dashboard (``/``, its pages and ``/static/``), built on first use."""
+        if self._dashboard is None:
+            from tallystick.dashboard.app import Dashboard
+
+            self._dashboard = Dashboard(self.settings)
+        return self._dashboard
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -127,7 +153,9 @@ class Collector:
                 await self.ingest(scope, receive, send)
             else:
                 await self._not_allowed(send, "POST")
-        elif path.startswith("/v1/query/") or path in ("/v1/query", "/openapi.json"):
+        elif path in ("/v1", "/v1/"):
+            await _respond(send, 200, {"service": "tallystick", "endpoints": ENDPOINTS})
+        elif path.startswith("/v1/") or path == "/openapi.json":
             await self.query_app()(scope, receive, send)
         elif path == "/healthz":
             await _respond(send, 200, {"status": "ok"})
@@ -137,22 +165,8 @@ class Collector:
                 await _respond(send, 200, {"status": "ready"})
             else:
                 await _respond(send, 503, {"status": "not ready", "reason": problem})
-        elif path == "/" and method == "GET":
-            await _respond(
-                send,
-                200,
-                {
-                    "service": "tallystick collector",
-                    "endpoints": {
-                        "POST /v1/events": "send events (see docs/collector.md)",
-                        "GET /healthz": "alive",
-                        "GET /readyz": "ready to accept events",
-                        "GET /v1/query/{analysis}": "run an analysis (see docs/http-api.md)",
-                        "POST /v1/query/{analysis}": "run an analysis, parameters as JSON",
-                        "GET /openapi.json": "the query API's OpenAPI 3.1 document",
-                    },
-                },
-            )
+        elif self.dashboard_app().serves(path):
+            await self.dashboard_app()(scope, receive, send)
         else:
             await _respond(
                 send,
@@ -160,7 +174,8 @@ class Collector:
                 {
                     "error": Problem(
                         messages.NOT_FOUND,
-                        f"no such endpoint: {method} {path}; events go to POST /v1/events.",
+                        f"no such endpoint: {method} {path}; events go to POST /v1/events, "
+                        "GET /v1 lists the API and / is the dashboard.",
                     ).as_dict()
                 },
             )

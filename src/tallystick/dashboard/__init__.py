@@ -1,0 +1,1 @@
+"""The web dashboard: server-rendered pages whose charts are drawn from the HTTP API."""
