@@ -18,9 +18,8 @@ def register(app: typer.Typer) -> None:
 
 def status(data: DataOption = DEFAULT_DATA, fmt: FormatOption = Format.table) -> None:
     """Show events and failed events in the lake, per day, and the spool backlog."""
-    from tallystick.store import spool
+    from tallystick.store.health import spool_counts
     from tallystick.store.lake import EVENTS, FAILED, Lake
-    from tallystick.store.loader import QUARANTINE
     from tallystick.store.reader import with_retry
 
     settings = from_env(data=data)
@@ -54,12 +53,7 @@ def status(data: DataOption = DEFAULT_DATA, fmt: FormatOption = Format.table) ->
         return out
 
     rows = with_retry(lake, work)
-    backlog = (
-        sum(1 for _ in settings.spool_dir.glob(f"*{spool.READY_SUFFIX}"))
-        if settings.spool_dir.exists()
-        else 0
-    )
-    quarantined = len(list((settings.spool_dir / QUARANTINE).glob("*")))
+    backlog, quarantined = spool_counts(settings.spool_dir)
     title = (
         f"{settings.data}: {len(lake.files(EVENTS))} event files, "
         f"{len(lake.files(FAILED))} failed files, {backlog} spool segments waiting"
