@@ -253,7 +253,13 @@ def test_openapi_is_served_and_describes_every_analysis(client: TestClient) -> N
     assert doc["openapi"] == "3.1.0"
     assert doc["info"]["title"]
     assert doc["info"]["version"]
-    assert set(doc["paths"]) == {f"/v1/query/{n}" for n in ANALYSES} | {"/openapi.json"}
+    assert set(doc["paths"]) == {f"/v1/query/{n}" for n in ANALYSES} | {
+        "/v1/metrics/{name}",
+        "/v1/catalog",
+        "/v1/meta",
+        "/v1/health",
+        "/openapi.json",
+    }
     operation_ids = []
     for name in ANALYSES:
         item = doc["paths"][f"/v1/query/{name}"]

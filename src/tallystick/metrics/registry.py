@@ -47,6 +47,7 @@ from tallystick.metrics.params import (
     parse_date,
     parse_percentiles,
     parse_window,
+    percentile_key,
 )
 
 #: analysis name -> (module, class)
@@ -227,3 +228,29 @@ def build(name: str, params: Mapping[str, Any], *, today: dt.date | None = None)
             "periods": _int(p.get("periods", DEFAULT_PERIODS), "periods"),
         }
     return cls(**kwargs)
+
+
+#: analysis -> the column of its headline number (count and percentile depend on parameters)
+_VALUE_COLUMNS: Final[dict[str, str]] = {
+    "core": "share",
+    "active": "active_users",
+    "stickiness": "stickiness",
+    "ratio": "ratio",
+}
+
+
+def value_column(analysis: str, params: Mapping[str, Any]) -> str | None:
+    """The row column that is the analysis's headline number (what a KPI card shows), or
+    ``None`` for analyses without one (funnel, retention).
+
+    ``analysis`` is the registry analysis that runs (``stickiness`` for ``active`` with
+    ``stickiness``); ``params`` are its registry parameters.
+    """
+    p = normalise(params)
+    if analysis == "active" and _bool(p.get("stickiness", False), "stickiness"):
+        analysis = "stickiness"
+    if analysis == "count":
+        return "units" if "unit" in p else "events"
+    if analysis == "percentile":
+        return percentile_key(parse_percentiles(p["p"])[0]) if "p" in p else None
+    return _VALUE_COLUMNS.get(analysis)

@@ -2,18 +2,21 @@
 
 ``GET /v1/query/<analysis>?from=...&where=...`` and ``POST /v1/query/<analysis>`` (a JSON object
 of the same parameters) answer ``{"analysis", "engine", "rows", "sql"}`` with dates as ISO
-strings; ``GET /openapi.json`` describes every analysis. Queries run on DuckDB over the server's
-lake in worker threads (at most ``QUERY_THREADS`` at a time per process), so the event loop, and
-with it ingestion, never waits for one. See docs/http-api.md.
+strings; ``GET|POST /v1/metrics/<name>`` runs a catalog metric the same way; ``GET /v1/catalog``
+lists the catalog, ``GET /v1/meta`` what the lake holds and ``GET /v1/health`` how data is
+arriving; ``GET /openapi.json`` describes it all. Queries and lake reads run in worker threads
+(at most ``QUERY_THREADS`` at a time per process), so the event loop, and with it ingestion,
+never waits for one. See docs/http-api.md.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -23,12 +26,26 @@ from tallystick import messages
 from tallystick.collect.body import ClientDisconnected
 from tallystick.config import Settings
 from tallystick.messages import Problem
-from tallystick.metrics.analysis import Outcome
+from tallystick.metrics.analysis import Analysis, Outcome
 from tallystick.metrics.api import QueryFailed, run
+from tallystick.metrics.catalog import MetricDef
 from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import MetricError
 from tallystick.metrics.registry import ANALYSES, REQUIRED, build, normalise
-from tallystick.query.openapi import OPENAPI_PATH, QUERY_PREFIX, check, document, param, parameters
+from tallystick.query import overview
+from tallystick.query.catalog import CatalogFiles, listing
+from tallystick.query.openapi import (
+    CATALOG_PATH,
+    HEALTH_PATH,
+    META_PATH,
+    METRICS_PREFIX,
+    OPENAPI_PATH,
+    QUERY_PREFIX,
+    check,
+    document,
+    param,
+    parameters,
+)
 from tallystick.store.lake import Lake
 
 Scope = MutableMapping[str, Any]
@@ -40,6 +57,10 @@ log = logging.getLogger("tallystick.query")
 
 QUERY_THREADS: Final = 2
 MAX_BODY_BYTES: Final = 64 * 1024
+METRIC_PARAMS: Final = ("from", "to", "grain")
+"""What ``/v1/metrics/<name>`` takes; everything else is in the metric's definition."""
+
+T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 
@@ -138,7 +159,9 @@ class QueryApp:
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.engine: Engine = engine or DuckDBEngine(Lake(settings.lake_dir))
+        self.lake = Lake(settings.lake_dir)
+        self.engine: Engine = engine or DuckDBEngine(self.lake)
+        self.catalog = CatalogFiles(settings.catalog_dir)
         self._limiter: anyio.CapacityLimiter | None = None
         self._openapi: bytes | None = None
 
@@ -148,6 +171,10 @@ class QueryApp:
 
             self._openapi = _encode(document(__version__))
         return self._openapi
+
+    def today(self) -> dt.date:
+        """The server's UTC date (default ranges end on it)."""
+        return dt.datetime.now(dt.UTC).date()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,34 +187,75 @@ class QueryApp:
             else:
                 await self._refuse(send, _not_allowed("GET"))
             return
-        name = path[len(QUERY_PREFIX) :].rstrip("/") if path.startswith(QUERY_PREFIX) else ""
         try:
-            if name not in ANALYSES:
-                what = f"no analysis {name!r}" if name else "name the analysis"
-                raise Refused(
-                    404,
-                    Problem(
-                        messages.NOT_FOUND,
-                        f"{what}: use /v1/query/<analysis> with one of {', '.join(ANALYSES)}.",
-                    ),
-                )
-            if method == "GET":
-                raw = query_params(scope.get("query_string", b"").decode("latin-1"))
-            elif method == "POST":
-                raw = await _read_json(receive)
-            else:
-                raise _not_allowed("GET", "POST")
-            outcome = await self._run(name, raw)
+            body = await self._route(path, method, scope, receive)
         except Refused as refused:
             await self._refuse(send, refused)
             return
         except ClientDisconnected:
             return
-        await _respond(
-            send,
-            200,
-            {"analysis": name, "engine": outcome.engine, "rows": outcome.rows, "sql": outcome.sql},
-        )
+        await _respond(send, 200, body)
+
+    async def _route(self, path: str, method: str, scope: Scope, receive: Receive) -> object:
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        if path == META_PATH:
+            _only_get(method)
+            return await self._in_thread(overview.meta_body, self.lake, self.today())
+        if path == HEALTH_PATH:
+            _only_get(method)
+            try:
+                date_from, date_to = overview.health_range(query_params(query_string), self.today())
+            except MetricError as exc:
+                raise _invalid(str(exc)) from None
+            return await self._in_thread(
+                overview.health_body, self.lake, self.settings.spool_dir, date_from, date_to
+            )
+        if path == CATALOG_PATH:
+            _only_get(method)
+            return await anyio.to_thread.run_sync(self._listing)
+        if path.startswith(METRICS_PREFIX) and path[len(METRICS_PREFIX) :].strip("/"):
+            name = path[len(METRICS_PREFIX) :].rstrip("/")
+            raw = await _params(method, query_string, receive)
+            metric = await anyio.to_thread.run_sync(self._metric, name)
+            analysis = _metric_analysis(metric, raw)
+            outcome = await self._execute(analysis)
+            return {
+                "metric": metric.name,
+                "analysis": analysis.name,
+                "engine": outcome.engine,
+                "rows": outcome.rows,
+                "sql": outcome.sql,
+                "definition": metric.to_dict(),
+            }
+        if path.startswith(QUERY_PREFIX):
+            name = path[len(QUERY_PREFIX) :].rstrip("/")
+            if name in ANALYSES:
+                raw = await _params(method, query_string, receive)
+                outcome = await self._run(name, raw)
+                return {
+                    "analysis": name,
+                    "engine": outcome.engine,
+                    "rows": outcome.rows,
+                    "sql": outcome.sql,
+                }
+        raise _no_endpoint(path, method)
+
+    def _listing(self) -> dict[str, Any]:
+        catalog, problems = self.catalog.read()
+        return listing(catalog, problems, self.lake)
+
+    def _metric(self, name: str) -> MetricDef:
+        catalog, _ = self.catalog.read()
+        try:
+            return catalog.find(name)
+        except MetricError as exc:
+            raise Refused(404, Problem(messages.NOT_FOUND, f"{exc}.")) from None
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` in a worker thread, sharing the queries' limit."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(QUERY_THREADS)
+        return await anyio.to_thread.run_sync(partial(work, *args), limiter=self._limiter)
 
     async def _run(self, name: str, raw: dict[str, Any]) -> Outcome:
         try:
@@ -201,14 +269,13 @@ class QueryApp:
             analysis = build(name, params)
         except MetricError as exc:
             raise _invalid(str(exc)) from None
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(QUERY_THREADS)
+        return await self._execute(analysis)
+
+    async def _execute(self, analysis: Analysis) -> Outcome:
         try:
-            return await anyio.to_thread.run_sync(
-                partial(run, analysis, self.engine), limiter=self._limiter
-            )
+            return await self._in_thread(run, analysis, self.engine)
         except QueryFailed as exc:
-            log.warning("query %s failed: %s", name, exc)
+            log.warning("query %s failed: %s", analysis.name, exc)
             raise Refused(500, Problem(messages.QUERY_FAILED, f"{exc}. Try again later.")) from None
         except MetricError as exc:
             raise _invalid(str(exc)) from None
@@ -216,6 +283,51 @@ class QueryApp:
     async def _refuse(self, send: Send, refused: Refused) -> None:
         body = {"error": refused.problem.as_dict()}
         await _respond(send, refused.status, body, refused.headers)
+
+
+async def _params(method: str, query_string: str, receive: Receive) -> dict[str, Any]:
+    """The parameters of a GET (query string) or POST (JSON object) request."""
+    if method == "GET":
+        return query_params(query_string)
+    if method == "POST":
+        return await _read_json(receive)
+    raise _not_allowed("GET", "POST")
+
+
+def _metric_analysis(metric: MetricDef, raw: dict[str, Any]) -> Analysis:
+    """The analysis of ``metric`` over the request's ``from``, ``to`` and ``grain``."""
+    try:
+        params = normalise(raw)
+        unknown = sorted(set(params) - set(METRIC_PARAMS))
+        if unknown:
+            raise MetricError(
+                f"a catalog metric takes only from, to and grain, not {', '.join(unknown)}: "
+                f"its other parameters are in its definition ({metric.file}:{metric.line}); "
+                f"for other ones use /v1/query/{metric.type}"
+            )
+        params = {k: check(k, v) for k, v in params.items()}
+        return metric.build(
+            grain=params.get("grain"), date_from=params.get("from"), date_to=params.get("to")
+        )
+    except MetricError as exc:
+        raise _invalid(str(exc)) from None
+
+
+def _only_get(method: str) -> None:
+    if method != "GET":
+        raise _not_allowed("GET")
+
+
+def _no_endpoint(path: str, method: str) -> Refused:
+    if path.startswith(QUERY_PREFIX) or path.rstrip("/") == QUERY_PREFIX.rstrip("/"):
+        name = path[len(QUERY_PREFIX) :].rstrip("/")
+        what = f"no analysis {name!r}" if name else "name the analysis"
+        message = f"{what}: use /v1/query/<analysis> with one of {', '.join(ANALYSES)}."
+    elif path.rstrip("/") == METRICS_PREFIX.rstrip("/"):
+        message = "name the metric: use /v1/metrics/<name>; GET /v1/catalog lists them."
+    else:
+        message = f"no such endpoint: {method} {path}; GET /v1 lists the API."
+    return Refused(404, Problem(messages.NOT_FOUND, message))
 
 
 def _not_allowed(*methods: str) -> Refused:

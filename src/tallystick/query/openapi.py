@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 from tallystick import messages
+from tallystick.metrics.catalog import IMPORTANCE, STANDARDS, STATUSES, TYPES
 from tallystick.metrics.params import GRAINS, MetricError
 from tallystick.metrics.registry import (
     ANALYSES,
@@ -19,8 +20,13 @@ from tallystick.metrics.registry import (
     REQUIRED,
     SPECIFIC,
 )
+from tallystick.query.catalog import PAGES
 
 QUERY_PREFIX: Final = "/v1/query/"
+METRICS_PREFIX: Final = "/v1/metrics/"
+CATALOG_PATH: Final = "/v1/catalog"
+META_PATH: Final = "/v1/meta"
+HEALTH_PATH: Final = "/v1/health"
 OPENAPI_PATH: Final = "/openapi.json"
 
 Kind: TypeAlias = Literal["text", "date", "names", "where", "bool", "int", "percentiles", "window"]
@@ -393,7 +399,7 @@ def _result_schema(analysis: str) -> Schema:
         "properties": {
             "analysis": {"type": "string", "description": "the analysis that ran"},
             "engine": {"type": "string", "enum": ["duckdb", "clickhouse"]},
-            "rows": {"type": "array", "items": _row_schema(analysis)},
+            "rows": {"type": "array", "items": _ref(f"{analysis.capitalize()}Row")},
             "sql": {"type": "string", "description": "the SQL that ran"},
         },
         "required": ["analysis", "engine", "rows", "sql"],
@@ -417,11 +423,16 @@ _ERROR: Final[Schema] = {
 }
 
 
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
 def _error(description: str) -> Schema:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _ok(description: str, schema: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
 def _responses(analysis: str) -> Schema:
@@ -513,6 +524,36 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
     """The OpenAPI 3.1 document of the query API."""
     names = list(analyses if analyses is not None else ANALYSES)
     paths: dict[str, Any] = {f"{QUERY_PREFIX}{n}": _operations(n) for n in names}
+    paths[f"{METRICS_PREFIX}{{name}}"] = _metric_operations()
+    paths[CATALOG_PATH] = _read_only(
+        "catalog",
+        "catalog",
+        "The metric catalog",
+        "Every valid definition of the catalog directory with the analysis it runs, its headline "
+        "column (`value`), the dashboard pages that show it (`used_in`) and the grains whose "
+        "materialised results are on disk; `problems` lists what is wrong in the others. A "
+        "missing directory is an empty catalog.",
+        "Catalog",
+    )
+    paths[META_PATH] = _read_only(
+        "meta",
+        "data",
+        "What the lake holds",
+        "When data last arrived, the event names stored (most frequent first, copies included), "
+        "the fields a filter or breakdown takes and the `data` keys of the latest three date "
+        "partitions: what a dashboard's pickers offer.",
+        "Meta",
+    )
+    paths[HEALTH_PATH] = _read_only(
+        "health",
+        "data",
+        "Data health",
+        "Per UTC day of the range: events received (each event once, on the day its first copy "
+        "arrived) and failed-event records received; failures by error code; the spool backlog. "
+        "`loss_rate` and `bot_rate` are null until data trust (issue 6) measures them.",
+        "Health",
+        [_date_parameter("from"), _date_parameter("to")],
+    )
     paths[OPENAPI_PATH] = {
         "get": {
             "operationId": "openapi",
@@ -529,19 +570,312 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
     schemas: dict[str, Any] = {"Error": _ERROR}
     for n in names:
         schemas[f"{n.capitalize()}Result"] = _result_schema(n)
+        schemas[f"{n.capitalize()}Row"] = _row_schema(n)
+    schemas |= {
+        "MetricResult": _metric_result_schema(names),
+        "MetricDefinition": _definition_schema(),
+        "Catalog": _catalog_schema(),
+        "Meta": _META,
+        "Health": _HEALTH,
+    }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Tallystick query API",
             "version": version,
-            "description": "Run Tallystick's analyses over the collector's lake with DuckDB. "
-            "The same analyses and parameters as `tally metrics` and `tallystick.metrics`; "
-            "see docs/http-api.md.",
+            "description": "Run Tallystick's analyses and catalog metrics over the collector's "
+            "lake with DuckDB, and read what the lake holds and how data is arriving. The same "
+            "analyses and parameters as `tally metrics` and `tallystick.metrics`; see "
+            "docs/http-api.md.",
         },
         "tags": [
             {"name": "query", "description": "Analyses"},
+            {"name": "catalog", "description": "The metric catalog and its metrics"},
+            {"name": "data", "description": "What the lake holds and how data arrives"},
             {"name": "meta", "description": "About the API"},
         ],
         "paths": paths,
         "components": {"schemas": schemas},
     }
+
+
+# -- catalog metrics, the catalog, meta and health ----------------------------------------------
+
+
+def _date_parameter(name: str) -> Schema:
+    p = param(name)
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": p.description,
+        "schema": p.query,
+        "example": p.example,
+    }
+
+
+def _read_only(
+    operation: str,
+    tag: str,
+    summary: str,
+    description: str,
+    schema: str,
+    query: list[Schema] | None = None,
+) -> Schema:
+    """A GET endpoint answering ``schema``, with ``query`` parameters (400 when wrong)."""
+    responses: Schema = {"200": _ok(summary + ".", schema)}
+    if query:
+        responses["400"] = _error(
+            f"`{messages.INVALID_QUERY}`: a date is wrong, `from` is after `to`, or the range is "
+            "longer than about ten years; the message says what to write."
+        )
+    operation_: Schema = {
+        "operationId": f"get_{operation}",
+        "tags": [tag],
+        "summary": summary,
+        "description": description,
+        "responses": responses,
+    }
+    if query:
+        operation_["parameters"] = query
+    return {"get": operation_}
+
+
+def _metric_operations() -> Schema:
+    description = (
+        "Runs the catalog metric `name` as `/v1/query/<analysis>` runs its analysis with the "
+        "definition's parameters: the same rows and SQL, plus the definition. Only the range "
+        "and the grain can be chosen."
+    )
+    name: Schema = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "The metric's name in the catalog (`GET /v1/catalog` lists them).",
+        "schema": {"type": "string"},
+        "example": "weekly_active_users",
+    }
+    grain = {**param("grain").body, "description": "Default: the definition's grain."}
+    responses: Schema = {
+        "200": _ok(
+            "The metric's rows, the SQL that produced them and its definition.", "MetricResult"
+        ),
+        "400": _error(
+            f"`{messages.INVALID_QUERY}`: a parameter is wrong or is not one of from, to and "
+            f"grain. `{messages.MALFORMED_JSON}`: the body is not JSON."
+        ),
+        "404": _error(f"`{messages.NOT_FOUND}`: no such metric (the message suggests a name)."),
+        "413": _error(f"`{messages.REQUEST_TOO_LARGE}`: the body is larger than 64 KiB."),
+        "500": _error(f"`{messages.QUERY_FAILED}`: the engine could not run the query."),
+    }
+    body_properties = {
+        "from": {**param("from").body, "description": param("from").description},
+        "to": {**param("to").body, "description": param("to").description},
+        "grain": grain,
+    }
+    return {
+        "get": {
+            "operationId": "get_metric",
+            "tags": ["catalog"],
+            "summary": "Run a catalog metric",
+            "description": description,
+            "parameters": [
+                name,
+                _date_parameter("from"),
+                _date_parameter("to"),
+                {
+                    "name": "grain",
+                    "in": "query",
+                    "required": False,
+                    "description": grain["description"],
+                    "schema": {k: v for k, v in grain.items() if k != "default"},
+                    "example": "week",
+                },
+            ],
+            "responses": responses,
+        },
+        "post": {
+            "operationId": "post_metric",
+            "tags": ["catalog"],
+            "summary": "Run a catalog metric",
+            "description": description + " The body is a JSON object of the same parameters.",
+            "parameters": [copy.deepcopy(name)],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": body_properties,
+                            "additionalProperties": False,
+                        },
+                        "example": {"from": "2026-01-01", "to": "2026-03-31", "grain": "month"},
+                    }
+                },
+            },
+            "responses": copy.deepcopy(responses),
+        },
+    }
+
+
+_TEXT: Final[Schema] = {"type": "string"}
+_TEXTS: Final[Schema] = {"type": "array", "items": {"type": "string"}}
+_MAYBE_TIME: Final[Schema] = {"type": ["string", "null"], "format": "date-time"}
+_MAYBE_DAY: Final[Schema] = {"type": ["string", "null"], "format": "date"}
+_DAY: Final[Schema] = {"type": "string", "format": "date"}
+
+
+def _object(properties: dict[str, Schema], description: str | None = None) -> Schema:
+    out: Schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+    if description:
+        out["description"] = description
+    return out
+
+
+def _definition_properties() -> dict[str, Schema]:
+    return {
+        "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+        "title": _TEXT,
+        "description": _TEXT,
+        "type": {"type": "string", "enum": list(TYPES)},
+        "params": {
+            "type": "object",
+            "description": "the analysis's parameters (registry names), as in the YAML file",
+        },
+        "owner": {"type": ["string", "null"]},
+        "teams": _TEXTS,
+        "tags": _TEXTS,
+        "grain": {"type": "string", "enum": list(GRAINS)},
+        "importance": {"type": "string", "enum": list(IMPORTANCE)},
+        "standard": {"type": "string", "enum": list(STANDARDS)},
+        "status": {"type": "string", "enum": list(STATUSES)},
+        "sources": _TEXTS,
+        "file": {"type": "string", "description": "where it is defined (metrics/kpis.yaml)"},
+        "line": {"type": "integer", "minimum": 0},
+    }
+
+
+def _definition_schema() -> Schema:
+    return _object(_definition_properties(), "A metric definition of the catalog.")
+
+
+def _catalog_schema() -> Schema:
+    metric = _object(
+        {
+            **_definition_properties(),
+            "analysis": {
+                "type": "string",
+                "enum": list(ANALYSES),
+                "description": "the analysis it runs (stickiness for active with stickiness)",
+            },
+            "value": {
+                "type": ["string", "null"],
+                "description": "the row column of its headline number (null: funnel, retention)",
+            },
+            "used_in": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(PAGES)},
+                "description": "the dashboard pages that show it",
+            },
+            "materialized": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(GRAINS)},
+                "description": "grains whose materialised results of this definition are on disk",
+            },
+        }
+    )
+    return _object(
+        {
+            "directory": {"type": "string", "description": "the catalog directory"},
+            "metrics": {"type": "array", "items": metric},
+            "problems": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "FILE:LINE: what is wrong — how to fix it",
+            },
+        }
+    )
+
+
+def _metric_result_schema(analyses: Sequence[str]) -> Schema:
+    return _object(
+        {
+            "metric": {"type": "string"},
+            "analysis": {"type": "string", "description": "the analysis that ran"},
+            "engine": {"type": "string", "enum": ["duckdb", "clickhouse"]},
+            "rows": {
+                "type": "array",
+                "items": {"anyOf": [_ref(f"{n.capitalize()}Row") for n in analyses]},
+                "description": "the rows of the analysis that ran",
+            },
+            "sql": {"type": "string", "description": "the SQL that ran"},
+            "definition": _ref("MetricDefinition"),
+        }
+    )
+
+
+_META: Final[Schema] = _object(
+    {
+        "data_as_of": {**_MAYBE_TIME, "description": "the newest received_ts stored"},
+        "latest_event": {**_MAYBE_TIME, "description": "the newest client_ts stored"},
+        "first_day": {**_MAYBE_DAY, "description": "the first event date partition"},
+        "last_day": {**_MAYBE_DAY, "description": "the last event date partition"},
+        "today": {**_DAY, "description": "the server's UTC date"},
+        "events": {
+            "type": "array",
+            "items": _object({"name": _TEXT, "count": _INT}),
+            "description": "event names stored, most frequent first (copies included)",
+        },
+        "fields": {**_TEXTS, "description": "fields a filter or breakdown takes, schema order"},
+        "data_keys": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^data\."},
+            "description": "data.<key> names of the latest three date partitions, sorted",
+        },
+    }
+)
+
+_HEALTH: Final[Schema] = _object(
+    {
+        "from": _DAY,
+        "to": _DAY,
+        "days": {
+            "type": "array",
+            "items": _object(
+                {
+                    "day": _DAY,
+                    "received": {
+                        **_INT,
+                        "description": "events whose first copy was received this UTC day",
+                    },
+                    "failed": {**_INT, "description": "failed-event records received this day"},
+                }
+            ),
+            "description": "every day of the range, in order",
+        },
+        "failed_by_reason": {
+            "type": "array",
+            "items": _object(
+                {
+                    "code": _TEXT,
+                    "count": _INT,
+                    "example": {**_TEXT, "description": "the latest one's message"},
+                    "latest": {"type": "string", "format": "date-time"},
+                }
+            ),
+            "description": "failed-event records of the range by code, most frequent first",
+        },
+        "latest_event": {**_MAYBE_TIME, "description": "the newest client_ts stored"},
+        "latest_received": {**_MAYBE_TIME, "description": "the newest received_ts stored"},
+        "spool_backlog": {**_INT, "description": "sealed spool segments waiting to be loaded"},
+        "quarantined": {**_INT, "description": "spool segments the loader set aside"},
+        "loss_rate": {"type": ["number", "null"], "description": "null until data trust lands"},
+        "bot_rate": {"type": ["number", "null"], "description": "null until data trust lands"},
+        "notes": _TEXTS,
+    }
+)
