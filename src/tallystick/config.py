@@ -37,6 +37,9 @@ class Settings:
     failed_raw_max_bytes: int = 8 * KiB
     config_dir: Path | None = None
     """Project configuration (the metric catalog in ``metrics/``); ``None``: ``<data>/config``."""
+    read_key: str | None = dataclasses.field(default=None, repr=False)
+    """When set, the query API's reads need ``Authorization: Bearer <read_key>`` (never logged;
+    a stand-in until hashed keys arrive)."""
 
     @property
     def config_path(self) -> Path:
@@ -81,7 +84,14 @@ class ConfigError(ValueError):
     """A setting could not be read."""
 
 
-_KIND_NAMES: Final[dict[type, str]] = {int: "whole number", float: "number", Path: "path"}
+_KIND_NAMES: Final[dict[type, str]] = {
+    int: "whole number",
+    float: "number",
+    Path: "path",
+    str: "text",
+}
+#: the type of each setting whose default is ``None``
+_OPTIONAL_KINDS: Final[dict[str, type]] = {"config_dir": Path, "read_key": str}
 
 
 def _parse(kind: type, raw: str) -> Any:
@@ -89,6 +99,8 @@ def _parse(kind: type, raw: str) -> Any:
         return int(float(raw))
     if kind is float:
         return float(raw)
+    if kind is str:
+        return raw
     return Path(raw)
 
 
@@ -101,7 +113,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         if raw is None or raw == "":
             continue
         default = getattr(Settings(), f.name)
-        kind = Path if default is None else type(default)
+        kind = _OPTIONAL_KINDS[f.name] if default is None else type(default)
         try:
             values[f.name] = _parse(kind, raw)
         except ValueError as exc:

@@ -25,6 +25,7 @@ NOT_FOUND: Final = "not_found"
 # Query API problems (see docs/http-api.md).
 INVALID_QUERY: Final = "invalid_query"
 QUERY_FAILED: Final = "query_failed"
+UNAUTHORIZED: Final = "unauthorized"
 
 # Event-level problems (one event is refused, the others are kept).
 EVENT_TOO_LARGE: Final = "event_too_large"
@@ -49,6 +50,7 @@ CODES: Final = (
     NOT_FOUND,
     INVALID_QUERY,
     QUERY_FAILED,
+    UNAUTHORIZED,
     EVENT_TOO_LARGE,
     NOT_AN_OBJECT,
     MISSING_FIELD,

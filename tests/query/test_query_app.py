@@ -281,7 +281,8 @@ def test_openapi_is_served_and_describes_every_analysis(client: TestClient) -> N
         for op in (get, post):
             assert op["summary"]
             assert op["description"]
-            assert {"200", "400", "500"} <= set(op["responses"])
+            assert {"200", "400", "401", "500"} <= set(op["responses"])
+            assert op["security"] == [{"readKey": []}, {}]
             for response_ in op["responses"].values():
                 assert response_["description"]
                 assert "application/json" in response_["content"]

@@ -4,9 +4,10 @@
 of the same parameters) answer ``{"analysis", "engine", "rows", "sql"}`` with dates as ISO
 strings; ``GET|POST /v1/metrics/<name>`` runs a catalog metric the same way; ``GET /v1/catalog``
 lists the catalog, ``GET /v1/meta`` what the lake holds and ``GET /v1/health`` how data is
-arriving; ``GET /openapi.json`` describes it all. Queries and lake reads run in worker threads
-(at most ``QUERY_THREADS`` at a time per process), so the event loop, and with it ingestion,
-never waits for one. See docs/http-api.md.
+arriving; ``GET /openapi.json`` describes it all. With a ``read_key`` every endpoint but the
+OpenAPI document needs ``Authorization: Bearer <key>``. Queries and lake reads run in worker
+threads (at most ``QUERY_THREADS`` at a time per process), so the event loop, and with it
+ingestion, never waits for one. See docs/http-api.md.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tallystick.metrics.catalog import MetricDef
 from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import MetricError
 from tallystick.metrics.registry import ANALYSES, REQUIRED, build, normalise
-from tallystick.query import overview
+from tallystick.query import auth, overview
 from tallystick.query.catalog import CatalogFiles, listing
 from tallystick.query.openapi import (
     CATALOG_PATH,
@@ -188,6 +189,9 @@ class QueryApp:
                 await self._refuse(send, _not_allowed("GET"))
             return
         try:
+            problem = auth.check(scope.get("headers") or (), self.settings.read_key)
+            if problem is not None:
+                raise Refused(401, problem, (auth.CHALLENGE,))
             body = await self._route(path, method, scope, receive)
         except Refused as refused:
             await self._refuse(send, refused)

@@ -435,6 +435,24 @@ def _ok(description: str, schema: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
+#: on every endpoint but the OpenAPI document: a read key when the server has one, else nothing
+_SECURITY: Final[list[dict[str, list[str]]]] = [{"readKey": []}, {}]
+_SECURITY_SCHEMES: Final[Schema] = {
+    "readKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The server's read key (setting `read_key`), when it has one.",
+    }
+}
+
+
+def _unauthorized() -> Schema:
+    return _error(
+        f"`{messages.UNAUTHORIZED}`: the server has a read key and the request did not carry it "
+        "(or carried another) as `Authorization: Bearer <key>`."
+    )
+
+
 def _responses(analysis: str) -> Schema:
     title = analysis.capitalize()
     return {
@@ -448,6 +466,7 @@ def _responses(analysis: str) -> Schema:
             f"`{messages.INVALID_QUERY}`: a parameter is missing or wrong; the message names it "
             f"and says what to write. `{messages.MALFORMED_JSON}`: the body is not JSON."
         ),
+        "401": _unauthorized(),
         "413": _error(f"`{messages.REQUEST_TOO_LARGE}`: the body is larger than 64 KiB."),
         "500": _error(f"`{messages.QUERY_FAILED}`: the engine could not run the query."),
     }
@@ -508,6 +527,7 @@ def _operations(analysis: str) -> Schema:
             "description": description + " Lists may be repeated parameters or a,b.",
             "parameters": [_query_parameter(analysis, n) for n in parameters(analysis)],
             "responses": responses,
+            "security": copy.deepcopy(_SECURITY),
         },
         "post": {
             "operationId": f"post_{analysis}",
@@ -516,6 +536,7 @@ def _operations(analysis: str) -> Schema:
             "description": description + " The body is a JSON object of the same parameters.",
             "requestBody": _body(analysis),
             "responses": copy.deepcopy(responses),
+            "security": copy.deepcopy(_SECURITY),
         },
     }
 
@@ -565,6 +586,7 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 }
             },
+            "security": [],
         }
     }
     schemas: dict[str, Any] = {"Error": _ERROR}
@@ -595,7 +617,7 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
             {"name": "meta", "description": "About the API"},
         ],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": copy.deepcopy(_SECURITY_SCHEMES)},
     }
 
 
@@ -629,12 +651,14 @@ def _read_only(
             f"`{messages.INVALID_QUERY}`: a date is wrong, `from` is after `to`, or the range is "
             "longer than about ten years; the message says what to write."
         )
+    responses["401"] = _unauthorized()
     operation_: Schema = {
         "operationId": f"get_{operation}",
         "tags": [tag],
         "summary": summary,
         "description": description,
         "responses": responses,
+        "security": copy.deepcopy(_SECURITY),
     }
     if query:
         operation_["parameters"] = query
@@ -664,6 +688,7 @@ def _metric_operations() -> Schema:
             f"`{messages.INVALID_QUERY}`: a parameter is wrong or is not one of from, to and "
             f"grain. `{messages.MALFORMED_JSON}`: the body is not JSON."
         ),
+        "401": _unauthorized(),
         "404": _error(f"`{messages.NOT_FOUND}`: no such metric (the message suggests a name)."),
         "413": _error(f"`{messages.REQUEST_TOO_LARGE}`: the body is larger than 64 KiB."),
         "500": _error(f"`{messages.QUERY_FAILED}`: the engine could not run the query."),
@@ -693,6 +718,7 @@ def _metric_operations() -> Schema:
                 },
             ],
             "responses": responses,
+            "security": copy.deepcopy(_SECURITY),
         },
         "post": {
             "operationId": "post_metric",
@@ -714,6 +740,7 @@ def _metric_operations() -> Schema:
                 },
             },
             "responses": copy.deepcopy(responses),
+            "security": copy.deepcopy(_SECURITY),
         },
     }
 
