@@ -1,0 +1,996 @@
+/* Tallystick dashboard: every number on these pages comes from the HTTP API (/v1/...).
+ *
+ * The server renders each page's controls from the URL; this script keeps the URL in step with
+ * the controls (so a view can be shared and reloaded), asks the API for the data, and draws the
+ * charts (plotly.js, served locally) and the tables beneath them. No framework, no build step.
+ */
+"use strict";
+
+(() => {
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+  const page = document.body.dataset.page;
+  const form = $("#controls");
+  const KEY_STORE = "tallystick.readKey";
+  const DAY_MS = 86400000;
+  const COLORS = ["#1f4e79", "#d9730d", "#2e8540", "#9b2c9b", "#b42318", "#4f8fc0", "#8a6d00",
+    "#5b6775", "#0f766e", "#c2410c"];
+
+  // -- formatting ------------------------------------------------------------------------------
+
+  const intFormat = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
+  const numFormat = new Intl.NumberFormat("en", { maximumFractionDigits: 2 });
+  const pctFormat = new Intl.NumberFormat("en", { style: "percent", maximumFractionDigits: 1 });
+  const fmtInt = (v) => (v === null || v === undefined ? "—" : intFormat.format(v));
+  const fmtNum = (v) => (v === null || v === undefined ? "—"
+    : Number.isInteger(v) ? intFormat.format(v) : numFormat.format(v));
+  const fmtPct = (v) => (v === null || v === undefined ? "—" : pctFormat.format(v));
+  function fmtSeconds(s) {
+    if (s === null || s === undefined) return "—";
+    if (s < 60) return `${numFormat.format(s)} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+    return `${numFormat.format(s / 86400)} days`;
+  }
+  function fmtTime(iso) {
+    if (!iso) return "—";
+    const d = new Date(iso);
+    return `${d.toISOString().slice(0, 10)} ${d.toISOString().slice(11, 16)} UTC`;
+  }
+  function fmtAgo(iso) {
+    if (!iso) return "";
+    const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+    if (s < 90) return "just now";
+    if (s < 5400) return `${Math.round(s / 60)} min ago`;
+    if (s < 129600) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} days ago`;
+  }
+  const isoDay = (ms) => new Date(ms).toISOString().slice(0, 10);
+  const dayMs = (iso) => Date.parse(`${iso}T00:00:00Z`);
+
+  // -- small DOM helpers -----------------------------------------------------------------------
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k === "dataset") Object.assign(node.dataset, v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function message(kind, title, detail) {
+    return el("div", { class: `message ${kind}`, role: kind === "error" ? "alert" : null },
+      el("strong", { text: title }), detail ? ` ${detail}` : "");
+  }
+
+  function setStatus(node) {
+    const status = $("#status");
+    status.replaceChildren(...(node ? [node] : []));
+  }
+
+  // -- the HTTP API ----------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, text) {
+      super(text);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  let keyPrompt = null;
+  function askForKey(reason) {
+    if (keyPrompt) return keyPrompt;
+    const dialog = $("#key-dialog");
+    $("#key-reason").textContent = reason || "This server needs a read key to show its data.";
+    keyPrompt = new Promise((resolve) => {
+      dialog.addEventListener("close", () => {
+        const key = $("#key-input").value.trim();
+        if (key) sessionStorage.setItem(KEY_STORE, key);
+        keyPrompt = null;
+        resolve();
+        refresh();
+      }, { once: true });
+    });
+    dialog.showModal();
+    return keyPrompt;
+  }
+
+  /** GET an API path with parameters (an array of [key, value] pairs or an object). */
+  async function api(path, params = []) {
+    const url = new URL(path, window.location.origin);
+    const pairs = Array.isArray(params) ? params : Object.entries(params);
+    for (const [k, v] of pairs) {
+      if (Array.isArray(v)) v.forEach((item) => url.searchParams.append(k, item));
+      else if (v !== null && v !== undefined && v !== "") url.searchParams.append(k, v);
+    }
+    const headers = { Accept: "application/json" };
+    const key = sessionStorage.getItem(KEY_STORE);
+    if (key) headers.Authorization = `Bearer ${key}`;
+    let response;
+    try {
+      response = await fetch(url, { headers });
+    } catch (error) {
+      throw new ApiError(0, "unreachable",
+        "The server did not answer. Is `tally serve` still running?");
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (error) {
+      body = null;
+    }
+    const problem = (body && body.error) || {};
+    if (response.status === 401) {
+      if (key) sessionStorage.removeItem(KEY_STORE);
+      askForKey(problem.message);
+      throw new ApiError(401, "unauthorized", "This view needs a read key.");
+    }
+    if (!response.ok) {
+      throw new ApiError(response.status, problem.code || "error",
+        problem.message || `The server answered ${response.status}.`);
+    }
+    return body;
+  }
+
+  let metaPromise = null;
+  let catalogPromise = null;
+  const meta = () => (metaPromise ||= api("/v1/meta").catch((e) => { metaPromise = null; throw e; }));
+  const catalog = () => (catalogPromise ||= api("/v1/catalog").catch((e) => {
+    catalogPromise = null;
+    throw e;
+  }));
+
+  // -- view state: the form <-> the URL --------------------------------------------------------
+
+  function formPairs() {
+    const pairs = [];
+    for (const [k, v] of new FormData(form)) {
+      const value = String(v).trim();
+      if (value) pairs.push([k, value]);
+    }
+    const range = pairs.find(([k]) => k === "range");
+    if (range && range[1] !== "custom") return pairs.filter(([k]) => k !== "from" && k !== "to");
+    return pairs;
+  }
+  const values = (name) => formPairs().filter(([k]) => k === name).map(([, v]) => v);
+  const value = (name, fallback = "") => values(name)[0] || fallback;
+
+  function syncUrl(replace) {
+    const query = new URLSearchParams(formPairs()).toString();
+    const next = `${window.location.pathname}${query ? `?${query}` : ""}`;
+    const current = `${window.location.pathname}${window.location.search}`;
+    if (next === current) return;
+    if (replace) window.history.replaceState(null, "", next);
+    else window.history.pushState(null, "", next);
+  }
+
+  /** The dates to ask for: a quick range counted back from the server's today, or the inputs. */
+  function dateRange(m) {
+    const today = m.today;
+    const range = value("range", "12w");
+    const weeks = { "4w": 4, "12w": 12, "26w": 26, "52w": 52 }[range];
+    let from = value("from");
+    let to = value("to");
+    if (weeks) {
+      const t = dayMs(today);
+      const monday = t - ((new Date(t).getUTCDay() + 6) % 7) * DAY_MS;
+      from = isoDay(monday - (weeks - 1) * 7 * DAY_MS);
+      to = today;
+    } else if (range === "all") {
+      from = m.first_day || today;
+      to = m.last_day && m.last_day > today ? m.last_day : today;
+    } else {
+      if (!to) to = today;
+      if (!from) from = isoDay(dayMs(to) - 83 * DAY_MS);
+    }
+    const fromInput = $("#from");
+    const toInput = $("#to");
+    if (fromInput && range !== "custom") fromInput.value = from;
+    if (toInput && range !== "custom") toInput.value = to;
+    return { from, to };
+  }
+
+  // -- charts and tables -----------------------------------------------------------------------
+
+  /** A card with a title, download buttons, a chart area, a message area and a table area. */
+  function chartCard(container, { id, title, subtitle, cls, before }) {
+    const head = el("div", { class: "card-head" }, el("h2", { id: `${id}-title`, text: title }),
+      el("div", { class: "downloads", role: "group", "aria-label": `Download ${title}` },
+        el("button", { type: "button", dataset: { download: "csv" }, "aria-label": `${title}: download the data as CSV` }, "CSV"),
+        el("button", { type: "button", dataset: { download: "png" }, "aria-label": `${title}: download the chart as PNG` }, "PNG"),
+        el("button", { type: "button", dataset: { download: "svg" }, "aria-label": `${title}: download the chart as SVG` }, "SVG")));
+    const chart = el("div", { class: "chart", id, role: "img", "aria-label": `Chart: ${title}` });
+    const note = el("div", { class: "card-message" });
+    const table = el("div", { class: "table-wrap" });
+    const section = el("section", { class: `card ${cls || ""}`, "aria-labelledby": `${id}-title` },
+      head, subtitle ? el("p", { class: "card-sub", text: subtitle }) : null, before || null,
+      note, chart, table);
+    container.append(section);
+    const card = { section, chart, note, table, title, rows: [], columns: [] };
+    head.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-download]");
+      if (button) download(card, button.dataset.download);
+    });
+    return card;
+  }
+
+  function slug(text) {
+    return text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+  }
+
+  function download(card, format) {
+    const name = `${slug(card.title)}-${new Date().toISOString().slice(0, 10)}`;
+    if (format === "csv") {
+      const cell = (v) => {
+        const text = v === null || v === undefined ? "" : Array.isArray(v) ? v.join(";") : String(v);
+        return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+      };
+      const lines = [card.columns.map((c) => cell(c.key)).join(",")];
+      for (const row of card.rows) lines.push(card.columns.map((c) => cell(row[c.key])).join(","));
+      const blob = new Blob([`${lines.join("\n")}\n`], { type: "text/csv" });
+      const link = el("a", { href: URL.createObjectURL(blob), download: `${name}.csv` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+      return;
+    }
+    if (!card.chart.dataset.rendered) return;
+    window.Plotly.downloadImage(card.chart, {
+      format, filename: name, width: Math.max(card.chart.clientWidth, 640),
+      height: Math.max(card.chart.clientHeight, 320),
+    });
+  }
+
+  const BASE_LAYOUT = {
+    margin: { l: 56, r: 16, t: 12, b: 48 },
+    font: { family: "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif", size: 12, color: "#1b2430" },
+    paper_bgcolor: "#fff", plot_bgcolor: "#fff", colorway: COLORS,
+    legend: { orientation: "h", y: -0.18 }, hovermode: "x unified",
+    xaxis: { gridcolor: "#eef1f5", automargin: true }, yaxis: { gridcolor: "#eef1f5", automargin: true, rangemode: "tozero" },
+  };
+
+  function merge(base, extra) {
+    const out = { ...base };
+    for (const [k, v] of Object.entries(extra || {})) {
+      out[k] = v && typeof v === "object" && !Array.isArray(v) && base[k] ? { ...base[k], ...v } : v;
+    }
+    return out;
+  }
+
+  /** Draw traces on a card and fill its table; `rows` and `columns` are the CSV behind it. */
+  async function draw(card, { traces, layout, rows, columns, table }) {
+    card.rows = rows;
+    card.columns = columns;
+    card.note.replaceChildren();
+    card.chart.hidden = false;
+    await window.Plotly.react(card.chart, traces, merge(BASE_LAYOUT, layout),
+      { responsive: true, displayModeBar: false, displaylogo: false });
+    card.chart.dataset.rendered = "true";
+    card.table.replaceChildren(renderTable(table || { columns, rows }, card.title));
+  }
+
+  function empty(card, title, detail) {
+    card.rows = [];
+    card.chart.hidden = true;
+    delete card.chart.dataset.rendered;
+    card.table.replaceChildren();
+    card.note.replaceChildren(message("empty", title, detail));
+  }
+
+  function failed(card, error) {
+    card.chart.hidden = true;
+    card.table.replaceChildren();
+    card.note.replaceChildren(errorMessage(error));
+  }
+
+  function errorMessage(error) {
+    if (error instanceof ApiError) {
+      const title = error.status === 400 ? "This view cannot be shown:" : "Could not load the data:";
+      return message("error", title, error.message);
+    }
+    console.warn(error);
+    return message("error", "Could not draw this view.", "Reload the page; if it persists, see the server's log.");
+  }
+
+  /** A table; each column {key, label, format, num}; cells carry data-value with the raw value. */
+  function renderTable({ columns, rows, caption }, title) {
+    const head = el("tr", {}, columns.map((c) => el("th", { scope: "col", class: c.num ? "num" : null, text: c.label || c.key })));
+    const body = rows.map((row) => el("tr", {}, columns.map((c, i) => {
+      const raw = row[c.key];
+      const text = c.format ? c.format(raw, row) : raw === null || raw === undefined ? "—" : String(raw);
+      const attrs = { class: c.num ? "num" : null, dataset: { key: c.key } };
+      if (raw !== null && raw !== undefined && typeof raw !== "object") attrs.dataset.value = String(raw);
+      return el(i === 0 ? "th" : "td", { ...attrs, scope: i === 0 ? "row" : null }, text);
+    })));
+    return el("table", {}, el("caption", { text: caption || `The data behind “${title}”` }),
+      el("thead", {}, head), el("tbody", {}, body));
+  }
+
+  /** Long rows (one per period and group) as one trace per group. */
+  function linesByGroup(rows, x, y, group, { name, dash } = {}) {
+    const groups = new Map();
+    for (const row of rows) {
+      const key = group ? String(row[group] ?? "(none)") : (name || y);
+      if (!groups.has(key)) groups.set(key, { x: [], y: [] });
+      groups.get(key).x.push(row[x]);
+      groups.get(key).y.push(row[y]);
+    }
+    return Array.from(groups, ([key, g]) => ({
+      type: "scatter", mode: "lines+markers", name: key, x: g.x, y: g.y,
+      line: { width: 2, dash }, marker: { size: 5 },
+    }));
+  }
+
+  // -- option lists from the API ---------------------------------------------------------------
+
+  function fillSelect(select, options, { blank, keep = true } = {}) {
+    if (!select) return;
+    // The server's value (from the URL) until the options are filled once; the user's after.
+    const selected = select.multiple ? $$("option:checked", select).map((o) => o.value)
+      : [select.dataset.filled ? select.value : select.dataset.selected || select.value];
+    const have = new Set(options.map((o) => o.value));
+    const items = [];
+    if (blank !== undefined) items.push(el("option", { value: "" }, blank));
+    for (const o of options) items.push(el("option", { value: o.value }, o.label || o.value));
+    if (keep) {
+      for (const s of selected) {
+        if (s && !have.has(s)) items.push(el("option", { value: s }, `${s} (not in the data)`));
+      }
+    }
+    select.replaceChildren(...items);
+    for (const option of select.options) option.selected = selected.includes(option.value);
+    if (!select.multiple && !selected.some((s) => s) && blank === undefined && select.options.length) {
+      select.options[0].selected = true;
+    }
+    select.dataset.filled = "true";
+  }
+
+  const eventOptions = (m) => m.events.map((e) => ({ value: e.name, label: `${e.name} (${fmtInt(e.count)})` }));
+  const fieldOptions = (m) => [...m.fields, ...m.data_keys].map((f) => ({ value: f }));
+  const UNIT_FIELDS = ["user.id", "user.anonymous_id", "session.id", "app.instance"];
+  const unitOptions = (m) => UNIT_FIELDS.filter((f) => m.fields.includes(f)).map((f) => ({ value: f }));
+
+  function fillFieldList(m) {
+    const list = $("#field-list");
+    if (!list) return;
+    const examples = [];
+    for (const f of [...m.fields, ...m.data_keys]) examples.push(el("option", { value: `${f}=` }));
+    list.replaceChildren(...examples);
+  }
+
+  /** Rows of repeated inputs (steps, filters) with add and remove buttons. */
+  function repeatable(container, addButton, makeRow, min = 0) {
+    if (!container) return;
+    container.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-remove]");
+      if (!button) return;
+      const rows = $$(".row", container);
+      if (rows.length <= min) return;
+      const row = button.closest(".row");
+      const name = $("select, input", row).name;
+      row.remove();
+      const focus = $(".row:last-child select, .row:last-child input", container) || addButton;
+      focus.focus();
+      customised(name);
+      applyView(name);
+    });
+    addButton.addEventListener("click", () => {
+      const row = makeRow($$(".row", container).length + 1);
+      container.append(row);
+      $("select, input", row).focus();
+    });
+  }
+
+  // -- pages -----------------------------------------------------------------------------------
+
+  const GRAIN_DAYS = { day: 1, week: 7 };
+  function periodEnd(start, grain) {
+    const t = dayMs(start);
+    if (grain === "month") {
+      const d = new Date(t);
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+    }
+    return t + (GRAIN_DAYS[grain] || 7) * DAY_MS;
+  }
+  const periodWord = { day: "day", week: "week", month: "month" };
+  function periodLabel(start, grain) {
+    if (grain === "month") return new Date(dayMs(start)).toLocaleString("en", { month: "long", year: "numeric", timeZone: "UTC" });
+    if (grain === "day") return start;
+    return `week of ${start}`;
+  }
+
+  /** The latest period that has ended (by `to` and by today), and the one before it. */
+  function currentAndPrevious(rows, grain, to, today) {
+    const limit = Math.min(dayMs(to) + DAY_MS, dayMs(today));
+    const complete = rows.filter((r) => periodEnd(r.period, grain) <= limit);
+    const current = complete.length ? complete[complete.length - 1] : rows[rows.length - 1];
+    const index = rows.indexOf(current);
+    return { current, previous: index > 0 ? rows[index - 1] : null, partial: !complete.length };
+  }
+
+  async function kpiCard(container, metric, ctx, cls) {
+    // Stickiness (DAU/MAU) is a monthly figure whatever the page's period.
+    const grain = metric.analysis === "stickiness" ? "month" : value("grain", "week");
+    const valueKey = metric.value;
+    const change = el("p", { class: "kpi-change" });
+    const figure = el("p", { class: "kpi-value", dataset: { metric: metric.name } }, "…");
+    const card = chartCard(container, {
+      id: `kpi-${metric.name}`, title: metric.title, cls: `kpi ${cls || ""}`,
+      subtitle: metric.description.split(/(?<=\.)\s/)[0], before: el("div", {}, figure, change),
+    });
+    card.section.dataset.metric = metric.name;
+    try {
+      const result = await api(`/v1/metrics/${encodeURIComponent(metric.name)}`, { ...ctx.range, grain });
+      const rows = result.rows;
+      if (!rows.length || rows.every((r) => !r[valueKey])) {
+        figure.textContent = "—";
+        empty(card, "No data in this range.", "Widen the dates, or check Data health for incoming events.");
+        return;
+      }
+      const { current, previous, partial } = currentAndPrevious(rows, grain, ctx.range.to, ctx.meta.today);
+      const v = current[valueKey];
+      const ratio = metric.value === "share" || metric.value === "ratio" || metric.value === "stickiness";
+      figure.textContent = ratio ? fmtPct(v) : fmtNum(v);
+      figure.dataset.value = v === null ? "" : String(v);
+      figure.dataset.period = current.period;
+      let changeText = `${periodLabel(current.period, grain)}${partial ? " (so far)" : ""}`;
+      change.className = "kpi-change flat";
+      if (previous && previous[valueKey]) {
+        const delta = (v - previous[valueKey]) / previous[valueKey];
+        const arrow = delta > 0.0005 ? "▲" : delta < -0.0005 ? "▼" : "■";
+        // Adoption KPIs grow when things go well; for other metrics (errors, latency) the
+        // catalog does not say which way is good, so their change is shown without colour.
+        const good = metric.importance === "kpi";
+        change.className = `kpi-change ${!good ? "flat" : delta > 0.0005 ? "up" : delta < -0.0005 ? "down" : "flat"}`;
+        changeText = `${arrow} ${fmtPct(Math.abs(delta))} vs the ${periodWord[grain]} before · ${changeText}`;
+        change.dataset.change = String(delta);
+      }
+      change.textContent = changeText;
+      const done = rows.filter((r) => periodEnd(r.period, grain) <= Math.min(dayMs(ctx.range.to) + DAY_MS, dayMs(ctx.meta.today)));
+      const open = rows.slice(Math.max(done.length - 1, 0));
+      const traces = [{ type: "scatter", mode: "lines+markers", name: metric.title, x: done.map((r) => r.period), y: done.map((r) => r[valueKey]), line: { width: 2.5 }, marker: { size: 5 } }];
+      if (open.length > 1) {
+        traces.push({ type: "scatter", mode: "lines+markers", name: "so far", x: open.map((r) => r.period), y: open.map((r) => r[valueKey]), line: { width: 2, dash: "dot", color: COLORS[0] }, marker: { size: 5, color: COLORS[0] } });
+      }
+      const format = ratio ? fmtPct : fmtNum;
+      const columns = Object.keys(rows[0]).map((k) => ({ key: k, num: k !== "period", format: k === valueKey ? format : k === "period" ? null : fmtNum }));
+      await draw(card, {
+        traces,
+        layout: { margin: { l: 48, r: 8, t: 6, b: 28 }, showlegend: false, yaxis: { tickformat: ratio ? ".0%" : "~s" } },
+        rows, columns,
+      });
+      const tableWrap = card.table;
+      tableWrap.replaceChildren(el("details", {}, el("summary", { text: "Table" }), renderTable({ columns, rows }, metric.title)));
+    } catch (error) {
+      figure.textContent = "—";
+      failed(card, error);
+    }
+  }
+
+  async function renderKpis(ctx) {
+    const cat = await catalog();
+    const kpis = cat.metrics.filter((m) => m.used_in.includes("kpis") && m.value);
+    const more = cat.metrics.filter((m) => !m.used_in.includes("kpis") && m.importance === "high" && m.value && m.type !== "core");
+    const box = $("#kpis");
+    const moreBox = $("#more");
+    box.replaceChildren();
+    moreBox.replaceChildren();
+    if (!kpis.length) {
+      box.append(message("empty", "No KPIs in the catalog yet.", "Mark a metric with `importance: kpi` in a catalog file (see docs/catalog.md)."));
+    }
+    $("#more-heading").hidden = !more.length;
+    await Promise.all([
+      ...kpis.map((m) => kpiCard(box, m, ctx)),
+      ...more.map((m) => kpiCard(moreBox, m, ctx, "secondary")),
+    ]);
+  }
+
+  /** The catalog metrics of one type, as options, and the chosen one (the URL's or the first). */
+  async function metricChoice(type, { blank } = {}) {
+    const cat = await catalog();
+    const metrics = cat.metrics.filter((m) => (Array.isArray(type) ? type.includes(m.type) : m.type === type));
+    const select = $("#metric");
+    fillSelect(select, metrics.map((m) => ({ value: m.name, label: m.title })), { blank });
+    return { metrics, chosen: metrics.find((m) => m.name === select.value) || null };
+  }
+
+  async function renderCoreActions(ctx) {
+    const charts = $("#charts");
+    charts.replaceChildren();
+    const { chosen } = await metricChoice("core");
+    if (!chosen) {
+      charts.append(message("empty", "No core-action metric in the catalog yet.", "Add one with `type: core` (see docs/catalog.md), or use Explore."));
+      return;
+    }
+    syncUrl(true);
+    const grain = value("grain", "week");
+    const measure = value("measure", "share");
+    const card = chartCard(charts, {
+      id: "core-chart",
+      title: measure === "share" ? `${chosen.title}: % of active users` : `${chosen.title}: users`,
+      subtitle: chosen.description,
+    });
+    try {
+      const result = await api(`/v1/metrics/${encodeURIComponent(chosen.name)}`, { ...ctx.range, grain });
+      const rows = result.rows;
+      if (!rows.length || rows.every((r) => !r.active_users)) {
+        empty(card, "No active users in this range.", "Widen the dates, or check Data health.");
+        return;
+      }
+      const traces = linesByGroup(rows, "period", measure === "share" ? "share" : "users", "action");
+      if (measure === "users") {
+        const periods = [...new Map(rows.map((r) => [r.period, r.active_users]))];
+        traces.push({ type: "scatter", mode: "lines", name: "active users", x: periods.map((p) => p[0]), y: periods.map((p) => p[1]), line: { dash: "dash", color: "#5b6775" } });
+      }
+      await draw(card, {
+        traces,
+        layout: { yaxis: { tickformat: measure === "share" ? ".0%" : "~s", title: { text: measure === "share" ? "share of active users" : "users" } } },
+        rows,
+        columns: [
+          { key: "period", label: grain },
+          { key: "action" },
+          { key: "users", num: true, format: fmtInt },
+          { key: "active_users", label: "active users", num: true, format: fmtInt },
+          { key: "share", label: "% of active", num: true, format: fmtPct },
+        ],
+      });
+    } catch (error) {
+      failed(card, error);
+    }
+  }
+
+  function stepRow(index, value = "", options = []) {
+    const select = el("select", { name: "step", "aria-label": `Step ${index}`, dataset: { selected: value } });
+    fillSelect(select, options, { blank: "Choose an event" });
+    select.value = value;
+    return el("li", { class: "row" }, select,
+      el("button", { type: "button", class: "remove", dataset: { remove: "" }, "aria-label": `Remove step ${index}` }, "×"));
+  }
+
+  function filterRow(index, value = "") {
+    return el("div", { class: "row" },
+      el("input", { type: "text", name: "where", value, "aria-label": `Filter ${index}`, placeholder: "app.environment=prod", list: "field-list", spellcheck: "false" }),
+      el("button", { type: "button", class: "remove", dataset: { remove: "" }, "aria-label": `Remove filter ${index}` }, "×"));
+  }
+
+  /** Fill a page's controls from a catalog definition's parameters. */
+  function applyDefinition(metric, fields) {
+    const p = metric.params;
+    if (fields.steps && p.steps) {
+      const opts = eventOptions(pageMeta);
+      $("#step-rows").replaceChildren(...p.steps.map((s, i) => stepRow(i + 1, s, opts)));
+    }
+    if (fields.window) form.elements.window.value = p.window || "";
+    if (fields.unit && form.elements.unit) {
+      const unit = form.elements.unit;
+      unit.dataset.selected = p.unit || "user.id";
+      delete unit.dataset.filled;
+      fillSelect(unit, unitOptions(pageMeta));
+    }
+    if (fields.where) {
+      const where = Array.isArray(p.where) ? p.where : p.where ? [p.where] : [];
+      $("#filter-rows").replaceChildren(...(where.length ? where : [""]).map((w, i) => filterRow(i + 1, w)));
+    }
+    if (fields.retention) {
+      const cohort = form.elements.cohort_event;
+      cohort.dataset.selected = p.cohort_event || "";
+      delete cohort.dataset.filled;
+      fillSelect(cohort, eventOptions(pageMeta));
+      const back = $("#return_events");
+      const wanted = Array.isArray(p.return_events) ? p.return_events : [p.return_events];
+      for (const o of back.options) o.selected = wanted.includes(o.value);
+      form.elements.periods.value = p.periods || "";
+    }
+  }
+
+  let pageMeta = null;
+
+  function setupFunnel(m) {
+    const opts = eventOptions(m);
+    for (const select of $$('select[name="step"]')) fillSelect(select, opts, { blank: "Choose an event" });
+    fillSelect($("#unit"), unitOptions(m));
+    fillSelect($("#breakdown"), fieldOptions(m), { blank: "None" });
+    fillFieldList(m);
+    repeatable($("#step-rows"), $("#add-step"), (i) => stepRow(i, "", eventOptions(m)), 2);
+    repeatable($("#filter-rows"), $("#add-filter"), (i) => filterRow(i));
+  }
+
+  async function renderFunnel(ctx, changed) {
+    const charts = $("#charts");
+    charts.replaceChildren();
+    const { chosen } = await metricChoice("funnel", { blank: "Custom steps" });
+    const hasSteps = values("step").length > 0;
+    if (chosen && (!hasSteps || changed === "metric")) {
+      applyDefinition(chosen, { steps: true, window: true, unit: true, where: true });
+    }
+    if (!chosen && !hasSteps && changed === undefined) {
+      const { metrics } = await metricChoice("funnel", { blank: "Custom steps" });
+      if (metrics.length) {
+        $("#metric").value = metrics[0].name;
+        applyDefinition(metrics[0], { steps: true, window: true, unit: true, where: true });
+      }
+    }
+    syncUrl(true);
+    const steps = values("step");
+    if (steps.length < 2) {
+      charts.append(message("empty", "Choose at least two steps.", "Pick events in the order users go through them."));
+      return;
+    }
+    const breakdown = value("breakdown");
+    const card = chartCard(charts, { id: "funnel-chart", title: `Funnel: ${steps.join(" → ")}`, subtitle: `Each ${value("unit", "user.id")} counted once, at the furthest step reached within ${value("window", "1d")} of the first.` });
+    try {
+      const result = await api("/v1/query/funnel", [
+        ["from", ctx.range.from], ["to", ctx.range.to], ...steps.map((s) => ["steps", s]),
+        ["window", value("window")], ["unit", value("unit")], ...values("where").map((w) => ["where", w]),
+        ["breakdown", breakdown],
+      ]);
+      const rows = result.rows;
+      if (!rows.length || rows.every((r) => !r.users)) {
+        empty(card, "Nobody reached the first step in this range.", "Widen the dates or check the steps.");
+        return;
+      }
+      const traces = [];
+      const groups = new Map();
+      for (const r of rows) {
+        const key = breakdown ? String(r.breakdown ?? "(none)") : "all";
+        if (!groups.has(key)) groups.set(key, []);
+        groups.get(key).push(r);
+      }
+      for (const [key, g] of groups) {
+        traces.push({
+          type: "bar", name: key, x: g.map((r) => `${r.step}. ${r.name}`), y: g.map((r) => r.users),
+          text: g.map((r) => fmtPct(r.conversion_from_start)), textposition: "auto",
+          customdata: g.map((r, i) => [fmtPct(r.conversion_from_previous), i ? fmtInt(g[i - 1].users - r.users) : "—", fmtSeconds(r.median_seconds_from_previous)]),
+          hovertemplate: "%{y:,} reached · %{text} of the start<br>%{customdata[0]} of the previous step · %{customdata[1]} dropped<br>median time from previous: %{customdata[2]}<extra>%{fullData.name}</extra>",
+        });
+      }
+      const last = [...groups.values()].map((g) => g[g.length - 1]);
+      const overall = el("p", { class: "big", dataset: { value: String(last[0].conversion_from_start) } },
+        breakdown ? "" : `${fmtPct(last[0].conversion_from_start)} convert from the first step to the last`);
+      if (!breakdown) card.note.before(overall);
+      const columns = [
+        ...(breakdown ? [{ key: "breakdown", label: breakdown }] : []),
+        { key: "step", num: true }, { key: "name", label: "event" },
+        { key: "users", num: true, format: fmtInt },
+        { key: "conversion_from_previous", label: "from previous", num: true, format: fmtPct },
+        { key: "conversion_from_start", label: "from start", num: true, format: fmtPct },
+        { key: "dropped", label: "dropped", num: true, format: fmtInt },
+        { key: "median_seconds_from_previous", label: "median time from previous", num: true, format: fmtSeconds },
+      ];
+      const withDrop = rows.map((r, i) => ({ ...r, dropped: r.step > 1 ? rows[i - 1].users - r.users : null }));
+      await draw(card, {
+        traces, layout: { barmode: "group", hovermode: "closest", showlegend: Boolean(breakdown), yaxis: { title: { text: value("unit", "user.id") } } },
+        rows: withDrop, columns,
+      });
+    } catch (error) {
+      failed(card, error);
+    }
+  }
+
+  function setupRetention(m) {
+    fillSelect($("#cohort_event"), eventOptions(m));
+    fillSelect($("#return_events"), eventOptions(m));
+  }
+
+  async function renderRetention(ctx, changed) {
+    const charts = $("#charts");
+    charts.replaceChildren();
+    const { metrics, chosen } = await metricChoice("retention", { blank: "Custom events" });
+    const custom = value("cohort_event") && values("return_events").length;
+    if (chosen && (!custom || changed === "metric")) applyDefinition(chosen, { retention: true });
+    if (!chosen && !custom && changed === undefined && metrics.length) {
+      $("#metric").value = metrics[0].name;
+      applyDefinition(metrics[0], { retention: true });
+    }
+    syncUrl(true);
+    const cohortEvent = value("cohort_event");
+    const back = values("return_events");
+    if (!cohortEvent || !back.length) {
+      charts.append(message("empty", "Choose a cohort event and returning events.", "For example user.signup, then user.login."));
+      return;
+    }
+    const grain = value("grain", "week");
+    const show = value("show", "rates");
+    const card = chartCard(charts, { id: "retention-chart", title: `Retention: ${cohortEvent} → ${back.join(", ")}`, subtitle: `Cohorts by the ${grain} of their first ${cohortEvent}; cells show the ${show === "rates" ? "share" : "number"} who did a returning event ${grain}s later.` });
+    try {
+      const result = await api("/v1/query/retention", [
+        ["from", ctx.range.from], ["to", ctx.range.to], ["grain", grain], ["cohort_event", cohortEvent],
+        ...back.map((b) => ["return_events", b]), ["periods", value("periods")],
+      ]);
+      const rows = result.rows;
+      if (!rows.length) {
+        empty(card, "No cohorts in this range.", `Nobody did ${cohortEvent} between ${ctx.range.from} and ${ctx.range.to}.`);
+        return;
+      }
+      const width = Math.max(...rows.map((r) => r.retained.length));
+      const x = Array.from({ length: width }, (_, i) => `${periodWord[grain]} ${i}`);
+      const y = rows.map((r) => `${r.cohort} (${fmtInt(r.size)})`);
+      const z = rows.map((r) => x.map((_, i) => (i < r.retained.length ? (show === "rates" ? r.rates[i] : r.retained[i]) : null)));
+      const text = z.map((line) => line.map((v) => (v === null ? "" : show === "rates" ? fmtPct(v) : fmtInt(v))));
+      const columns = [{ key: "cohort" }, { key: "size", num: true, format: fmtInt },
+        ...x.map((label, i) => ({ key: `p${i}`, label, num: true, format: show === "rates" ? fmtPct : fmtInt }))];
+      const flat = rows.map((r) => {
+        const out = { cohort: r.cohort, size: r.size };
+        x.forEach((_, i) => { out[`p${i}`] = show === "rates" ? r.rates[i] ?? null : r.retained[i] ?? null; });
+        return out;
+      });
+      await draw(card, {
+        traces: [{ type: "heatmap", x, y, z, text, texttemplate: "%{text}", colorscale: [[0, "#f4f8fc"], [0.5, "#6fa3d2"], [1, "#1f4e79"]], hoverongaps: false, zmin: 0, zmax: show === "rates" ? 1 : undefined, colorbar: { tickformat: show === "rates" ? ".0%" : "~s" } }],
+        layout: { hovermode: "closest", yaxis: { autorange: "reversed", type: "category", rangemode: "normal" }, xaxis: { side: "top", type: "category" }, margin: { l: 120, t: 36 }, height: Math.max(320, 28 * rows.length + 80) },
+        rows: flat, columns,
+      });
+    } catch (error) {
+      failed(card, error);
+    }
+  }
+
+  function setupExplore(m) {
+    fillSelect($("#event"), eventOptions(m), { blank: "—" });
+    fillSelect($("#unit"), unitOptions(m));
+    fillSelect($("#breakdown"), fieldOptions(m), { blank: "None" });
+    fillFieldList(m);
+    repeatable($("#filter-rows"), $("#add-filter"), (i) => filterRow(i));
+  }
+
+  async function renderExplore(ctx, changed) {
+    const charts = $("#charts");
+    charts.replaceChildren();
+    const cat = await catalog();
+    const trends = cat.metrics.filter((m) => !["funnel", "retention"].includes(m.type));
+    fillSelect($("#metric"), trends.map((m) => ({ value: m.name, label: m.title })), { blank: "—" });
+    if (changed === "event" && value("event")) $("#metric").value = "";
+    if (changed === "metric" && value("metric")) $("#event").value = "";
+    if (!value("event") && !value("metric")) {
+      const top = ctx.meta.events[0];
+      if (top) $("#event").value = top.name;
+    }
+    syncUrl(true);
+    const metric = trends.find((m) => m.name === value("metric"));
+    const event = value("event");
+    if (!metric && !event) {
+      charts.append(message("empty", "No events yet.", "Send events to POST /v1/events, or run `tally demo`."));
+      return;
+    }
+    const grain = value("grain", "week");
+    const breakdown = value("breakdown");
+    let path;
+    let params = [["from", ctx.range.from], ["to", ctx.range.to], ["grain", grain]];
+    let measure;
+    let title;
+    if (metric) {
+      path = `/v1/query/${metric.type}`;
+      for (const [k, v] of Object.entries(metric.params)) {
+        if (k !== "where") params.push([k, Array.isArray(v) ? v : String(v)]);
+      }
+      const where = Array.isArray(metric.params.where) ? metric.params.where : metric.params.where ? [metric.params.where] : [];
+      params.push(...where.map((w) => ["where", w]));
+      measure = metric.value;
+      title = metric.title;
+    } else {
+      path = "/v1/query/count";
+      params.push(["event", event], ["unit", value("unit")]);
+      measure = "events";
+      title = event;
+    }
+    params = [...params, ...values("where").map((w) => ["where", w]), ["breakdown", breakdown]];
+    const card = chartCard(charts, { id: "explore-chart", title: `${title} per ${grain}${breakdown ? ` by ${breakdown}` : ""}` });
+    const pick = el("label", { class: "measure" }, "Measure ");
+    card.note.before(pick);
+    try {
+      const result = await api(path, params);
+      const rows = result.rows;
+      const sql = el("details", { class: "sql" }, el("summary", { text: "The SQL that ran" }), el("pre", {}, el("code", { text: result.sql })));
+      card.section.append(sql);
+      if (!rows.length || !("period" in rows[0])) {
+        empty(card, "No data in this range.", "Widen the dates or loosen the filters.");
+        return;
+      }
+      const numeric = Object.keys(rows[0]).filter((k) => typeof rows[0][k] === "number" || rows.some((r) => typeof r[k] === "number"));
+      const chosenMeasure = numeric.includes(measure) ? measure : numeric[0];
+      const select = el("select", { "aria-label": "Measure" }, numeric.map((k) => el("option", { value: k, selected: k === chosenMeasure }, k)));
+      pick.append(select);
+      const plot = async (key) => {
+        const ratio = ["share", "ratio", "stickiness"].includes(key);
+        const columns = Object.keys(rows[0]).map((k) => ({ key: k, num: numeric.includes(k), format: numeric.includes(k) ? (["share", "ratio", "stickiness"].includes(k) ? fmtPct : fmtNum) : null }));
+        await draw(card, {
+          traces: linesByGroup(rows, "period", key, breakdown ? "breakdown" : (rows[0].action !== undefined ? "action" : null), { name: key }),
+          layout: { yaxis: { tickformat: ratio ? ".0%" : "~s", title: { text: key } }, showlegend: Boolean(breakdown) || rows[0].action !== undefined },
+          rows, columns,
+        });
+        card.section.append(sql);
+      };
+      select.addEventListener("change", () => plot(select.value));
+      if (rows.every((r) => !r[chosenMeasure])) {
+        empty(card, "Nothing counted in this range.", "Widen the dates or loosen the filters.");
+        card.table.replaceChildren(renderTable({ columns: Object.keys(rows[0]).map((k) => ({ key: k })), rows }, title));
+        return;
+      }
+      await plot(chosenMeasure);
+    } catch (error) {
+      failed(card, error);
+    }
+  }
+
+  function tile(label, valueText, { raw, note, id } = {}) {
+    return el("div", { class: "tile", id },
+      el("dt", { text: label }),
+      el("dd", { dataset: raw === undefined || raw === null ? {} : { value: String(raw) } }, valueText, note ? el("small", { text: note }) : null));
+  }
+
+  async function renderHealth(ctx) {
+    const charts = $("#charts");
+    charts.replaceChildren();
+    const tiles = $("#tiles");
+    const health = await api("/v1/health", ctx.range);
+    const received = health.days.reduce((s, d) => s + d.received, 0);
+    const failedTotal = health.days.reduce((s, d) => s + d.failed, 0);
+    const rate = received + failedTotal ? failedTotal / (received + failedTotal) : null;
+    tiles.replaceChildren(
+      tile("Latest event", fmtTime(health.latest_event), { note: fmtAgo(health.latest_event), id: "tile-latest" }),
+      tile("Latest received", fmtTime(health.latest_received), { note: fmtAgo(health.latest_received) }),
+      tile("Events received", fmtInt(received), { raw: received, id: "tile-received", note: `${health.from} – ${health.to}` }),
+      tile("Events refused", fmtInt(failedTotal), { raw: failedTotal, id: "tile-failed", note: rate === null ? "" : `${fmtPct(rate)} of all sent` }),
+      tile("Waiting in the spool", fmtInt(health.spool_backlog), { raw: health.spool_backlog, note: "segments not yet in the lake" }),
+      tile("Quarantined segments", fmtInt(health.quarantined), { raw: health.quarantined, note: health.quarantined ? "see docs/storage.md" : "none" }),
+      tile("Loss rate", health.loss_rate === null ? "not measured yet" : fmtPct(health.loss_rate), { note: health.loss_rate === null ? "arrives with data trust" : "" }),
+      tile("Bot rate", health.bot_rate === null ? "not measured yet" : fmtPct(health.bot_rate), { note: health.bot_rate === null ? "arrives with data trust" : "" }),
+    );
+    const perDay = chartCard(charts, { id: "health-days", title: "Events received and refused per day", subtitle: "By the UTC day the collector received them." });
+    if (!received && !failedTotal) {
+      empty(perDay, "Nothing received in this range.", "Send events to POST /v1/events, or widen the dates.");
+    } else {
+      await draw(perDay, {
+        traces: [
+          { type: "bar", name: "received", x: health.days.map((d) => d.day), y: health.days.map((d) => d.received), marker: { color: COLORS[0] } },
+          { type: "bar", name: "refused", x: health.days.map((d) => d.day), y: health.days.map((d) => d.failed), marker: { color: COLORS[4] }, yaxis: "y2" },
+        ],
+        layout: { barmode: "group", margin: { r: 56 }, yaxis: { title: { text: "received" } }, yaxis2: { title: { text: "refused" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } },
+        rows: health.days,
+        columns: [{ key: "day" }, { key: "received", num: true, format: fmtInt }, { key: "failed", label: "refused", num: true, format: fmtInt }],
+      });
+      perDay.table.replaceChildren(el("details", {}, el("summary", { text: "Table" }), perDay.table.firstChild));
+    }
+    const reasons = chartCard(charts, { id: "health-reasons", title: "Refused events by reason", subtitle: "`tally failed` lists them one by one." });
+    if (!health.failed_by_reason.length) {
+      empty(reasons, "No refused events in this range.", "Every event sent was valid.");
+    } else {
+      const byCount = [...health.failed_by_reason].reverse();
+      await draw(reasons, {
+        traces: [{ type: "bar", orientation: "h", x: byCount.map((r) => r.count), y: byCount.map((r) => r.code), marker: { color: COLORS[4] } }],
+        layout: { hovermode: "closest", margin: { l: 160 }, height: Math.max(220, 40 * byCount.length + 80), xaxis: { type: "linear", rangemode: "tozero", title: { text: "refused events" } }, yaxis: { type: "category", rangemode: "normal" } },
+        rows: health.failed_by_reason,
+        columns: [{ key: "code" }, { key: "count", num: true, format: fmtInt }, { key: "latest", format: fmtTime }, { key: "example", label: "example message" }],
+      });
+    }
+    if (health.notes && health.notes.length) charts.append(el("p", { class: "count" }, health.notes.join(" ")));
+  }
+
+  const PAGE_OF = { kpis: "/", "core-actions": "/core-actions", funnel: "/funnel", retention: "/retention", explore: "/explore" };
+
+  async function renderCatalog() {
+    const cat = await catalog();
+    const q = value("q").toLowerCase();
+    const problems = $("#problems");
+    problems.replaceChildren(...(cat.problems.length ? [message("error", `${cat.problems.length} problem(s) in the catalog files:`, ""), el("ul", {}, cat.problems.map((p) => el("li", { text: p })))] : []));
+    const matches = cat.metrics.filter((m) => !q || [m.name, m.title, m.description, m.owner || "", ...m.teams, ...m.tags, m.type].join(" ").toLowerCase().includes(q));
+    const count = $("#catalog-count");
+    count.dataset.value = String(matches.length);
+    count.textContent = `${matches.length} of ${cat.metrics.length} metrics${q ? ` match “${q}”` : ""} · defined in ${cat.directory}`;
+    const link = (m, slugName) => {
+      const href = slugName === "explore" ? `/explore?metric=${encodeURIComponent(m.name)}` : slugName === "kpis" ? "/" : `${PAGE_OF[slugName]}?metric=${encodeURIComponent(m.name)}`;
+      return el("a", { href, class: "tag" }, slugName);
+    };
+    const columns = [
+      { key: "name", format: (_, m) => el("span", {}, el("strong", { text: m.title }), el("br"), el("code", { text: m.name })) },
+      { key: "description", format: (v) => v },
+      { key: "type" },
+      { key: "owner", format: (v, m) => el("span", {}, v || "—", el("br"), ...m.teams.map((t) => el("span", { class: "tag", text: t }))) },
+      { key: "importance" }, { key: "status" }, { key: "grain" },
+      { key: "used_in", label: "used in", format: (v, m) => el("span", {}, v.map((s) => link(m, s))) },
+      { key: "materialized", format: (v) => (v.length ? v.join(", ") : "no") },
+      { key: "file", label: "defined in", format: (v, m) => `${v}:${m.line}` },
+    ];
+    const table = renderTable({ columns, rows: matches, caption: "Metric definitions" }, "Catalog");
+    $("#catalog").replaceChildren(matches.length ? table : message("empty", "No metric matches.", q ? "Clear the search." : "Add definitions to the catalog directory (see docs/catalog.md)."));
+  }
+
+  // -- wiring ----------------------------------------------------------------------------------
+
+  const RENDER = {
+    kpis: renderKpis,
+    "core-actions": renderCoreActions,
+    funnel: renderFunnel,
+    retention: renderRetention,
+    explore: renderExplore,
+    "data-health": renderHealth,
+    catalog: renderCatalog,
+  };
+  const SETUP = { funnel: setupFunnel, retention: setupRetention, explore: setupExplore };
+
+  function showAsOf(m) {
+    const node = $("#as-of");
+    if (!m.data_as_of) {
+      node.textContent = "No events received yet";
+      return;
+    }
+    const ago = (Date.now() - new Date(m.data_as_of).getTime()) / 1000;
+    node.replaceChildren("Data as of ", el("time", { datetime: m.data_as_of, id: "data-as-of" }, fmtTime(m.data_as_of)), ` (${fmtAgo(m.data_as_of)})`);
+    node.classList.toggle("stale", ago > 86400);
+  }
+
+  let generation = 0;
+  async function refresh(changed) {
+    const mine = ++generation;
+    document.body.dataset.state = "loading";
+    setStatus(null);
+    try {
+      const m = await meta();
+      pageMeta = m;
+      showAsOf(m);
+      const range = dateRange(m);
+      if (range.from > range.to) {
+        setStatus(message("error", "The dates are the wrong way round:", `“from” (${range.from}) is after “to” (${range.to}).`));
+        document.body.dataset.state = "error";
+        return;
+      }
+      await RENDER[page]({ meta: m, range }, changed);
+      if (mine === generation) document.body.dataset.state = "ready";
+    } catch (error) {
+      if (mine !== generation) return;
+      setStatus(errorMessage(error));
+      document.body.dataset.state = "error";
+    }
+  }
+
+  /** A control a catalog definition also sets was changed: the view is no longer that metric. */
+  const DEFINED = new Set(["step", "window", "unit", "where", "cohort_event", "return_events", "periods"]);
+  function customised(name) {
+    if (DEFINED.has(name) && $("#metric") && (page === "funnel" || page === "retention")) {
+      $("#metric").value = "";
+    }
+  }
+
+  function applyView(changed) {
+    syncUrl(false);
+    refresh(changed);
+  }
+
+  async function start() {
+    if (!form) return;
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      applyView();
+    });
+    form.addEventListener("change", (event) => {
+      const name = event.target.name;
+      if (name === "from" || name === "to") $("#range").value = "custom";
+      customised(name);
+      applyView(name);
+    });
+    window.addEventListener("popstate", () => window.location.reload());
+    const keyForm = $("#key-form");
+    keyForm.addEventListener("submit", () => { /* the dialog closes; its close handler retries */ });
+    if (SETUP[page]) {
+      try {
+        const m = await meta();
+        pageMeta = m;
+        SETUP[page](m);
+      } catch (error) {
+        /* refresh() shows the error */
+      }
+    }
+    await refresh();
+  }
+
+  start();
+})();
