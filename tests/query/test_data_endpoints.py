@@ -213,4 +213,6 @@ def test_meta_health_and_catalog_only_answer_get(collector: TestClient, path: st
 
 def test_an_unknown_v1_path_is_a_404_pointing_at_the_list(collector: TestClient) -> None:
     message = _error(collector.get("/v1/nope"), 404, messages.NOT_FOUND)
-    assert message == "no such endpoint: GET /v1/nope; GET /v1 lists the API."
+    assert message == (
+        "no such endpoint: GET /v1/nope; events go to POST /v1/events and GET /v1 lists the API."
+    )

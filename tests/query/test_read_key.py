@@ -119,9 +119,15 @@ def test_the_wrong_key_message_says_it_was_not_accepted(keyed: TestClient) -> No
     assert keyed.get("/v1/meta").json()["error"]["message"] == MISSING
 
 
-def test_unknown_paths_need_the_key_before_they_are_looked_up(keyed: TestClient) -> None:
-    assert keyed.get("/v1/nope").status_code == 401
-    assert keyed.get("/v1/nope", headers={"Authorization": f"Bearer {KEY}"}).status_code == 404
+@pytest.mark.parametrize("header", [None, "Bearer wrong-key", f"Bearer {KEY}"])
+def test_unknown_paths_are_404s_for_anyone(keyed: TestClient, header: str | None) -> None:
+    for method, path in (("POST", "/v1/event"), ("GET", "/v1/nope"), ("GET", "/v1/catalog/x")):
+        response = _call(keyed, method, path, None, header)
+        assert response.status_code == 404, (path, response.text)
+        assert "events go to POST /v1/events" in response.json()["error"]["message"]
+    for path in ("/v1/query/nope", "/v1/metrics/nope", "/v1/query", "/v1/metrics/"):
+        expected = 404 if header == f"Bearer {KEY}" else 401
+        assert _call(keyed, "GET", path, None, header).status_code == expected, path
 
 
 @pytest.mark.parametrize("key", [None, ""])

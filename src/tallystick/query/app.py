@@ -189,9 +189,10 @@ class QueryApp:
                 await self._refuse(send, _not_allowed("GET"))
             return
         try:
-            problem = auth.check(scope.get("headers") or (), self.settings.read_key)
-            if problem is not None:
-                raise Refused(401, problem, (auth.CHALLENGE,))
+            if _needs_key(path):
+                problem = auth.check(scope.get("headers") or (), self.settings.read_key)
+                if problem is not None:
+                    raise Refused(401, problem, (auth.CHALLENGE,))
             body = await self._route(path, method, scope, receive)
         except Refused as refused:
             await self._refuse(send, refused)
@@ -317,6 +318,19 @@ def _metric_analysis(metric: MetricDef, raw: dict[str, Any]) -> Analysis:
         raise _invalid(str(exc)) from None
 
 
+def _needs_key(path: str) -> bool:
+    """Whether ``path`` reads data (and so needs the read key, when the server has one); an
+    unknown path is a 404 for anyone."""
+    family = path.rstrip("/")
+    return family in (
+        CATALOG_PATH,
+        META_PATH,
+        HEALTH_PATH,
+        QUERY_PREFIX.rstrip("/"),
+        METRICS_PREFIX.rstrip("/"),
+    ) or path.startswith((QUERY_PREFIX, METRICS_PREFIX))
+
+
 def _only_get(method: str) -> None:
     if method != "GET":
         raise _not_allowed("GET")
@@ -330,7 +344,10 @@ def _no_endpoint(path: str, method: str) -> Refused:
     elif path.rstrip("/") == METRICS_PREFIX.rstrip("/"):
         message = "name the metric: use /v1/metrics/<name>; GET /v1/catalog lists them."
     else:
-        message = f"no such endpoint: {method} {path}; GET /v1 lists the API."
+        message = (
+            f"no such endpoint: {method} {path}; events go to POST /v1/events and GET /v1 "
+            "lists the API."
+        )
     return Refused(404, Problem(messages.NOT_FOUND, message))
 
 
