@@ -24,13 +24,13 @@ from tallystick.collect.server import ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-DEMO = ["--users", "300", "--days", "120", "--seed", "7"]
 
 
-def build_demo(data: Path) -> Path:
+def build_demo(data: Path, *, users: int = 300, days: int = 120) -> Path:
     """The demo product's data and catalog, sent through the real collector."""
+    size = ["--users", str(users), "--days", str(days), "--seed", "7"]
     subprocess.run(
-        [sys.executable, "-m", "tallystick", "demo", "--no-serve", "--data", str(data), *DEMO],
+        [sys.executable, "-m", "tallystick", "demo", "--no-serve", "--data", str(data), *size],
         check=True,
         capture_output=True,
         timeout=300,

@@ -8,6 +8,7 @@ chart and table from the same HTTP API that ``/v1/...`` exposes. plotly.js is se
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import hashlib
 import importlib.resources
@@ -114,6 +115,7 @@ class Dashboard:
             asset=self.asset_url,
             version=__version__,
             ranges=RANGES,
+            today=dt.datetime.now(dt.UTC).date().isoformat(),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,6 +10,7 @@
   const $ = (selector, root = document) => root.querySelector(selector);
   const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
   const page = document.body.dataset.page;
+  const TODAY = document.body.dataset.today; // the server's UTC date
   const form = $("#controls");
   const KEY_STORE = "tallystick.readKey";
   const DAY_MS = 86400000;
@@ -174,8 +175,8 @@
   }
 
   /** The dates to ask for: a quick range counted back from the server's today, or the inputs. */
-  function dateRange(m) {
-    const today = m.today;
+  async function dateRange() {
+    const today = TODAY;
     const range = value("range", "12w");
     const weeks = { "4w": 4, "12w": 12, "26w": 26, "52w": 52 }[range];
     let from = value("from");
@@ -186,6 +187,7 @@
       from = isoDay(monday - (weeks - 1) * 7 * DAY_MS);
       to = today;
     } else if (range === "all") {
+      const m = await meta();
       from = m.first_day || today;
       to = m.last_day && m.last_day > today ? m.last_day : today;
     } else {
@@ -342,10 +344,12 @@
     const items = [];
     if (blank !== undefined) items.push(el("option", { value: "" }, blank));
     for (const o of options) items.push(el("option", { value: o.value }, o.label || o.value));
-    if (keep) {
+    if (keep && options.length) {
       for (const s of selected) {
         if (s && !have.has(s)) items.push(el("option", { value: s }, `${s} (not in the data)`));
       }
+    } else if (keep) {
+      for (const s of selected) if (s) items.push(el("option", { value: s }, s));
     }
     select.replaceChildren(...items);
     for (const option of select.options) option.selected = selected.includes(option.value);
@@ -437,7 +441,7 @@
         empty(card, "No data in this range.", "Widen the dates, or check Data health for incoming events.");
         return;
       }
-      const { current, previous, partial } = currentAndPrevious(rows, grain, ctx.range.to, ctx.meta.today);
+      const { current, previous, partial } = currentAndPrevious(rows, grain, ctx.range.to, TODAY);
       const v = current[valueKey];
       const ratio = metric.value === "share" || metric.value === "ratio" || metric.value === "stickiness";
       figure.textContent = ratio ? fmtPct(v) : fmtNum(v);
@@ -456,7 +460,7 @@
         change.dataset.change = String(delta);
       }
       change.textContent = changeText;
-      const done = rows.filter((r) => periodEnd(r.period, grain) <= Math.min(dayMs(ctx.range.to) + DAY_MS, dayMs(ctx.meta.today)));
+      const done = rows.filter((r) => periodEnd(r.period, grain) <= Math.min(dayMs(ctx.range.to) + DAY_MS, dayMs(TODAY)));
       const open = rows.slice(Math.max(done.length - 1, 0));
       const traces = [{ type: "scatter", mode: "lines+markers", name: metric.title, x: done.map((r) => r.period), y: done.map((r) => r[valueKey]), line: { width: 2.5 }, marker: { size: 5 } }];
       if (open.length > 1) {
@@ -567,7 +571,7 @@
   function applyDefinition(metric, fields) {
     const p = metric.params;
     if (fields.steps && p.steps) {
-      const opts = eventOptions(pageMeta);
+      const opts = pageMeta ? eventOptions(pageMeta) : [];
       $("#step-rows").replaceChildren(...p.steps.map((s, i) => stepRow(i + 1, s, opts)));
     }
     if (fields.window) form.elements.window.value = p.window || "";
@@ -575,7 +579,7 @@
       const unit = form.elements.unit;
       unit.dataset.selected = p.unit || "user.id";
       delete unit.dataset.filled;
-      fillSelect(unit, unitOptions(pageMeta));
+      fillSelect(unit, pageMeta ? unitOptions(pageMeta) : []);
     }
     if (fields.where) {
       const where = Array.isArray(p.where) ? p.where : p.where ? [p.where] : [];
@@ -585,7 +589,7 @@
       const cohort = form.elements.cohort_event;
       cohort.dataset.selected = p.cohort_event || "";
       delete cohort.dataset.filled;
-      fillSelect(cohort, eventOptions(pageMeta));
+      fillSelect(cohort, pageMeta ? eventOptions(pageMeta) : []);
       const back = $("#return_events");
       const wanted = Array.isArray(p.return_events) ? p.return_events : [p.return_events];
       for (const o of back.options) o.selected = wanted.includes(o.value);
@@ -601,8 +605,6 @@
     fillSelect($("#unit"), unitOptions(m));
     fillSelect($("#breakdown"), fieldOptions(m), { blank: "None" });
     fillFieldList(m);
-    repeatable($("#step-rows"), $("#add-step"), (i) => stepRow(i, "", eventOptions(m)), 2);
-    repeatable($("#filter-rows"), $("#add-filter"), (i) => filterRow(i));
   }
 
   async function renderFunnel(ctx, changed) {
@@ -739,7 +741,6 @@
     fillSelect($("#unit"), unitOptions(m));
     fillSelect($("#breakdown"), fieldOptions(m), { blank: "None" });
     fillFieldList(m);
-    repeatable($("#filter-rows"), $("#add-filter"), (i) => filterRow(i));
   }
 
   async function renderExplore(ctx, changed) {
@@ -751,7 +752,7 @@
     if (changed === "event" && value("event")) $("#metric").value = "";
     if (changed === "metric" && value("metric")) $("#event").value = "";
     if (!value("event") && !value("metric")) {
-      const top = ctx.meta.events[0];
+      const top = (await ctx.meta).events[0];
       if (top) $("#event").value = top.name;
     }
     syncUrl(true);
@@ -933,17 +934,22 @@
     const mine = ++generation;
     document.body.dataset.state = "loading";
     setStatus(null);
-    try {
-      const m = await meta();
+    // The page's own queries start at once; /v1/meta (pickers, "data as of") runs beside them.
+    const metaReady = meta().then((m) => {
       pageMeta = m;
       showAsOf(m);
-      const range = dateRange(m);
+      return m;
+    });
+    metaReady.catch(() => {});
+    try {
+      const range = await dateRange();
       if (range.from > range.to) {
         setStatus(message("error", "The dates are the wrong way round:", `“from” (${range.from}) is after “to” (${range.to}).`));
         document.body.dataset.state = "error";
         return;
       }
-      await RENDER[page]({ meta: m, range }, changed);
+      await RENDER[page]({ meta: metaReady, range }, changed);
+      await metaReady;
       if (mine === generation) document.body.dataset.state = "ready";
     } catch (error) {
       if (mine !== generation) return;
@@ -980,14 +986,15 @@
     window.addEventListener("popstate", () => window.location.reload());
     const keyForm = $("#key-form");
     keyForm.addEventListener("submit", () => { /* the dialog closes; its close handler retries */ });
+    if ($("#step-rows")) {
+      repeatable($("#step-rows"), $("#add-step"), (i) => stepRow(i, "", pageMeta ? eventOptions(pageMeta) : []), 2);
+    }
+    if ($("#filter-rows")) repeatable($("#filter-rows"), $("#add-filter"), (i) => filterRow(i));
     if (SETUP[page]) {
-      try {
-        const m = await meta();
+      meta().then((m) => {
         pageMeta = m;
         SETUP[page](m);
-      } catch (error) {
-        /* refresh() shows the error */
-      }
+      }).catch(() => { /* refresh() shows the error */ });
     }
     await refresh();
   }
