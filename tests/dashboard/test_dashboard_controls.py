@@ -7,7 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from dashboard_support import Watched, api
+
+from browser_support import Watched, api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -4,7 +4,8 @@ no failed requests, its charts render, and a number it shows equals the HTTP API
 from __future__ import annotations
 
 import pytest
-from dashboard_support import Watched, api
+
+from browser_support import Watched, api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

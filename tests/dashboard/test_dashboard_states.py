@@ -4,13 +4,11 @@ makes the dashboard ask for it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import build_demo
-from dashboard_support import Watched, watch
 from playwright.sync_api import Browser
 
+from browser_support import Watched, build_demo, watch
 from tallystick.collect.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ from typing import Any
 
 from playwright.sync_api import ConsoleMessage, Page, Request
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
 
 
 @dataclass
@@ -35,7 +37,8 @@ class Watched:
         )
 
     def state(self) -> str | None:
-        return self.page.evaluate("document.body.dataset.state")
+        state = self.page.evaluate("document.body.dataset.state")
+        return None if state is None else str(state)
 
     def assert_clean(self) -> None:
         assert self.errors == [], self.errors
@@ -86,3 +89,15 @@ def api(base: str, path: str, params: Any = ()) -> Any:
     query = urllib.parse.urlencode(params, doseq=True)
     with urllib.request.urlopen(f"{base}{path}?{query}", timeout=60) as response:
         return json.loads(response.read())
+
+
+def build_demo(data: Path, *, users: int = 300, days: int = 120) -> Path:
+    """The demo product's data and catalog, sent through the real collector."""
+    size = ["--users", str(users), "--days", str(days), "--seed", "7"]
+    subprocess.run(
+        [sys.executable, "-m", "tallystick", "demo", "--no-serve", "--data", str(data), *size],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return data
