@@ -593,6 +593,8 @@
       const back = $("#return_events");
       const wanted = Array.isArray(p.return_events) ? p.return_events : [p.return_events];
       for (const o of back.options) o.selected = wanted.includes(o.value);
+      const listed = new Set(Array.from(back.options, (o) => o.value));
+      for (const w of wanted) if (!listed.has(w)) back.append(el("option", { value: w, selected: true }, w));
       form.elements.periods.value = p.periods || "";
     }
   }
@@ -953,6 +955,11 @@
       if (mine === generation) document.body.dataset.state = "ready";
     } catch (error) {
       if (mine !== generation) return;
+      if (error instanceof ApiError && error.status === 401) {
+        setStatus(message("empty", "This server needs a read key.", "Enter it to see the data."));
+        document.body.dataset.state = "locked";
+        return;
+      }
       setStatus(errorMessage(error));
       document.body.dataset.state = "error";
     }
