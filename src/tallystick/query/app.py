@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -34,6 +35,7 @@ from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import MetricError
 from tallystick.metrics.registry import ANALYSES, REQUIRED, build, normalise
 from tallystick.query import auth, overview
+from tallystick.query.answers import Answers
 from tallystick.query.catalog import CatalogFiles, listing
 from tallystick.query.openapi import (
     CATALOG_PATH,
@@ -47,7 +49,8 @@ from tallystick.query.openapi import (
     param,
     parameters,
 )
-from tallystick.store.lake import Lake
+from tallystick.store.lake import EVENTS, FAILED, Lake
+from tallystick.store.loader import QUARANTINE
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -57,6 +60,8 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("tallystick.query")
 
 QUERY_THREADS: Final = 2
+MAX_KEPT_ROWS: Final = 10_000
+"""Answers with more rows than this are not kept (see ``query.answers``)."""
 MAX_BODY_BYTES: Final = 64 * 1024
 METRIC_PARAMS: Final = ("from", "to", "grain")
 """What ``/v1/metrics/<name>`` takes; everything else is in the metric's definition."""
@@ -162,6 +167,9 @@ class QueryApp:
         self.settings = settings
         self.lake = Lake(settings.lake_dir)
         self.engine: Engine = engine or DuckDBEngine(self.lake)
+        # Answers are reused while the lake files they read are unchanged; an engine given from
+        # outside may read something else than this lake, so its answers are never kept.
+        self.answers: Answers | None = Answers() if engine is None else None
         self.catalog = CatalogFiles(settings.catalog_dir)
         self._limiter: anyio.CapacityLimiter | None = None
         self._openapi: bytes | None = None
@@ -205,7 +213,13 @@ class QueryApp:
         query_string = scope.get("query_string", b"").decode("latin-1")
         if path == META_PATH:
             _only_get(method)
-            return await self._in_thread(overview.meta_body, self.lake, self.today())
+            today = self.today()
+            return await self._in_thread(
+                self._answer,
+                ("meta", today),
+                lambda: self.lake.stamp(EVENTS),
+                partial(overview.meta_body, self.lake, today),
+            )
         if path == HEALTH_PATH:
             _only_get(method)
             try:
@@ -213,7 +227,12 @@ class QueryApp:
             except MetricError as exc:
                 raise _invalid(str(exc)) from None
             return await self._in_thread(
-                overview.health_body, self.lake, self.settings.spool_dir, date_from, date_to
+                self._answer,
+                ("health", date_from, date_to, self.today()),
+                self._health_stamp,
+                partial(
+                    overview.health_body, self.lake, self.settings.spool_dir, date_from, date_to
+                ),
             )
         if path == CATALOG_PATH:
             _only_get(method)
@@ -276,9 +295,34 @@ class QueryApp:
             raise _invalid(str(exc)) from None
         return await self._execute(analysis)
 
+    def _answer(
+        self,
+        question: Hashable,
+        stamp: Callable[[], Hashable],
+        compute: Callable[[], T],
+        keep: Callable[[T], bool] = lambda _: True,
+    ) -> T:
+        """``compute()``, or the answer kept from an earlier ask over the same lake files."""
+        if self.answers is None:
+            return compute()
+        return self.answers.get(question, stamp(), compute, keep)
+
+    def _health_stamp(self) -> Hashable:
+        spool_dir = self.settings.spool_dir
+        waiting = tuple(sorted(os.listdir(spool_dir))) if spool_dir.is_dir() else ()
+        quarantined = spool_dir / QUARANTINE
+        held = tuple(sorted(os.listdir(quarantined))) if quarantined.is_dir() else ()
+        return (self.lake.stamp(EVENTS), self.lake.stamp(FAILED), waiting, held)
+
     async def _execute(self, analysis: Analysis) -> Outcome:
         try:
-            return await self._in_thread(run, analysis, self.engine)
+            return await self._in_thread(
+                self._answer,
+                ("analysis", repr(analysis)),
+                lambda: self.lake.stamp(EVENTS, *analysis.read_window()),
+                partial(run, analysis, self.engine),
+                lambda outcome: len(outcome.rows) <= MAX_KEPT_ROWS,
+            )
         except QueryFailed as exc:
             log.warning("query %s failed: %s", analysis.name, exc)
             raise Refused(500, Problem(messages.QUERY_FAILED, f"{exc}. Try again later.")) from None

@@ -69,6 +69,9 @@ class Storage(Protocol):
     def list_files(self, prefix: str) -> list[str]: ...
     def delete(self, path: str) -> None: ...
     def size(self, path: str) -> int: ...
+    def version(self, path: str) -> str:
+        """Changes whenever the file at ``path`` is written again ("" once it is gone)."""
+        ...
 
 
 class LocalStorage:
@@ -101,6 +104,14 @@ class LocalStorage:
 
     def size(self, path: str) -> int:
         return self._abs(path).stat().st_size
+
+    def version(self, path: str) -> str:
+        # Files are replaced by rename, never rewritten in place: a new write, a new mtime.
+        try:
+            st = self._abs(path).stat()
+        except FileNotFoundError:
+            return ""
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
     def remove_stale_temporaries(self, older_than_seconds: float = 3600.0) -> int:
         """Delete temporaries left by a writer that died mid-write."""
@@ -222,6 +233,18 @@ class Lake:
             segment = path.split("/")[1]
             parts[dt.date.fromisoformat(segment.removeprefix("date="))].append(path)
         return dict(parts)
+
+    def stamp(
+        self, kind: str = EVENTS, day_from: dt.date | None = None, day_to: dt.date | None = None
+    ) -> tuple[tuple[str, str], ...]:
+        """The files of ``kind`` dated ``day_from``..``day_to`` (``None``: unbounded), each with
+        its version: while the stamp is unchanged, so is every answer computed from them."""
+        return tuple(
+            (path, self.storage.version(path))
+            for day, paths in sorted(self.partitions(kind).items())
+            if (day_from is None or day >= day_from) and (day_to is None or day <= day_to)
+            for path in paths
+        )
 
     def glob(self, kind: str = EVENTS) -> str:
         """A glob for engines that read the lake directly (DuckDB ``read_parquet``)."""
