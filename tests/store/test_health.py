@@ -57,6 +57,8 @@ EVENTS = [
     _event("a6", "login", "2026-03-06T00:30", "2026-03-06T00:30:01"),  # after the range
 ]
 RECEIVED = {"2026-03-01": 1, "2026-03-02": 2, "2026-03-03": 1}
+# by client_ts of the kept copy: a1 and a2 on 03-01, a1/logout on 03-03 (a3, a4, a6 outside)
+OCCURRED = {"2026-03-01": 2, "2026-03-03": 1}
 
 
 def _failed(code: str, received: str, message: str = "m") -> FailedEvent:
@@ -91,6 +93,7 @@ def test_days_are_zero_filled_and_count_each_event_once_on_its_first_arrival(
             D(f"2026-03-0{n}"),
             RECEIVED.get(f"2026-03-0{n}", 0),
             {2: 3, 3: 1, 5: 1}.get(n, 0),
+            OCCURRED.get(f"2026-03-0{n}", 0),
         )
         for n in range(1, 6)
     )
@@ -113,9 +116,14 @@ def test_received_counts_agree_with_the_deduplicating_events_view(
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def happened(con: Any) -> dict[dt.date, int]:
+        rows = con.execute("SELECT CAST(client_ts AS DATE), count(*) FROM events GROUP BY 1")
+        return {r[0]: r[1] for r in rows.fetchall()}
+
     expected = with_retry(lake, per_day)
     got = health(lake, tmp_path, D("2026-02-01"), D("2026-03-31"))
     assert {d.day: d.received for d in got.days if d.received} == expected
+    assert {d.day: d.occurred for d in got.days if d.occurred} == with_retry(lake, happened)
     assert sum(d.failed for d in got.days) == len(FAILED)
 
 

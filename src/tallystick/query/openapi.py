@@ -880,6 +880,10 @@ _HEALTH: Final[Schema] = _object(
                         **_INT,
                         "description": "events whose first copy was received this UTC day",
                     },
+                    "occurred": {
+                        **_INT,
+                        "description": "stored events whose client_ts falls on this UTC day",
+                    },
                     "failed": {**_INT, "description": "failed-event records received this day"},
                 }
             ),

@@ -84,7 +84,10 @@ def health_body(
     return {
         "from": h.date_from,
         "to": h.date_to,
-        "days": [{"day": d.day, "received": d.received, "failed": d.failed} for d in h.days],
+        "days": [
+            {"day": d.day, "received": d.received, "occurred": d.occurred, "failed": d.failed}
+            for d in h.days
+        ],
         "failed_by_reason": [
             {"code": f.code, "count": f.count, "example": f.example, "latest": f.latest}
             for f in h.failed_by_reason

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 import duckdb
 
@@ -34,6 +34,7 @@ KEY_PARTITIONS: Final = 3
 """How many of the most recent date partitions ``summary`` reads ``data`` keys from."""
 
 _ONE_DAY: Final = dt.timedelta(days=1)
+_PerDay: TypeAlias = dict[dt.date, int]
 # the data keys a filter or breakdown accepts (``metrics.params.check_field``)
 _DATA_KEY: Final = re.compile(r"^[A-Za-z0-9_$@-][A-Za-z0-9_.$@-]{0,127}$")
 
@@ -70,6 +71,9 @@ class DayCount:
     """Stored events (de-duplicated) whose first copy was received this UTC day."""
     failed: int
     """Failed-event records received this UTC day."""
+    occurred: int = 0
+    """Stored events (de-duplicated) whose ``client_ts`` falls on this UTC day: when they
+    happened, which differs from when they arrived for imported or late-sent events."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,17 +185,22 @@ def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) ->
 
     def work(
         con: duckdb.DuckDBPyConnection,
-    ) -> tuple[dict[dt.date, int], dict[dt.date, int], list[Failure], Any, Any]:
+    ) -> tuple[_PerDay, _PerDay, _PerDay, list[Failure], Any, Any]:
         received: dict[dt.date, int] = {}
+        occurred: dict[dt.date, int] = {}
         latest_received = latest_event = None
         event_files = lake.files(EVENTS)
         if event_files:
             # One row per (event_id, name): when its first copy arrived (the copy the events
             # view keeps), then per day of that in the range; the NULL day holds the rest.
+            # The kept copy's client_ts gives the day it happened.
+            con.execute(
+                "CREATE TEMP TABLE stored AS SELECT min(received_ts) AS first, "
+                "max(received_ts) AS last, max(client_ts) AS latest, "
+                f"arg_min(client_ts, received_ts) AS happened FROM {_files(lake, event_files)} "
+                "GROUP BY event_id, name"
+            )
             rows = con.execute(
-                "WITH stored AS (SELECT min(received_ts) AS first, max(received_ts) AS last, "
-                f"max(client_ts) AS latest FROM {_files(lake, event_files)} "
-                "GROUP BY event_id, name) "
                 "SELECT CASE WHEN first >= $lo AND first < $hi THEN CAST(first AS DATE) END, "
                 "count(*), max(last), max(latest) FROM stored GROUP BY 1",
                 {"lo": lo, "hi": hi},
@@ -199,6 +208,14 @@ def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) ->
             received = {r[0]: int(r[1]) for r in rows if r[0] is not None}
             latest_received = max((t for r in rows if (t := _utc(r[2]))), default=None)
             latest_event = max((t for r in rows if (t := _utc(r[3]))), default=None)
+            occurred = {
+                r[0]: int(r[1])
+                for r in con.execute(
+                    "SELECT CAST(happened AS DATE), count(*) FROM stored "
+                    "WHERE happened >= $lo AND happened < $hi GROUP BY 1",
+                    {"lo": lo, "hi": hi},
+                ).fetchall()
+            }
         failed: dict[dt.date, int] = {}
         reasons: list[Failure] = []
         failed_files = [
@@ -226,15 +243,15 @@ def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) ->
                     {"lo": lo, "hi": hi},
                 ).fetchall()
             ]
-        return received, failed, reasons, latest_received, latest_event
+        return received, occurred, failed, reasons, latest_received, latest_event
 
-    received, failed, reasons, latest_received, latest_event = _read(work)
+    received, occurred, failed, reasons, latest_received, latest_event = _read(work)
     backlog, quarantined = spool_counts(spool_dir)
     return Health(
         date_from=date_from,
         date_to=date_to,
         days=tuple(
-            DayCount(day, received.get(day, 0), failed.get(day, 0))
+            DayCount(day, received.get(day, 0), failed.get(day, 0), occurred.get(day, 0))
             for day in _days(date_from, date_to)
         ),
         failed_by_reason=tuple(reasons),

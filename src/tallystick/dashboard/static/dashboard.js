@@ -848,18 +848,20 @@
       tile("Loss rate", health.loss_rate === null ? "not measured yet" : fmtPct(health.loss_rate), { note: health.loss_rate === null ? "arrives with data trust" : "" }),
       tile("Bot rate", health.bot_rate === null ? "not measured yet" : fmtPct(health.bot_rate), { note: health.bot_rate === null ? "arrives with data trust" : "" }),
     );
-    const perDay = chartCard(charts, { id: "health-days", title: "Events received and refused per day", subtitle: "By the UTC day the collector received them." });
+    const perDay = chartCard(charts, { id: "health-days", title: "Events per day", subtitle: "Received: by the UTC day the collector stored them. Happened: by the day of their client time (they differ for imported or late events). Refused: events the collector turned away, right axis." });
     if (!received && !failedTotal) {
       empty(perDay, "Nothing received in this range.", "Send events to POST /v1/events, or widen the dates.");
     } else {
+      const x = health.days.map((d) => d.day);
       await draw(perDay, {
         traces: [
-          { type: "bar", name: "received", x: health.days.map((d) => d.day), y: health.days.map((d) => d.received), marker: { color: COLORS[0] } },
-          { type: "bar", name: "refused", x: health.days.map((d) => d.day), y: health.days.map((d) => d.failed), marker: { color: COLORS[4] }, yaxis: "y2" },
+          { type: "bar", name: "received", x, y: health.days.map((d) => d.received), marker: { color: COLORS[0] } },
+          { type: "bar", name: "happened", x, y: health.days.map((d) => d.occurred), marker: { color: COLORS[5] } },
+          { type: "scatter", mode: "lines+markers", name: "refused", x, y: health.days.map((d) => d.failed), line: { color: COLORS[4] }, marker: { size: 4 }, yaxis: "y2" },
         ],
-        layout: { barmode: "group", margin: { r: 56 }, yaxis: { title: { text: "received" } }, yaxis2: { title: { text: "refused" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } },
+        layout: { barmode: "group", margin: { r: 56 }, yaxis: { title: { text: "events" } }, yaxis2: { title: { text: "refused" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } },
         rows: health.days,
-        columns: [{ key: "day" }, { key: "received", num: true, format: fmtInt }, { key: "failed", label: "refused", num: true, format: fmtInt }],
+        columns: [{ key: "day" }, { key: "received", num: true, format: fmtInt }, { key: "occurred", label: "happened", num: true, format: fmtInt }, { key: "failed", label: "refused", num: true, format: fmtInt }],
       });
       perDay.table.replaceChildren(el("details", {}, el("summary", { text: "Table" }), perDay.table.firstChild));
     }
