@@ -536,10 +536,25 @@
         const periods = [...new Map(rows.map((r) => [r.period, r.active_users]))];
         traces.push({ type: "scatter", mode: "lines", name: "active users", x: periods.map((p) => p[0]), y: periods.map((p) => p[1]), line: { dash: "dash", color: "#5b6775" } });
       }
+      // The table: a row per period, a column per action ("users (share)"); the CSV keeps
+      // the API's rows as they are.
+      const actions = [...new Set(rows.map((r) => r.action))];
+      const wide = [...new Map(rows.map((r) => [r.period, { period: r.period, active_users: r.active_users }])).values()];
+      for (const r of rows) wide.find((w) => w.period === r.period)[r.action] = r.users;
+      const shares = new Map(rows.map((r) => [`${r.period} ${r.action}`, r.share]));
       await draw(card, {
         traces,
         layout: { yaxis: { tickformat: measure === "share" ? ".0%" : "~s", title: { text: measure === "share" ? "share of active users" : "users" } } },
         rows,
+        table: {
+          rows: wide,
+          columns: [
+            { key: "period", label: grain },
+            { key: "active_users", label: "active users", num: true, format: fmtInt },
+            ...actions.map((action) => ({ key: action, num: true, format: (v, w) => `${fmtInt(v)} (${fmtPct(shares.get(`${w.period} ${action}`))})` })),
+          ],
+          caption: "Users who did each action, and (in brackets) their share of the active users",
+        },
         columns: [
           { key: "period", label: grain },
           { key: "action" },
