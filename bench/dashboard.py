@@ -5,7 +5,8 @@ defaults: 1,500 users, 183 days, seed 7), served by a real ``tally serve`` on lo
 in Debian's chromium (headless, driven by Playwright), each page of the dashboard (``/`` KPIs,
 ``/core-actions``, ``/funnel``, ``/retention``, ``/explore``, ``/data-health``, ``/catalog``, each
 in its default view) is timed from just before ``page.goto`` until the page's script has drawn
-every chart and table (``<body data-state="ready">``; ``"error"`` is a failure of the page):
+every chart and table (``<body data-state="ready">``; ``"error"``, or ``"locked"`` when the
+server wants a read key, is a failure of the page):
 
 - **first load**: a freshly started server, each page's first visit (in the order above), each
   in a fresh browser context (empty HTTP cache): whatever the server computes or caches on a
@@ -85,7 +86,8 @@ CHROMIUM_ARGS: Final = [
     "--disable-background-networking",
 ]
 VIEWPORT: Final = ViewportSize(width=1280, height=900)
-READY: Final = "body[data-state='ready'], body[data-state='error']"
+#: the page is done: drawn, failed, or waiting for a read key (the server has one; none is given)
+READY: Final = ", ".join(f"body[data-state='{s}']" for s in ("ready", "error", "locked"))
 DEMO_MARKER: Final = "demo.json"
 
 
@@ -160,7 +162,8 @@ class Load:
 
     seconds: float
     state: str
-    """"ready", "error" (the page's error state), "timeout" or "failed" (no page at all)."""
+    """"ready", "error" (the page's error state), "locked" (it needs a read key: the server has
+    one, e.g. from ``TALLYSTICK_READ_KEY``), "timeout" or "failed" (no page at all)."""
     api: list[ApiCall] = field(default_factory=list)
     requests: int = 0
     """All requests of the page (document, assets, API) before it was ready."""
@@ -234,10 +237,10 @@ def load(context: BrowserContext, url: str, timeout_s: float) -> Load:
             seconds = time.perf_counter() - began
             state = "timeout" if isinstance(exc, PlaywrightTimeout) else "failed"
             errors.append(str(exc).splitlines()[0])
-        if state == "error":
+        if state in ("error", "locked"):
             status = page.locator("#status")
             text = status.inner_text() if status.count() else ""
-            errors.append("the page's error state: " + " ".join(text.split()))
+            errors.append(f"the page's {state} state: " + " ".join(text.split()))
         api = []
         for request in finished:
             if urllib.parse.urlsplit(request.url).path.startswith("/v1/"):
@@ -253,7 +256,7 @@ def load(context: BrowserContext, url: str, timeout_s: float) -> Load:
                     )
                 )
         done = Load(seconds, state, api, len(finished), errors)
-        if state in ("ready", "error"):
+        if state in ("ready", "error", "locked"):
             done.phases = _phases(page, wall_ms, api)
             metrics = cdp.send("Performance.getMetrics")["metrics"]
             done.renderer = {
@@ -586,7 +589,7 @@ def main() -> None:
         (RESULTS / name).write_text(json.dumps(result, indent=2, default=str))
     failed = [path for path, r in results.items() if r["failed_loads"]]
     if failed:
-        sys.exit(f"pages that failed to load (error state or no answer): {', '.join(failed)}")
+        sys.exit(f"pages that failed (error or locked state, or no answer): {', '.join(failed)}")
 
 
 if __name__ == "__main__":
