@@ -12,11 +12,15 @@ import typer
 
 from tallystick import messages
 from tallystick.cli import app
+from tallystick.collect.app import ENDPOINTS
 from tallystick.config import config_keys, env_name
+from tallystick.dashboard.pages import PAGES, Page
 from tallystick.schema import FIELDS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 README = DOCS.parent / "README.md"
+#: where the HTTP routes are documented
+ROUTE_DOCS = ("collector.md", "http-api.md", "dashboard.md")
 
 
 def _commands() -> list[tuple[str, list[str]]]:
@@ -67,11 +71,29 @@ def test_every_error_code_is_documented(code: str) -> None:
         assert f"`{code}`" in (DOCS / "collector.md").read_text()
 
 
-@pytest.mark.parametrize("route", ["POST /v1/events", "GET /healthz", "GET /readyz"])
+@pytest.mark.parametrize("route", list(ENDPOINTS))
 def test_every_route_is_documented(route: str) -> None:
     method, path = route.split()
-    text = (DOCS / "collector.md").read_text()
-    assert re.search(rf"`{method} {re.escape(path)}`|{method} `?{re.escape(path)}", text), route
+    text = "\n".join((DOCS / name).read_text() for name in ROUTE_DOCS)
+    # a path parameter may be written {name} or <name>
+    where = re.sub(r"\\\{(\w+)\\\}", r"[{<]\1[}>]", re.escape(path))
+    assert re.search(rf"`{method} {where}|{method} `?{where}", text), route
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.slug for p in PAGES])
+def test_every_dashboard_page_is_documented(page: Page) -> None:
+    text = (DOCS / "dashboard.md").read_text()
+    assert f"| {page.title} | `{page.path}` |" in text
+    for key in page.params:
+        assert f"`{key}`" in text, key
+
+
+def test_dashboard_screenshots_in_the_docs_exist() -> None:
+    text = (DOCS / "dashboard.md").read_text()
+    images = re.findall(r"\]\((images/[^)]+)\)", text)
+    assert len(images) >= len(PAGES)
+    for image in images:
+        assert (DOCS / image).is_file(), image
 
 
 @pytest.mark.parametrize("field", FIELDS, ids=[f.path for f in FIELDS])

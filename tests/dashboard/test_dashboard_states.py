@@ -107,7 +107,8 @@ def test_read_key_is_asked_for_and_then_used(keyed: Watched) -> None:
 
     page.fill("#key-input", "wrong")
     page.keyboard.press("Enter")
-    dialog.wait_for(state="visible")
+    page.get_by_text("That key was not accepted").wait_for()
+    assert dialog.is_visible()
 
     page.fill("#key-input", KEY)
     page.keyboard.press("Enter")

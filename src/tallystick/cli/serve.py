@@ -33,7 +33,7 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
-    """Run the collector (POST /v1/events) and the loader that fills the Parquet lake."""
+    """Run the collector (POST /v1/events), the HTTP API and dashboard (/), and the loader."""
     from tallystick.collect.server import serve as run
 
     settings = from_env(

@@ -132,7 +132,8 @@
     const problem = (body && body.error) || {};
     if (response.status === 401) {
       if (key) sessionStorage.removeItem(KEY_STORE);
-      askForKey(problem.message);
+      askForKey(key ? "That key was not accepted. Check it and try again."
+        : "This server needs a read key to show its data. Ask whoever runs Tallystick for one.");
       throw new ApiError(401, "unauthorized", "This view needs a read key.");
     }
     if (!response.ok) {
@@ -260,6 +261,11 @@
     legend: { orientation: "h", y: -0.18 }, hovermode: "x unified",
     xaxis: { gridcolor: "#eef1f5", automargin: true }, yaxis: { gridcolor: "#eef1f5", automargin: true, rangemode: "tozero" },
   };
+
+  /** Axis settings for counts: whole-number ticks, however small the counts are. */
+  function countAxis(max) {
+    return max < 8 ? { dtick: 1, tickformat: "d", range: [0, Math.max(max, 1) * 1.1] } : { tickformat: "~s" };
+  }
 
   function merge(base, extra) {
     const out = { ...base };
@@ -874,7 +880,7 @@
           { type: "bar", name: "happened", x, y: health.days.map((d) => d.occurred), marker: { color: COLORS[5] } },
           { type: "scatter", mode: "lines+markers", name: "refused", x, y: health.days.map((d) => d.failed), line: { color: COLORS[4] }, marker: { size: 4 }, yaxis: "y2" },
         ],
-        layout: { barmode: "group", margin: { r: 56 }, yaxis: { title: { text: "events" } }, yaxis2: { title: { text: "refused" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } },
+        layout: { barmode: "group", margin: { r: 56 }, yaxis: { title: { text: "events" } }, yaxis2: { title: { text: "refused" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false, ...countAxis(Math.max(...health.days.map((d) => d.failed))) } },
         rows: health.days,
         columns: [{ key: "day" }, { key: "received", num: true, format: fmtInt }, { key: "occurred", label: "happened", num: true, format: fmtInt }, { key: "failed", label: "refused", num: true, format: fmtInt }],
       });
@@ -887,7 +893,7 @@
       const byCount = [...health.failed_by_reason].reverse();
       await draw(reasons, {
         traces: [{ type: "bar", orientation: "h", x: byCount.map((r) => r.count), y: byCount.map((r) => r.code), marker: { color: COLORS[4] } }],
-        layout: { hovermode: "closest", margin: { l: 160 }, height: Math.max(220, 40 * byCount.length + 80), xaxis: { type: "linear", rangemode: "tozero", title: { text: "refused events" } }, yaxis: { type: "category", rangemode: "normal" } },
+        layout: { hovermode: "closest", margin: { l: 160 }, height: Math.max(220, 40 * byCount.length + 80), xaxis: { type: "linear", rangemode: "tozero", title: { text: "refused events" }, ...countAxis(Math.max(...byCount.map((r) => r.count))) }, yaxis: { type: "category", rangemode: "normal" } },
         rows: health.failed_by_reason,
         columns: [{ key: "code" }, { key: "count", num: true, format: fmtInt }, { key: "latest", format: fmtTime }, { key: "example", label: "example message" }],
       });
