@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import BrowserContext, sync_playwright
 
 from browser_support import Watched, api, build_demo, watch
 from tallystick.collect.server import ServerProcess
@@ -67,25 +67,33 @@ def send_refused(base: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """Debian's chromium with a browser profile of its own for the session: like a user's
+    browser, it keeps plotly.js and its compiled code between pages (an incognito context
+    compiles the 4.8 MB script again on every page). Each test opens a page (a tab, with its
+    own session storage) in it."""
     if not CHROMIUM.exists():
         message = "Debian's chromium is not installed: `make test` installs it"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+            accept_downloads=True,
         )
-        yield launched
-        launched.close()
+        yield context
+        context.close()
 
 
 @pytest.fixture
-def dash(browser: Browser, server: ServerProcess) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page = context.new_page()
+def dash(profile: BrowserContext, server: ServerProcess) -> Iterator[Watched]:
+    page = profile.new_page()
     try:
         yield watch(page, server.url)
     finally:
-        context.close()
+        page.close()

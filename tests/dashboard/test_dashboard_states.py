@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import BrowserContext
 
 from browser_support import Watched, build_demo, watch
 from tallystick.collect.server import ServerProcess
@@ -42,22 +42,22 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
         yield running
 
 
-def _page(browser: Browser, server: ServerProcess) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def _page(profile: BrowserContext, server: ServerProcess) -> Iterator[Watched]:
+    page = profile.new_page()
     try:
-        yield watch(context.new_page(), server.url)
+        yield watch(page, server.url)
     finally:
-        context.close()
+        page.close()
 
 
 @pytest.fixture
-def empty(browser: Browser, empty_server: ServerProcess) -> Iterator[Watched]:
-    yield from _page(browser, empty_server)
+def empty(profile: BrowserContext, empty_server: ServerProcess) -> Iterator[Watched]:
+    yield from _page(profile, empty_server)
 
 
 @pytest.fixture
-def keyed(browser: Browser, keyed_server: ServerProcess) -> Iterator[Watched]:
-    yield from _page(browser, keyed_server)
+def keyed(profile: BrowserContext, keyed_server: ServerProcess) -> Iterator[Watched]:
+    yield from _page(profile, keyed_server)
 
 
 @pytest.mark.parametrize(("path", "says"), EMPTY, ids=[p for p, _ in EMPTY])

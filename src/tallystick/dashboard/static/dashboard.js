@@ -275,13 +275,29 @@
     return out;
   }
 
+  /** plotly.js, once its script (loaded after this one) has run. */
+  const plotly = new Promise((resolve, reject) => {
+    if (window.Plotly) {
+      resolve(window.Plotly);
+      return;
+    }
+    const script = $("script[data-plotly]");
+    if (!script) {
+      reject(new Error("this page loads no charting library"));
+      return;
+    }
+    script.addEventListener("load", () => resolve(window.Plotly));
+    script.addEventListener("error", () => reject(new Error("plotly.js did not load")));
+  });
+  plotly.catch(() => {});
+
   /** Draw traces on a card and fill its table; `rows` and `columns` are the CSV behind it. */
   async function draw(card, { traces, layout, rows, columns, table }) {
     card.rows = rows;
     card.columns = columns;
     card.note.replaceChildren();
     card.chart.hidden = false;
-    await window.Plotly.react(card.chart, traces, merge(BASE_LAYOUT, layout),
+    await (await plotly).react(card.chart, traces, merge(BASE_LAYOUT, layout),
       { responsive: true, displayModeBar: false, displaylogo: false });
     card.chart.dataset.rendered = "true";
     card.table.replaceChildren(renderTable(table || { columns, rows }, card.title));
