@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
@@ -93,22 +94,37 @@ class Collector:
         self.started = False
         self._query: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self._dashboard: Dashboard | None = None
+        self._building = threading.Lock()
 
     def query_app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-        """The query API (``/v1/query/...``, ``/openapi.json``), built on first use."""
-        if self._query is None:
-            from tallystick.query.app import QueryApp
+        """The query API (``/v1/...`` but events, ``/openapi.json``), built on first use."""
+        with self._building:
+            if self._query is None:
+                from tallystick.query.app import QueryApp
 
-            self._query = QueryApp(self.settings)
-        return self._query
+                self._query = QueryApp(self.settings)
+            return self._query
 
     def dashboard_app(self) -> Dashboard:
         """The web dashboard (``/``, its pages and ``/static/``), built on first use."""
-        if self._dashboard is None:
-            from tallystick.dashboard.app import Dashboard
+        with self._building:
+            if self._dashboard is None:
+                from tallystick.dashboard.app import Dashboard
 
-            self._dashboard = Dashboard(self.settings)
-        return self._dashboard
+                self._dashboard = Dashboard(self.settings)
+            return self._dashboard
+
+    def warm_up(self) -> None:
+        """Build the query API and the dashboard, with their imports, assets and database,
+        so that the first person to open the dashboard does not wait for them."""
+        try:
+            self.query_app()
+            self.dashboard_app().assets  # noqa: B018 - reads and compresses the static files
+            from tallystick.metrics.engines import warm_up
+
+            warm_up()
+        except Exception:  # pragma: no cover - the first request builds them again
+            log.exception("warming up the query API failed")
 
     # -- lifecycle ---------------------------------------------------------------------------
 

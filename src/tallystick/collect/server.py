@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,10 +26,13 @@ from tallystick.config import Settings, from_env
 
 
 def app_from_env() -> object:
-    """uvicorn factory: each worker process builds its app from ``TALLYSTICK_*`` variables."""
+    """uvicorn factory: each worker process builds its app from ``TALLYSTICK_*`` variables, and
+    warms up its query API and dashboard in the background (see ``Collector.warm_up``)."""
     from tallystick.collect.app import create_app
 
-    return create_app(from_env())
+    app = create_app(from_env())
+    threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
+    return app
 
 
 def serve(

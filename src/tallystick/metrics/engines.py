@@ -123,6 +123,11 @@ def _duckdb_connection() -> Any:
     return duckdb.connect(":memory:")
 
 
+def warm_up() -> None:
+    """Open the process's DuckDB (and import it) before the first query needs it."""
+    _duckdb_cursor().close()
+
+
 def _duckdb_cursor() -> Any:
     """A cursor on one in-memory DuckDB shared by the process (opening a database costs ~40 ms,
     a cursor almost nothing; each query gets its own cursor, so threads do not share one)."""
