@@ -119,7 +119,8 @@ class Collector:
         so that the first person to open the dashboard does not wait for them."""
         try:
             self.query_app()
-            self.dashboard_app().assets  # noqa: B018 - reads and compresses the static files
+            for asset in self.dashboard_app().assets.values():
+                asset.gzipped  # noqa: B018 - compresses the static files once
             from tallystick.metrics.engines import warm_up
 
             warm_up()

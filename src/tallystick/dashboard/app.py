@@ -9,11 +9,12 @@ chart and table from the same HTTP API that ``/v1/...`` exposes. plotly.js is se
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import importlib.resources
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import jinja2
@@ -46,35 +47,39 @@ _SECURITY: Final = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
 class Asset:
-    """A static file held in memory, with its gzip form when that is smaller."""
+    """A static file held in memory; its gzip form is made on first demand, if it is smaller."""
 
-    body: bytes
-    content_type: bytes
-    version: str
-    gzipped: bytes | None
+    def __init__(self, body: bytes, content_type: bytes) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.version = hashlib.sha256(body).hexdigest()[:12]
+        self._gzipped: bytes | None = None
+        self._packed = False
+        self._lock = threading.Lock()
 
-    @classmethod
-    def of(cls, body: bytes, content_type: bytes) -> Asset:
-        packed = gzip.compress(body, compresslevel=6, mtime=0)
-        return cls(
-            body,
-            content_type,
-            hashlib.sha256(body).hexdigest()[:12],
-            packed if len(packed) < len(body) * 0.9 else None,
-        )
+    @property
+    def gzipped(self) -> bytes | None:
+        with self._lock:
+            if not self._packed:
+                packed = gzip.compress(self.body, compresslevel=6, mtime=0)
+                self._gzipped = packed if len(packed) < len(self.body) * 0.9 else None
+                self._packed = True
+            return self._gzipped
 
 
-def _read_assets() -> dict[str, Asset]:
+@functools.cache
+def read_assets() -> dict[str, Asset]:
+    """The static files (the package's ``static/`` and plotly.js from the plotly wheel), read
+    once per process: they change only with the installed packages."""
     assets: dict[str, Asset] = {}
     static = importlib.resources.files("tallystick.dashboard") / "static"
     for item in static.iterdir():
         suffix = "." + item.name.rsplit(".", 1)[-1]
         if item.is_file() and suffix in _TYPES:
-            assets[item.name] = Asset.of(item.read_bytes(), _TYPES[suffix])
+            assets[item.name] = Asset(item.read_bytes(), _TYPES[suffix])
     plotly = importlib.resources.files("plotly") / "package_data" / "plotly.min.js"
-    assets["plotly.min.js"] = Asset.of(plotly.read_bytes(), _TYPES[".js"])
+    assets["plotly.min.js"] = Asset(plotly.read_bytes(), _TYPES[".js"])
     return assets
 
 
@@ -83,7 +88,6 @@ class Dashboard:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._assets: dict[str, Asset] | None = None
         self._env = jinja2.Environment(
             loader=jinja2.PackageLoader("tallystick.dashboard", "templates"),
             autoescape=True,
@@ -94,9 +98,7 @@ class Dashboard:
 
     @property
     def assets(self) -> dict[str, Asset]:
-        if self._assets is None:
-            self._assets = _read_assets()
-        return self._assets
+        return read_assets()
 
     def asset_url(self, name: str) -> str:
         return f"{STATIC_PREFIX}{name}?v={self.assets[name].version}"
