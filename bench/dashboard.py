@@ -69,9 +69,9 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tallystick.cli.output import progress as progress_display
 from tallystick.collect.server import ServerProcess
 from tallystick.dashboard.pages import PAGES
 
@@ -341,13 +341,7 @@ def measure(
     results: dict[str, dict[str, Any]] = {p: {"path": p, "loads": []} for p in paths}
     priming: list[Load] = []
     total = len(paths) * (1 + args.repeat + args.warm) + (PRIMING if args.warm else 0)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with progress_display(console) as progress:
         task = progress.add_task("page loads", total=total)
 
         def visit(context: BrowserContext, path: str, description: str) -> Load:

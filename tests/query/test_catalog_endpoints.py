@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from query.responses import error_message, valid
 from query.sample import PARAMS, RANGE, make_lake
 from tallystick import messages
 from tallystick.config import Settings
@@ -21,25 +21,7 @@ from tallystick.metrics.catalog import MetricDef, read_catalog
 from tallystick.metrics.materialize import materialize
 from tallystick.metrics.registry import value_column
 from tallystick.query.catalog import used_in
-from tallystick.query.openapi import document
 from tallystick.store.lake import Lake
-
-DOC = document("test")
-
-
-def _valid(schema: str, value: object) -> None:
-    jsonschema.Draft202012Validator(
-        {"$ref": f"#/components/schemas/{schema}", "components": DOC["components"]}
-    ).validate(value)
-
-
-def _error(response: Any, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    message: str = error["message"]
-    return message
-
 
 # -- pure parts ----------------------------------------------------------------------------------
 
@@ -126,7 +108,7 @@ def test_a_metric_answers_the_rows_of_its_analysis(client: TestClient, name: str
     got = client.get(f"/v1/metrics/{name}", params=RANGE)
     assert got.status_code == 200, got.text
     body = got.json()
-    _valid("MetricResult", body)
+    valid("MetricResult", body)
     expected = query.json()
     assert body["rows"]
     assert body["rows"] == expected["rows"]
@@ -196,11 +178,11 @@ def test_bad_metric_requests(
         response = client.post(url, json=params)
     else:
         response = client.request(method, url)
-    assert message in _error(response, status, code)
+    assert message in error_message(response, status, code)
 
 
 def test_bare_metrics_path_says_how_to_name_one(client: TestClient) -> None:
-    assert "name the metric" in _error(client.get("/v1/metrics"), 404, messages.NOT_FOUND)
+    assert "name the metric" in error_message(client.get("/v1/metrics"), 404, messages.NOT_FOUND)
 
 
 # -- /v1/catalog -------------------------------------------------------------------------------
@@ -212,7 +194,7 @@ def test_catalog_lists_definitions_with_what_the_dashboard_needs(
     response = client.get("/v1/catalog")
     assert response.status_code == 200, response.text
     body = response.json()
-    _valid("Catalog", body)
+    valid("Catalog", body)
     assert body["directory"] == str(settings.catalog_dir)
     assert body["problems"] == []
     catalog, _ = read_catalog(settings.catalog_dir)
@@ -248,12 +230,14 @@ def test_catalog_follows_edits_and_lists_problems_beside_valid_definitions(
         "name: broken\ntitle: Broken\ntype: count\nparams: {event: a}\nonwer: me\n"
     )
     body = client.get("/v1/catalog").json()
-    _valid("Catalog", body)
+    valid("Catalog", body)
     assert body["problems"] == [
         "metrics/broken.yaml:5: unknown key 'onwer' — did you mean 'owner'?"
     ]
     assert len(body["metrics"]) == len(METRICS)
-    assert "no metric named 'broken'" in _error(client.get("/v1/metrics/broken"), 404, "not_found")
+    assert "no metric named 'broken'" in error_message(
+        client.get("/v1/metrics/broken"), 404, "not_found"
+    )
 
 
 def test_catalog_shows_materialised_grains_of_the_current_definition(
@@ -284,14 +268,14 @@ def test_a_missing_catalog_is_empty(collector: TestClient, settings: Settings) -
         "metrics": [],
         "problems": [],
     }
-    message = _error(collector.get("/v1/metrics/anything"), 404, messages.NOT_FOUND)
+    message = error_message(collector.get("/v1/metrics/anything"), 404, messages.NOT_FOUND)
     assert "no metric named 'anything'" in message
 
 
 def test_the_demo_catalog_is_listed_whole(collector: TestClient, settings: Settings) -> None:
     demo_catalog.install(settings.catalog_dir)
     body = collector.get("/v1/catalog").json()
-    _valid("Catalog", body)
+    valid("Catalog", body)
     assert body["problems"] == []
     by_name = {m["name"]: m for m in body["metrics"]}
     kpis = {name for name, m in by_name.items() if "kpis" in m["used_in"]}

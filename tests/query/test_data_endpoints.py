@@ -6,26 +6,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import jsonschema
 import pytest
 from starlette.testclient import TestClient
 
+from query.responses import error_message, valid
 from support import load, make_event
 from tallystick import messages
 from tallystick.collect.app import Collector
 from tallystick.config import Settings
 from tallystick.metrics.registry import default_range
-from tallystick.query.openapi import document
 from tallystick.schema import FIELDS
 
 D = dt.date.fromisoformat
-DOC = document("test")
-
-
-def _valid(schema: str, value: object) -> None:
-    jsonschema.Draft202012Validator(
-        {"$ref": f"#/components/schemas/{schema}", "components": DOC["components"]}
-    ).validate(value)
 
 
 def _time(text: str) -> dt.datetime:
@@ -36,14 +28,6 @@ def _time(text: str) -> dt.datetime:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _error(response: Any, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    message: str = error["message"]
-    return message
 
 
 # -- /v1/meta ----------------------------------------------------------------------------------
@@ -72,7 +56,7 @@ def test_meta_lists_what_the_lake_holds(
     response = collector.get("/v1/meta")
     assert response.status_code == 200, response.text
     body = response.json()
-    _valid("Meta", body)
+    valid("Meta", body)
     assert before <= _time(body["data_as_of"]) <= after
     assert _time(body["latest_event"]) == dt.datetime(2026, 3, 5, 12, tzinfo=dt.UTC)
     assert (body["first_day"], body["last_day"]) == ("2026-03-01", "2026-03-05")
@@ -95,7 +79,7 @@ def test_meta_of_an_empty_lake(collector: TestClient) -> None:
     response = collector.get("/v1/meta")
     assert response.status_code == 200, response.text
     body = response.json()
-    _valid("Meta", body)
+    valid("Meta", body)
     assert {k: v for k, v in body.items() if k not in ("today", "fields")} == {
         "data_as_of": None,
         "latest_event": None,
@@ -129,7 +113,7 @@ def test_health_counts_received_and_failed_events_per_day(
     response = collector.get("/v1/health", params={"from": str(first), "to": str(after.date())})
     assert response.status_code == 200, response.text
     body = response.json()
-    _valid("Health", body)
+    valid("Health", body)
     assert (body["from"], body["to"]) == (str(first), str(after.date()))
     days = [D(d["day"]) for d in body["days"]]
     assert days == [first + dt.timedelta(days=n) for n in range(len(days))]
@@ -171,7 +155,7 @@ def test_health_defaults_to_the_analyses_range_and_an_empty_lake_is_zeros(
     response = collector.get("/v1/health")
     assert response.status_code == 200, response.text
     body = response.json()
-    _valid("Health", body)
+    valid("Health", body)
     start, end = default_range(D(body["to"]))
     assert D(body["to"]) in {_now().date(), _now().date() - dt.timedelta(days=1)}
     assert D(body["from"]) == start
@@ -201,18 +185,20 @@ def test_health_defaults_to_the_analyses_range_and_an_empty_lake_is_zeros(
 def test_bad_health_parameters_are_400s_saying_what_to_write(
     collector: TestClient, query: str, message: str
 ) -> None:
-    assert message in _error(collector.get(f"/v1/health?{query}"), 400, messages.INVALID_QUERY)
+    assert message in error_message(
+        collector.get(f"/v1/health?{query}"), 400, messages.INVALID_QUERY
+    )
 
 
 @pytest.mark.parametrize("path", ["/v1/meta", "/v1/health", "/v1/catalog"])
 def test_meta_health_and_catalog_only_answer_get(collector: TestClient, path: str) -> None:
     response = collector.post(path, json={})
-    assert "use GET" in _error(response, 405, messages.METHOD_NOT_ALLOWED)
+    assert "use GET" in error_message(response, 405, messages.METHOD_NOT_ALLOWED)
     assert response.headers["allow"] == "GET"
 
 
 def test_an_unknown_v1_path_is_a_404_pointing_at_the_list(collector: TestClient) -> None:
-    message = _error(collector.get("/v1/nope"), 404, messages.NOT_FOUND)
+    message = error_message(collector.get("/v1/nope"), 404, messages.NOT_FOUND)
     assert message == (
         "no such endpoint: GET /v1/nope; events go to POST /v1/events and GET /v1 lists the API."
     )

@@ -15,6 +15,7 @@ import pytest
 from sqlglot import exp
 from starlette.testclient import TestClient
 
+from query.responses import error_message
 from query.sample import PARAMS, RANGE, make_lake
 from support import make_event
 from tallystick import messages
@@ -119,15 +120,6 @@ def test_aliases_and_dashes_are_accepted(client: TestClient) -> None:
     assert response.json()["rows"][1]["retained"] == [2, 1, 1]
 
 
-def _error(response: Any, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert error["code"] == code
-    message: str = error["message"]
-    return message
-
-
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -144,9 +136,9 @@ def test_a_bad_parameter_is_a_400_naming_it(
     client: TestClient, params: dict[str, str], message: str
 ) -> None:
     got = client.get("/v1/query/count", params={"event": "create", **params})
-    assert message in _error(got, 400, messages.INVALID_QUERY)
+    assert message in error_message(got, 400, messages.INVALID_QUERY)
     posted = client.post("/v1/query/count", json={"event": "create", **params})
-    assert message in _error(posted, 400, messages.INVALID_QUERY)
+    assert message in error_message(posted, 400, messages.INVALID_QUERY)
 
 
 @pytest.mark.parametrize(
@@ -163,12 +155,12 @@ def test_a_bad_parameter_is_a_400_naming_it(
 def test_wrong_json_types_are_400s_naming_the_parameter(
     client: TestClient, body: dict[str, Any], message: str
 ) -> None:
-    assert message in _error(client.post("/v1/query/count", json=body), 400, "invalid_query")
+    assert message in error_message(client.post("/v1/query/count", json=body), 400, "invalid_query")
 
 
 def test_more_wrong_types(client: TestClient) -> None:
     def refused(name: str, body: dict[str, Any]) -> str:
-        return _error(client.post(f"/v1/query/{name}", json=body), 400, "invalid_query")
+        return error_message(client.post(f"/v1/query/{name}", json=body), 400, "invalid_query")
 
     assert "'actions' must be an event name list" in refused("core", {"actions": 1, "active": "a"})
     assert "'periods' must be a whole number" in refused(
@@ -185,22 +177,22 @@ def test_more_wrong_types(client: TestClient) -> None:
 
 def test_request_level_refusals(client: TestClient) -> None:
     twice = client.get("/v1/query/count?event=a&event=b")
-    assert "parameter 'event' is given twice" in _error(twice, 400, "invalid_query")
-    assert "not valid JSON" in _error(
+    assert "parameter 'event' is given twice" in error_message(twice, 400, "invalid_query")
+    assert "not valid JSON" in error_message(
         client.post("/v1/query/count", content=b"{nope"), 400, messages.MALFORMED_JSON
     )
-    assert "must be a JSON object" in _error(
+    assert "must be a JSON object" in error_message(
         client.post("/v1/query/count", json=["event"]), 400, "invalid_query"
     )
     huge = client.post("/v1/query/count", json={"event": "a" * 70_000})
-    assert "larger than 65,536 bytes" in _error(huge, 413, messages.REQUEST_TOO_LARGE)
+    assert "larger than 65,536 bytes" in error_message(huge, 413, messages.REQUEST_TOO_LARGE)
     unknown = client.get("/v1/query/nope")
-    assert "no analysis 'nope': use /v1/query/<analysis> with one of core" in _error(
+    assert "no analysis 'nope': use /v1/query/<analysis> with one of core" in error_message(
         unknown, 404, messages.NOT_FOUND
     )
-    assert "name the analysis" in _error(client.get("/v1/query"), 404, "not_found")
+    assert "name the analysis" in error_message(client.get("/v1/query"), 404, "not_found")
     wrong = client.delete("/v1/query/count")
-    assert "use GET or POST" in _error(wrong, 405, messages.METHOD_NOT_ALLOWED)
+    assert "use GET or POST" in error_message(wrong, 405, messages.METHOD_NOT_ALLOWED)
     assert wrong.headers["allow"] == "GET, POST"
     assert client.post("/openapi.json").headers["allow"] == "GET"
 
@@ -362,7 +354,7 @@ def test_an_engine_failure_is_a_500_query_failed(app: Collector, collector: Test
     engine = _HeldEngine(duckdb.BinderException("Binder Error: no such column\nLINE 1"))
     app._query = QueryApp(app.settings, engine)  # type: ignore[arg-type]
     response = collector.get("/v1/query/count", params={"event": "a", **RANGE})
-    message = _error(response, 500, messages.QUERY_FAILED)
+    message = error_message(response, 500, messages.QUERY_FAILED)
     assert message == (
         "duckdb could not run the count analysis: Binder Error: no such column. Try again later."
     )

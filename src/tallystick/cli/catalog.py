@@ -31,6 +31,7 @@ from tallystick.cli.metrics import (
 )
 from tallystick.cli.options import DEFAULT_DATA, DataOption, FormatOption
 from tallystick.cli.output import Format, render
+from tallystick.cli.output import progress as progress_display
 
 if TYPE_CHECKING:
     from tallystick.metrics.catalog import Catalog, MetricDef
@@ -357,7 +358,7 @@ def materialize(
         return
     reports = []
     try:
-        with _progress(err) as progress:
+        with progress_display(err) as progress:
             session = DuckDBEngine(lake)
             task = progress.add_task("materialising", total=total)
             for plan in plans:
@@ -368,25 +369,6 @@ def materialize(
     except MetricError as exc:
         raise _fail(str(exc)) from None
     _print_reports(reports, err)
-
-
-def _progress(console: Console) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 def _describe(plan: Plan) -> str:

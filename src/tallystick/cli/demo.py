@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tallystick.cli.options import DEFAULT_DATA, DataOption
+from tallystick.cli.output import progress as progress_display
 from tallystick.collect.server import ServerProcess
 from tallystick.config import from_env
 
@@ -98,13 +98,7 @@ def _build(
     events = gen(users=params["users"], days=params["days"], seed=params["seed"])
     lake = Lake(lake_dir)
     before = count_events(lake)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with progress_display(console) as progress:
         task = progress.add_task("sending events", total=None)
         result = post(events, url, progress=lambda n: progress.advance(task, n))
         loading = progress.add_task("loading into the lake", total=result.accepted)

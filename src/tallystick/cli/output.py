@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 
@@ -58,3 +59,16 @@ def render(
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(_plain(r.get(c))) for c in cols))
     (console or Console()).print(table)
+
+
+def progress(console: Console) -> Progress:
+    """The progress display of long-running commands: what, a bar, done/total, time taken."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
