@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from support import load, make_event
 from tallystick.collect.app import Collector
 from tallystick.query.answers import Answers
+from tallystick.query.app import QueryApp
 from tallystick.store.lake import Lake
 
 # (asks as (question, stamp), how many computations they cost)
@@ -104,3 +105,18 @@ def test_meta_is_kept_until_the_lake_changes(app: Collector, collector: TestClie
     names = {e["name"] for e in collector.get("/v1/meta").json()["events"]}
     assert names == {"user.login", "page.view"}
     assert dt.date.fromisoformat(first["today"]) == dt.datetime.now(dt.UTC).date()
+
+
+def test_priming_keeps_the_first_answers_every_page_asks_for(
+    app: Collector, collector: TestClient
+) -> None:
+    _send(app, collector, [_login(dt.datetime.now(dt.UTC).date().isoformat())])
+    query = app.query_app()
+    assert isinstance(query, QueryApp)
+    query.prime()
+    answers = query.answers
+    assert answers is not None
+    misses = answers.misses
+    assert collector.get("/v1/meta").json()["events"] == [{"name": "user.login", "count": 1}]
+    assert sum(d["received"] for d in collector.get("/v1/health").json()["days"]) == 1
+    assert answers.misses == misses

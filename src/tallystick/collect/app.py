@@ -115,15 +115,19 @@ class Collector:
             return self._dashboard
 
     def warm_up(self) -> None:
-        """Build the query API and the dashboard, with their imports, assets and database,
-        so that the first person to open the dashboard does not wait for them."""
+        """Build the query API and the dashboard, with their imports, assets and database, and
+        compute the answers every page asks first, so that the first person to open the
+        dashboard does not wait for them."""
         try:
-            self.query_app()
+            query = self.query_app()
             for asset in self.dashboard_app().assets.values():
                 asset.gzipped  # noqa: B018 - compresses the static files once
             from tallystick.metrics.engines import warm_up
+            from tallystick.query.app import QueryApp
 
             warm_up()
+            if isinstance(query, QueryApp):
+                query.prime()
         except Exception:  # pragma: no cover - the first request builds them again
             log.exception("warming up the query API failed")
 

@@ -33,7 +33,7 @@ from tallystick.metrics.api import QueryFailed, run
 from tallystick.metrics.catalog import MetricDef
 from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import MetricError
-from tallystick.metrics.registry import ANALYSES, REQUIRED, build, normalise
+from tallystick.metrics.registry import ANALYSES, REQUIRED, build, default_range, normalise
 from tallystick.query import auth, overview
 from tallystick.query.answers import Answers
 from tallystick.query.catalog import CatalogFiles, listing
@@ -213,27 +213,14 @@ class QueryApp:
         query_string = scope.get("query_string", b"").decode("latin-1")
         if path == META_PATH:
             _only_get(method)
-            today = self.today()
-            return await self._in_thread(
-                self._answer,
-                ("meta", today),
-                lambda: self.lake.stamp(EVENTS),
-                partial(overview.meta_body, self.lake, today),
-            )
+            return await self._in_thread(self.meta)
         if path == HEALTH_PATH:
             _only_get(method)
             try:
                 date_from, date_to = overview.health_range(query_params(query_string), self.today())
             except MetricError as exc:
                 raise _invalid(str(exc)) from None
-            return await self._in_thread(
-                self._answer,
-                ("health", date_from, date_to, self.today()),
-                self._health_stamp,
-                partial(
-                    overview.health_body, self.lake, self.settings.spool_dir, date_from, date_to
-                ),
-            )
+            return await self._in_thread(self.health, date_from, date_to)
         if path == CATALOG_PATH:
             _only_get(method)
             return await anyio.to_thread.run_sync(self._listing)
@@ -263,6 +250,30 @@ class QueryApp:
                     "sql": outcome.sql,
                 }
         raise _no_endpoint(path, method)
+
+    def meta(self) -> dict[str, Any]:
+        """The body of ``GET /v1/meta`` (kept while the lake's event files are unchanged)."""
+        today = self.today()
+        return self._answer(
+            ("meta", today),
+            lambda: self.lake.stamp(EVENTS),
+            partial(overview.meta_body, self.lake, today),
+        )
+
+    def health(self, date_from: dt.date, date_to: dt.date) -> dict[str, Any]:
+        """The body of ``GET /v1/health`` (kept while the lake and the spool are unchanged)."""
+        return self._answer(
+            ("health", date_from, date_to, self.today()),
+            self._health_stamp,
+            partial(overview.health_body, self.lake, self.settings.spool_dir, date_from, date_to),
+        )
+
+    def prime(self) -> None:
+        """Compute what every dashboard page asks first (the lake summary, the catalog, the
+        default range's health), so that the first visitor finds the answers kept."""
+        self.meta()
+        self._listing()
+        self.health(*default_range(self.today()))
 
     def _listing(self) -> dict[str, Any]:
         catalog, problems = self.catalog.read()
