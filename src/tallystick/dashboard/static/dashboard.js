@@ -297,10 +297,11 @@
     card.columns = columns;
     card.note.replaceChildren();
     card.chart.hidden = false;
+    // The table first: on a first visit the numbers can show while plotly.js still compiles.
+    card.table.replaceChildren(renderTable(table || { columns, rows }, card.title));
     await (await plotly).react(card.chart, traces, merge(BASE_LAYOUT, layout),
       { responsive: true, displayModeBar: false, displaylogo: false });
     card.chart.dataset.rendered = "true";
-    card.table.replaceChildren(renderTable(table || { columns, rows }, card.title));
   }
 
   function empty(card, title, detail) {
