@@ -11,12 +11,13 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from tallystick import messages
+from tallystick.collect.asgi import Receive, Scope, Send, respond_json
 from tallystick.collect.body import ClientDisconnected, decode_content, read_body
 from tallystick.collect.validate import Checked, check_array, split_events
 from tallystick.config import Settings, from_env
@@ -28,15 +29,9 @@ from tallystick.store.spool import SpoolUnavailable, SpoolWriter
 if TYPE_CHECKING:
     from tallystick.dashboard.app import Dashboard
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 log = logging.getLogger("tallystick.collector")
 
 _encode = msgspec.json.Encoder().encode
-_JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 _STATUS_BODY_TOO_LARGE: Final = (messages.REQUEST_TOO_LARGE, messages.TOO_MANY_EVENTS)
 
 ENDPOINTS: Final = {
@@ -56,24 +51,6 @@ ENDPOINTS: Final = {
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope.get("headers") or ())
-
-
-async def _respond(
-    send: Send, status: int, body: object, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    payload = _encode(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                *_JSON_HEADERS,
-                *headers,
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 def _problem_body(problem: Problem) -> dict[str, object]:
@@ -175,21 +152,21 @@ class Collector:
             else:
                 await self._not_allowed(send, "POST")
         elif path in ("/v1", "/v1/"):
-            await _respond(send, 200, {"service": "tallystick", "endpoints": ENDPOINTS})
+            await respond_json(send, 200, {"service": "tallystick", "endpoints": ENDPOINTS})
         elif path.startswith("/v1/") or path == "/openapi.json":
             await self.query_app()(scope, receive, send)
         elif path == "/healthz":
-            await _respond(send, 200, {"status": "ok"})
+            await respond_json(send, 200, {"status": "ok"})
         elif path == "/readyz":
             problem = self.spool.problem() if self.started else "the collector is starting"
             if problem is None:
-                await _respond(send, 200, {"status": "ready"})
+                await respond_json(send, 200, {"status": "ready"})
             else:
-                await _respond(send, 503, {"status": "not ready", "reason": problem})
+                await respond_json(send, 503, {"status": "not ready", "reason": problem})
         elif self.dashboard_app().serves(path):
             await self.dashboard_app()(scope, receive, send)
         else:
-            await _respond(
+            await respond_json(
                 send,
                 404,
                 {
@@ -203,7 +180,7 @@ class Collector:
 
     async def _not_allowed(self, send: Send, allowed: str) -> None:
         problem = Problem(messages.METHOD_NOT_ALLOWED, f"use {allowed} for this endpoint.")
-        await _respond(send, 405, {"error": problem.as_dict()}, ((b"allow", allowed.encode()),))
+        await respond_json(send, 405, {"error": problem.as_dict()}, ((b"allow", allowed.encode()),))
 
     # -- ingestion ---------------------------------------------------------------------------
 
@@ -247,11 +224,11 @@ class Collector:
             await self.spool.append(frames)
         except SpoolUnavailable as exc:
             problem = Problem(messages.NOT_READY, f"{exc}. Retry later.")
-            await _respond(send, 503, _problem_body(problem), ((b"retry-after", b"1"),))
+            await respond_json(send, 503, _problem_body(problem), ((b"retry-after", b"1"),))
             return
         accepted, rejected = len(checked.events), len(checked.rejected)
         if not rejected:
-            await _respond(send, 200, {"accepted": accepted, "rejected": 0})
+            await respond_json(send, 200, {"accepted": accepted, "rejected": 0})
             return
         errors = [
             {"index": r.index, "event_id": r.event_id, **r.problem.as_dict()}
@@ -263,7 +240,9 @@ class Collector:
             status = 413
         else:
             status = 400
-        await _respond(send, status, {"accepted": accepted, "rejected": rejected, "errors": errors})
+        await respond_json(
+            send, status, {"accepted": accepted, "rejected": rejected, "errors": errors}
+        )
 
     def _frames(self, checked: Checked, received_us: int, now: dt.datetime) -> list[bytes]:
         """The spool frames of a request. Failed-event records carry no client address: it is
@@ -310,7 +289,7 @@ class Collector:
             await self.spool.append([spool.frame(spool.FAILED, received_us, _encode([record]))])
         except SpoolUnavailable as exc:
             log.warning("could not record a refused request: %s", exc)
-        await _respond(send, status, _problem_body(problem))
+        await respond_json(send, status, _problem_body(problem))
 
 
 def create_app(settings: Settings | None = None) -> Collector:

@@ -14,19 +14,14 @@ import gzip
 import hashlib
 import importlib.resources
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Final
 
 import jinja2
 
+from tallystick.collect.asgi import Receive, Scope, Send, respond
 from tallystick.config import Settings
 from tallystick.dashboard.pages import BY_PATH, PAGES, RANGES, Page, first, view_state
 from tallystick.version import __version__
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 STATIC_PREFIX: Final = "/static/"
 _TYPES: Final = {
@@ -124,7 +119,7 @@ class Dashboard:
         path: str = scope["path"]
         method: str = scope["method"]
         if method not in ("GET", "HEAD"):
-            await _send(
+            await respond(
                 send,
                 405,
                 b"text/plain; charset=utf-8",
@@ -140,7 +135,7 @@ class Dashboard:
             await self._static(scope, send, path[len(STATIC_PREFIX) :], head)
             return
         html = self.render(BY_PATH[path], scope.get("query_string", b"").decode("latin-1"))
-        await _send(
+        await respond(
             send,
             200,
             b"text/html; charset=utf-8",
@@ -152,7 +147,7 @@ class Dashboard:
     async def _static(self, scope: Scope, send: Send, name: str, head: bool) -> None:
         asset = self.assets.get(name)
         if asset is None:
-            await _send(
+            await respond(
                 send,
                 404,
                 b"text/plain; charset=utf-8",
@@ -166,33 +161,10 @@ class Dashboard:
         cache = b"public, max-age=31536000, immutable" if versioned else b"no-cache"
         extra = [(b"etag", etag), (b"cache-control", cache), (b"vary", b"accept-encoding")]
         if headers.get(b"if-none-match") == etag:
-            await _send(send, 304, asset.content_type, b"", extra, head=True)
+            await respond(send, 304, asset.content_type, b"", extra, head=True)
             return
         body = asset.body
         if asset.gzipped is not None and b"gzip" in headers.get(b"accept-encoding", b""):
             body = asset.gzipped
             extra.append((b"content-encoding", b"gzip"))
-        await _send(send, 200, asset.content_type, body, extra, head=head)
-
-
-async def _send(
-    send: Send,
-    status: int,
-    content_type: bytes,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    *,
-    head: bool,
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"" if head else body})
+        await respond(send, 200, asset.content_type, body, extra, head=head)

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import os
 import urllib.parse
-from collections.abc import Awaitable, Callable, Hashable, MutableMapping
+from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -25,6 +25,7 @@ import anyio.to_thread
 import msgspec
 
 from tallystick import messages
+from tallystick.collect.asgi import Receive, Scope, Send, respond_json
 from tallystick.collect.body import ClientDisconnected
 from tallystick.config import Settings
 from tallystick.messages import Problem
@@ -51,11 +52,6 @@ from tallystick.query.openapi import (
 )
 from tallystick.store.lake import EVENTS, FAILED, Lake
 from tallystick.store.loader import QUARANTINE
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("tallystick.query")
 
@@ -85,24 +81,6 @@ class Refused(Exception):
 
 def _invalid(message: str) -> Refused:
     return Refused(400, Problem(messages.INVALID_QUERY, message))
-
-
-async def _respond(
-    send: Send, status: int, body: object, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    payload = body if isinstance(body, bytes) else _encode(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                *headers,
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 def query_params(query_string: str) -> dict[str, Any]:
@@ -192,7 +170,7 @@ class QueryApp:
         method: str = scope["method"]
         if path == OPENAPI_PATH:
             if method == "GET":
-                await _respond(send, 200, self.openapi())
+                await respond_json(send, 200, self.openapi())
             else:
                 await self._refuse(send, _not_allowed("GET"))
             return
@@ -207,7 +185,7 @@ class QueryApp:
             return
         except ClientDisconnected:
             return
-        await _respond(send, 200, body)
+        await respond_json(send, 200, body)
 
     async def _route(self, path: str, method: str, scope: Scope, receive: Receive) -> object:
         query_string = scope.get("query_string", b"").decode("latin-1")
@@ -342,7 +320,7 @@ class QueryApp:
 
     async def _refuse(self, send: Send, refused: Refused) -> None:
         body = {"error": refused.problem.as_dict()}
-        await _respond(send, refused.status, body, refused.headers)
+        await respond_json(send, refused.status, body, refused.headers)
 
 
 async def _params(method: str, query_string: str, receive: Receive) -> dict[str, Any]:
