@@ -7,11 +7,12 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import ConsoleMessage, Page, Request
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
 
@@ -61,6 +62,16 @@ class Watched:
             "from": self.page.input_value("#from"),
             "to": self.page.input_value("#to"),
         }
+
+
+def watched_tab(profile: BrowserContext, base: str) -> Iterator[Watched]:
+    """A new tab of ``profile`` on the server at ``base``, watched, closed afterwards (for a
+    fixture: ``yield from``)."""
+    page = profile.new_page()
+    try:
+        yield watch(page, base)
+    finally:
+        page.close()
 
 
 def watch(page: Page, base: str) -> Watched:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, sync_playwright
 
-from browser_support import Watched, api, build_demo, watch
+from browser_support import Watched, api, build_demo, watched_tab
 from tallystick.collect.server import ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -92,8 +92,4 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
 
 @pytest.fixture
 def dash(profile: BrowserContext, server: ServerProcess) -> Iterator[Watched]:
-    page = profile.new_page()
-    try:
-        yield watch(page, server.url)
-    finally:
-        page.close()
+    yield from watched_tab(profile, server.url)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import BrowserContext
 
-from browser_support import Watched, build_demo, watch
+from browser_support import Watched, build_demo, watched_tab
 from tallystick.collect.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -42,22 +42,14 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
         yield running
 
 
-def _page(profile: BrowserContext, server: ServerProcess) -> Iterator[Watched]:
-    page = profile.new_page()
-    try:
-        yield watch(page, server.url)
-    finally:
-        page.close()
-
-
 @pytest.fixture
 def empty(profile: BrowserContext, empty_server: ServerProcess) -> Iterator[Watched]:
-    yield from _page(profile, empty_server)
+    yield from watched_tab(profile, empty_server.url)
 
 
 @pytest.fixture
 def keyed(profile: BrowserContext, keyed_server: ServerProcess) -> Iterator[Watched]:
-    yield from _page(profile, keyed_server)
+    yield from watched_tab(profile, keyed_server.url)
 
 
 @pytest.mark.parametrize(("path", "says"), EMPTY, ids=[p for p, _ in EMPTY])
