@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 # Debian's chromium, for the dashboard's browser tests (Playwright never downloads its own).
 browser:
-	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium) \
+		|| (echo "error: the browser tests need Debian's chromium; install it as root: apt-get install chromium" >&2; exit 1)
 
 demo: install
 	$(BIN)/tally demo
