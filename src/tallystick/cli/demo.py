@@ -65,8 +65,8 @@ def demo(
         if not serve:
             return
         console.print(
-            f"\n[bold green]Serving[/] on [cyan]{server.url}[/]  "
-            "(POST /v1/events, GET /readyz). Press Ctrl-C to stop."
+            f"\n[bold green]Serving[/]: open the dashboard at [cyan]{server.url}/[/] "
+            f"(the API: {server.url}/v1, events: POST /v1/events). Press Ctrl-C to stop."
         )
         assert server.proc is not None
         server.proc.wait()
