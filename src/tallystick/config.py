@@ -37,6 +37,11 @@ class Settings:
     failed_raw_max_bytes: int = 8 * KiB
     config_dir: Path | None = None
     """Project configuration (the metric catalog in ``metrics/``); ``None``: ``<data>/config``."""
+    control_url: str | None = dataclasses.field(default=None, repr=False)
+    """The control-plane database (SQLAlchemy URL, e.g. ``postgresql+psycopg://…``); ``None``:
+    SQLite at ``<data>/control.db``. Hidden from repr: it may hold a password."""
+    control_poll_seconds: float = 2.0
+    """How often collectors look for a new configuration version."""
     read_key: str | None = dataclasses.field(default=None, repr=False)
     """When set, the query API's reads need ``Authorization: Bearer <read_key>`` (never logged;
     a stand-in until hashed keys arrive)."""
@@ -50,6 +55,13 @@ class Settings:
     def catalog_dir(self) -> Path:
         """Where the metric catalog's YAML files live."""
         return self.config_path / "metrics"
+
+    @property
+    def control_database(self) -> str:
+        """The control plane's database URL."""
+        if self.control_url:
+            return self.control_url
+        return f"sqlite:///{self.data.resolve() / 'control.db'}"
 
     @property
     def spool_dir(self) -> Path:
@@ -91,7 +103,7 @@ _KIND_NAMES: Final[dict[type, str]] = {
     str: "text",
 }
 #: the type of each setting whose default is ``None``
-_OPTIONAL_KINDS: Final[dict[str, type]] = {"config_dir": Path, "read_key": str}
+_OPTIONAL_KINDS: Final[dict[str, type]] = {"config_dir": Path, "read_key": str, "control_url": str}
 
 
 def _parse(kind: type, raw: str) -> Any:

@@ -1,0 +1,120 @@
+"""The collector's view of the control plane: one immutable snapshot, applied per event (pure).
+
+``Controls.build`` compiles a version of the configuration (streams, the unrouted stream) into a
+router; ``place`` decides, for one event received at a given time, which streams store it and
+what each stream stores: the event as sent (``None``, the common case, so the collector can
+store the bytes it received) or a copy without the attributes the stream does not keep and with
+the sample rate it was kept at. The collector swaps the whole snapshot when the configuration's
+version changes, so one request never sees half of two configurations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tallystick.control.curation import drops
+from tallystick.control.definitions import Stream
+from tallystick.control.routing import UNROUTED, Router
+from tallystick.control.sampling import keep, unit_id
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One stream's copy of an event: ``event`` is None when the stream stores it as sent."""
+
+    stream: str
+    event: dict[str, Any] | None
+
+
+def kept_attributes(event: Mapping[str, Any], keep: Iterable[str]) -> dict[str, Any]:
+    """``event`` without the contextual attributes that ``keep`` does not list (a group such as
+    ``page`` keeps all of it; ``page.url`` keeps only that field of ``page``)."""
+    from tallystick.control.definitions import CONTEXT_GROUPS
+
+    groups: set[str] = set()
+    leaves: dict[str, set[str]] = {}
+    for attribute in keep:
+        group, _, leaf = attribute.partition(".")
+        if leaf:
+            leaves.setdefault(group, set()).add(leaf)
+        else:
+            groups.add(group)
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        if key not in CONTEXT_GROUPS or key in groups:
+            out[key] = value
+        elif key in leaves and isinstance(value, Mapping):
+            part = {k: v for k, v in value.items() if k in leaves[key]}
+            if part:
+                out[key] = part
+    return out
+
+
+def _combined_sample(event: Mapping[str, Any], stream: Stream) -> dict[str, Any]:
+    """The sample record of an event kept by a sampled stream. An event the client sampled
+    already was kept with both probabilities: the smaller one when both sampled the same unit
+    (samples of one unit nest), their product when they sampled different units (independent)."""
+    assert stream.sample is not None
+    rate = stream.sample.rate
+    sent = event.get("sample")
+    if isinstance(sent, Mapping) and isinstance(sent.get("rate"), int | float):
+        client_rate = float(sent["rate"])
+        rate = (
+            min(rate, client_rate) if sent.get("unit") == stream.sample.unit else rate * client_rate
+        )
+    return {"unit": stream.sample.unit, "rate": rate}
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """A compiled version of the configuration."""
+
+    version: int
+    streams: Mapping[str, Stream]
+    router: Router
+
+    @classmethod
+    def build(cls, version: int, streams: Iterable[Stream], unrouted: str = UNROUTED) -> Controls:
+        by_name = {s.name: s for s in streams}
+        router = Router.build({s.name: s.events for s in by_name.values()}, fallback=unrouted)
+        return cls(version, by_name, router)
+
+    @property
+    def unrouted(self) -> str:
+        return self.router.fallback
+
+    @property
+    def passthrough(self) -> bool:
+        """No streams: every event goes, as sent, to the unrouted stream."""
+        return not self.streams
+
+    def place(self, event: Mapping[str, Any], at: dt.datetime) -> list[Placement]:
+        """Where ``event`` (its JSON as a mapping) is stored, received at ``at``. Empty when every
+        stream it is routed to is disabled, expired, not started, curates it out or samples it
+        out."""
+        name = event.get("name")
+        targets = self.router.streams(name) if isinstance(name, str) else (self.unrouted,)
+        placed: list[Placement] = []
+        for target in targets:
+            stream = self.streams.get(target)
+            if stream is None:  # the unrouted stream: everything, as sent
+                placed.append(Placement(target, None))
+                continue
+            if not stream.collecting(at) or drops(stream.curation, event):
+                continue
+            copy: dict[str, Any] | None = None
+            if stream.sample is not None and stream.sample.rate < 1:
+                # an event without the unit's id cannot be sampled: kept, and not re-weighted
+                found = unit_id(event, stream.sample.unit)
+                if found is not None:
+                    if not keep(stream.sample.unit, found, stream.sample.rate):
+                        continue
+                    copy = dict(event)
+                    copy["sample"] = _combined_sample(event, stream)
+            if stream.keep is not None:
+                copy = kept_attributes(copy if copy is not None else event, stream.keep)
+            placed.append(Placement(target, copy))
+        return placed

@@ -1,0 +1,125 @@
+"""The control plane's tables (SQLAlchemy Core). Migrations in ``migrations/versions`` create
+them; a test checks that the two agree (``alembic check``).
+
+Definitions are stored whole, as the JSON of ``definitions.*.as_dict()``: the database holds
+exactly what ``tally config export`` prints, and a new optional setting needs no migration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """A time stored in UTC and read back aware (SQLite would drop the offset)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("control-plane times must carry a time zone")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+NAMING: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = sa.MetaData(naming_convention=NAMING)
+
+config_version = sa.Table(
+    "config_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+)
+
+streams = sa.Table(
+    "streams",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("built_at", UTCDateTime),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("before", sa.JSON),
+    sa.Column("after", sa.JSON),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+check_runs = sa.Table(
+    "check_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ran_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("target_kind", sa.String(16), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("check_label", sa.String(200), nullable=False),
+    sa.Column("check_spec", sa.JSON, nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("failing", sa.BigInteger, nullable=False),
+    sa.Column("checked", sa.BigInteger, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("examples", sa.JSON),
+)
+
+metric_runs = sa.Table(
+    "metric_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("metric", sa.String(200), nullable=False, index=True),
+    sa.Column("ran_at", UTCDateTime, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+)
+
+fields = sa.Table(
+    "fields",
+    metadata,
+    sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("stats", sa.JSON, nullable=False),
+)
