@@ -120,8 +120,8 @@ def test_python_fallback_gives_the_same_rows() -> None:
 
     payload = msgspec.json.encode(EDGE_CASES)
     assert (
-        decode._with_python([payload], [RECEIVED_US]).to_pylist()
-        == decode._with_duckdb([payload], [RECEIVED_US]).to_pylist()
+        decode._with_python([payload], [RECEIVED_US], ["product"]).to_pylist()
+        == decode._with_duckdb([payload], [RECEIVED_US], ["product"]).to_pylist()
     )
 
 

@@ -72,46 +72,61 @@ def _column(f: Field) -> str:
 
 @cache
 def select_sql() -> str:
-    """The query that flattens table ``frames(payload VARCHAR, received_us BIGINT)``."""
+    """The query that flattens table ``frames(payload VARCHAR, received_us BIGINT, stream
+    VARCHAR)``."""
     columns = ",\n  ".join(f"{_column(f)} AS {_quote(f.column)}" for f in FIELDS)
     structure = _structure().replace("'", "''")
     return (
-        f"SELECT\n  {columns},\n  CAST({SCHEMA_VERSION} AS SMALLINT) AS schema_version\n"
-        f"FROM (SELECT unnest(from_json(payload, '{structure}')) AS e, received_us "
+        f"SELECT\n  {columns},\n  CAST({SCHEMA_VERSION} AS SMALLINT) AS schema_version,\n"
+        "  stream\n"
+        f"FROM (SELECT unnest(from_json(payload, '{structure}')) AS e, received_us, stream "
         "FROM frames)"
     )
 
 
-def frames_to_table(payloads: Sequence[bytes], received_us: Sequence[int]) -> pa.Table:
-    """Lake rows for spooled event arrays (each payload a JSON array of validated events).
+def frames_to_table(
+    payloads: Sequence[bytes],
+    received_us: Sequence[int],
+    streams: Sequence[str | None] | None = None,
+) -> pa.Table:
+    """Lake rows for spooled event arrays (each payload a JSON array of validated events, stored
+    for the stream at the same place in ``streams``; default: none).
 
     Should DuckDB refuse something msgspec accepted when the collector validated it, the rows
     are converted the plain-Python way instead: an acknowledged event is never held back by a
     difference between two parsers.
     """
+    names = list(streams) if streams is not None else [None] * len(payloads)
     try:
-        return _with_duckdb(payloads, received_us)
+        return _with_duckdb(payloads, received_us, names)
     except duckdb.Error as exc:
         log.warning("DuckDB could not convert spooled events (%s); converting them in Python", exc)
-        return _with_python(payloads, received_us)
+        return _with_python(payloads, received_us, names)
 
 
-def _with_python(payloads: Sequence[bytes], received_us: Sequence[int]) -> pa.Table:
+def _with_python(
+    payloads: Sequence[bytes], received_us: Sequence[int], streams: Sequence[str | None]
+) -> pa.Table:
     events: list[Event] = []
     received: list[dt.datetime] = []
-    for payload, us in zip(payloads, received_us, strict=True):
+    names: list[str | None] = []
+    for payload, us, stream in zip(payloads, received_us, streams, strict=True):
         batch = _decode_events(payload)
         events.extend(batch)
         stamp = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
         received.extend([stamp] * len(batch))
-    return events_to_table(events, received)
+        names.extend([stream] * len(batch))
+    return events_to_table(events, received, names)
 
 
-def _with_duckdb(payloads: Sequence[bytes], received_us: Sequence[int]) -> pa.Table:
+def _with_duckdb(
+    payloads: Sequence[bytes], received_us: Sequence[int], streams: Sequence[str | None]
+) -> pa.Table:
     frames = pa.table(
         {
             "payload": pa.array(payloads, type=pa.binary()).cast(pa.string()),
             "received_us": pa.array(received_us, type=pa.int64()),
+            "stream": pa.array(streams, type=pa.string()),
         }
     )
     con = duckdb.connect(":memory:", config={"threads": "2"})

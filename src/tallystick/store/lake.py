@@ -3,6 +3,7 @@
 Layout under the lake root::
 
     events/date=YYYY-MM-DD/<name>.parquet    accepted events, flat columns (see schema.FIELDS)
+                                             and the stream each copy was stored for
     failed/date=YYYY-MM-DD/<name>.parquet    rejected events with their reasons
 
 Files are written to a temporary name, fsync'd, then renamed into place, so a reader never sees
@@ -42,8 +43,14 @@ _ARROW_TYPES: Final = {
 
 EVENT_SCHEMA: Final = pa.schema(
     [pa.field(f.column, _ARROW_TYPES[f.kind], nullable=not f.required) for f in FIELDS]
-    + [pa.field("schema_version", pa.int16(), nullable=False)]
+    + [
+        pa.field("schema_version", pa.int16(), nullable=False),
+        pa.field("stream", pa.string()),
+    ]
 )
+"""The lake's columns: the monoschema's flat fields, then ``schema_version`` and ``stream`` (the
+stream this copy was stored for; an event routed to two streams is stored once per stream, and
+files written before streams existed have no ``stream``)."""
 
 FAILED_SCHEMA: Final = pa.schema(
     [
@@ -131,8 +138,13 @@ def _utc(ts: dt.datetime | None) -> dt.datetime | None:
     return None if ts is None else ts.astimezone(dt.UTC)
 
 
-def events_to_table(events: Sequence[Event], received_ts: Sequence[dt.datetime]) -> pa.Table:
-    """Flatten validated events into the lake's columns (see ``schema.FIELDS``)."""
+def events_to_table(
+    events: Sequence[Event],
+    received_ts: Sequence[dt.datetime],
+    streams: Sequence[str | None] | None = None,
+) -> pa.Table:
+    """Flatten validated events into the lake's columns (see ``schema.FIELDS``); ``streams``
+    gives each event's stream (default: none)."""
     n = len(events)
     cols: dict[str, list[object]] = {
         "event_id": [str(e.event_id) for e in events],
@@ -169,7 +181,17 @@ def events_to_table(events: Sequence[Event], received_ts: Sequence[dt.datetime])
     cols["data"] = [_json_encode(e.data).decode() if e.data else None for e in events]
     arrays = [pa.array(cols[f.name], type=f.type) for f in EVENT_SCHEMA if f.name in cols]
     arrays.append(pa.array([SCHEMA_VERSION] * n, type=pa.int16()))
+    arrays.append(pa.array(list(streams) if streams is not None else [None] * n, pa.string()))
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """``table`` (read from a lake file of any age) with exactly the lake's current columns:
+    columns added since it was written are filled with nulls."""
+    for f in EVENT_SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
 
 
 def failed_to_table(failed: Sequence[FailedEvent]) -> pa.Table:

@@ -34,7 +34,7 @@ from tallystick.config import Settings
 from tallystick.store import spool
 from tallystick.store.decode import frames_to_table
 from tallystick.store.failed import FailedEvent
-from tallystick.store.lake import EVENT_SCHEMA, EVENTS, Lake, LocalStorage
+from tallystick.store.lake import EVENTS, Lake, LocalStorage, conform
 
 log = logging.getLogger("tallystick.loader")
 
@@ -118,6 +118,7 @@ class Loader:
     def _load(self, batch: list[tuple[Path, int | None]], stats: LoadStats) -> None:
         payloads: list[bytes] = []
         received: list[int] = []
+        streams: list[str | None] = []
         failed: list[FailedEvent] = []
         try:
             for path, _ in batch:
@@ -130,13 +131,19 @@ class Loader:
                     )
                 stats.torn_bytes += contents.torn_bytes
                 for fr in contents.frames:
-                    if fr.kind == spool.EVENTS:
+                    if fr.kind == spool.STREAM_EVENTS:
+                        stream, events = spool.split_stream_payload(fr.payload)
+                        payloads.append(events)
+                        received.append(fr.received_us)
+                        streams.append(stream)
+                    elif fr.kind == spool.EVENTS:
                         payloads.append(fr.payload)
                         received.append(fr.received_us)
+                        streams.append(None)
                     elif fr.kind == spool.FAILED:
                         failed.extend(_decode_failed(fr.payload))
             name = f"spool-{batch[0][0].stem}-{len(batch)}"
-            table = frames_to_table(payloads, received) if payloads else None
+            table = frames_to_table(payloads, received, streams) if payloads else None
             if table is not None and table.num_rows:
                 stats.files += self.lake.write_events(table, name)
             if failed:
@@ -163,7 +170,7 @@ class Loader:
             if len(small) < max(threshold, 2):
                 continue
             table = pa.concat_tables(
-                [pq.read_table(p).cast(EVENT_SCHEMA) for p in self.lake.absolute(small)]
+                [conform(pq.read_table(p)) for p in self.lake.absolute(small)]
             )
             table = dedupe(table)
             partition = small[0].rsplit("/", 1)[0]
@@ -234,13 +241,13 @@ class loader_lock:
 
 
 def dedupe(table: pa.Table) -> pa.Table:
-    """Keep the first received copy of each event (``event_id`` and ``name``; then the smallest
-    ``client_ts``), ordered by client time."""
+    """Keep the first received copy of each event in each stream (``event_id``, ``name`` and
+    ``stream``; then the smallest ``client_ts``), ordered by client time."""
     if table.num_rows == 0:
         return table
     table = table.sort_by([("received_ts", "ascending"), ("client_ts", "ascending")])
     indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    first = indexed.group_by(["event_id", "name"], use_threads=False).aggregate([("__row", "min")])
+    first = indexed.group_by(["event_id", "name", "stream"], use_threads=False).aggregate([("__row", "min")])
     keep = pc.sort_indices(first["__row_min"])
     rows = pc.take(first["__row_min"], keep)
     out = table.take(rows)

@@ -11,8 +11,9 @@ Frame layout (little-endian)::
 
     magic "TSP1" | kind u8 | received_us i64 | length u32 | crc32 u32 | payload[length]
 
-``kind`` is ``EVENTS`` (payload: a JSON array of raw events) or ``FAILED`` (payload: a JSON
-array of ``FailedEvent``). A torn or corrupt tail (a crash mid-write) is detected by length and
+``kind`` is ``STREAM_EVENTS`` (payload: the stream's name, a newline, then a JSON array of the
+events stored for that stream), ``EVENTS`` (a JSON array of events stored for no stream, written
+before streams existed) or ``FAILED`` (a JSON array of ``FailedEvent``). A torn or corrupt tail (a crash mid-write) is detected by length and
 CRC and ignored: it was never acknowledged.
 """
 
@@ -39,6 +40,7 @@ MAGIC: Final = b"TSP1"
 HEADER: Final = struct.Struct("<4sBqII")
 EVENTS: Final = 1
 FAILED: Final = 2
+STREAM_EVENTS: Final = 3
 OPEN_SUFFIX: Final = ".open"
 READY_SUFFIX: Final = ".ready"
 
@@ -49,6 +51,17 @@ class SpoolUnavailable(Exception):
 
 def frame(kind: int, received_us: int, payload: bytes) -> bytes:
     return HEADER.pack(MAGIC, kind, received_us, len(payload), zlib.crc32(payload)) + payload
+
+
+def stream_frame(stream: str, received_us: int, events_json: bytes) -> bytes:
+    """A frame of events (a JSON array) stored for ``stream``."""
+    return frame(STREAM_EVENTS, received_us, stream.encode() + b"\n" + events_json)
+
+
+def split_stream_payload(payload: bytes) -> tuple[str, bytes]:
+    """(stream, JSON array) of a ``STREAM_EVENTS`` payload."""
+    name, _, events = payload.partition(b"\n")
+    return name.decode(), events
 
 
 @dataclass(frozen=True, slots=True)
