@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tallystick.collector")
 
 _encode = msgspec.json.Encoder().encode
+CONTROL_PREFIXES: Final = ("/v1/admin/", "/v1/catalog/")
+"""Paths served by the control-plane API (``GET /v1/catalog`` itself is the query API's)."""
 _STATUS_BODY_TOO_LARGE: Final = (messages.REQUEST_TOO_LARGE, messages.TOO_MANY_EVENTS)
 
 ENDPOINTS: Final = {
@@ -71,6 +73,7 @@ class Collector:
         self.started = False
         self._query: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self._dashboard: Dashboard | None = None
+        self._control_api: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self._building = threading.Lock()
 
     def query_app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
@@ -81,6 +84,16 @@ class Collector:
 
                 self._query = QueryApp(self.settings)
             return self._query
+
+    def control_api(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        """The control-plane API (``/v1/admin/...``, ``/v1/catalog/...``, ``/v1/audit``), built
+        on first use."""
+        with self._building:
+            if self._control_api is None:
+                from tallystick.admin.app import ControlApi
+
+                self._control_api = ControlApi(self.settings)
+            return self._control_api
 
     def dashboard_app(self) -> Dashboard:
         """The web dashboard (``/``, its pages and ``/static/``), built on first use."""
@@ -153,6 +166,8 @@ class Collector:
                 await self._not_allowed(send, "POST")
         elif path in ("/v1", "/v1/"):
             await respond_json(send, 200, {"service": "tallystick", "endpoints": ENDPOINTS})
+        elif path.startswith(CONTROL_PREFIXES) or path == "/v1/audit":
+            await self.control_api()(scope, receive, send)
         elif path.startswith("/v1/") or path == "/openapi.json":
             await self.query_app()(scope, receive, send)
         elif path == "/healthz":
