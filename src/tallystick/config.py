@@ -45,6 +45,9 @@ class Settings:
     read_key: str | None = dataclasses.field(default=None, repr=False)
     """When set, the query API's reads need ``Authorization: Bearer <read_key>`` (never logged;
     a stand-in until hashed keys arrive)."""
+    admin_key: str | None = dataclasses.field(default=None, repr=False)
+    """When set, the control-plane API (``/v1/admin/...``) needs ``Authorization: Bearer
+    <admin_key>``; when not, it takes changes from loopback clients only (never logged)."""
 
     @property
     def config_path(self) -> Path:
@@ -103,7 +106,12 @@ _KIND_NAMES: Final[dict[type, str]] = {
     str: "text",
 }
 #: the type of each setting whose default is ``None``
-_OPTIONAL_KINDS: Final[dict[str, type]] = {"config_dir": Path, "read_key": str, "control_url": str}
+_OPTIONAL_KINDS: Final[dict[str, type]] = {
+    "config_dir": Path,
+    "read_key": str,
+    "admin_key": str,
+    "control_url": str,
+}
 
 
 def _parse(kind: type, raw: str) -> Any:

@@ -27,6 +27,11 @@ INVALID_QUERY: Final = "invalid_query"
 QUERY_FAILED: Final = "query_failed"
 UNAUTHORIZED: Final = "unauthorized"
 
+# Control-plane API problems (see docs/http-api.md).
+INVALID_DEFINITION: Final = "invalid_definition"
+CONFLICT: Final = "conflict"
+FORBIDDEN: Final = "forbidden"
+
 # Event-level problems (one event is refused, the others are kept).
 EVENT_TOO_LARGE: Final = "event_too_large"
 NOT_AN_OBJECT: Final = "not_an_object"
@@ -51,6 +56,9 @@ CODES: Final = (
     INVALID_QUERY,
     QUERY_FAILED,
     UNAUTHORIZED,
+    INVALID_DEFINITION,
+    CONFLICT,
+    FORBIDDEN,
     EVENT_TOO_LARGE,
     NOT_AN_OBJECT,
     MISSING_FIELD,
