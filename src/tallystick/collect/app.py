@@ -21,17 +21,20 @@ from tallystick.collect.asgi import Receive, Scope, Send, respond_json
 from tallystick.collect.body import ClientDisconnected, decode_content, read_body
 from tallystick.collect.validate import Checked, check_array, split_events
 from tallystick.config import Settings, from_env
+from tallystick.control.controls import Controls
 from tallystick.messages import Problem
 from tallystick.store import spool
 from tallystick.store.failed import SOURCE_HTTP, FailedEvent, truncate_raw
 from tallystick.store.spool import SpoolUnavailable, SpoolWriter
 
 if TYPE_CHECKING:
+    from tallystick.control.store import ControlStore
     from tallystick.dashboard.app import Dashboard
 
 log = logging.getLogger("tallystick.collector")
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
 CONTROL_PREFIXES: Final = ("/v1/admin/", "/v1/catalog/")
 """Paths served by the control-plane API (``GET /v1/catalog`` itself is the query API's)."""
 _STATUS_BODY_TOO_LARGE: Final = (messages.REQUEST_TOO_LARGE, messages.TOO_MANY_EVENTS)
@@ -71,6 +74,11 @@ class Collector:
             min_free_bytes=settings.min_free_bytes,
         )
         self.started = False
+        self.store: ControlStore | None = None
+        self.controls: Controls | None = None
+        """The configuration in force: replaced whole when its version changes, never edited."""
+        self._watching = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._query: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self._dashboard: Dashboard | None = None
         self._control_api: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
@@ -125,13 +133,67 @@ class Collector:
 
     def startup(self) -> None:
         if not self.started:
+            from tallystick.control.store import ControlStore
+
+            try:
+                self.store = ControlStore.for_settings(self.settings)
+                self.controls = self.store.controls()
+            except Exception as exc:
+                if self.store is not None:
+                    self.store.close()
+                    self.store = None
+                raise RuntimeError(
+                    "cannot read the control plane's database "
+                    f"({type(exc).__name__}: {exc}); check TALLYSTICK_CONTROL_URL and that the "
+                    "database is reachable"
+                ) from exc
             self.spool.start()
+            self._watching.clear()
+            self._watcher = threading.Thread(
+                target=self._watch, name="tallystick-controls", daemon=True
+            )
+            self._watcher.start()
             self.started = True
 
     def shutdown(self) -> None:
         if self.started:
+            self._watching.set()
+            if self._watcher is not None:
+                self._watcher.join()
             self.spool.close()
+            if self.store is not None:
+                self.store.close()
             self.started = False
+
+    def _watch(self) -> None:
+        """Reload the configuration whenever its version moves (every ``control_poll_seconds``).
+        An unreadable database keeps the configuration in force and is logged."""
+        assert self.store is not None
+        failing = False
+        while not self._watching.wait(self.settings.control_poll_seconds):
+            try:
+                current = self.controls
+                if current is None or self.store.version() != current.version:
+                    self.controls = self.store.controls()
+                    log.info(
+                        "control plane: now at configuration version %d", self.controls.version
+                    )
+                if failing:
+                    log.warning("control plane readable again")
+                failing = False
+            except Exception:
+                if not failing:
+                    log.exception(
+                        "control plane unreadable; keeping configuration version %s",
+                        self.controls.version if self.controls else "(none)",
+                    )
+                failing = True
+
+    def reload_controls(self) -> Controls:
+        """Read the configuration now (tests and admin writes in this process)."""
+        assert self.store is not None
+        self.controls = self.store.controls()
+        return self.controls
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -175,7 +237,8 @@ class Collector:
         elif path == "/readyz":
             problem = self.spool.problem() if self.started else "the collector is starting"
             if problem is None:
-                await respond_json(send, 200, {"status": "ready"})
+                version = self.controls.version if self.controls else None
+                await respond_json(send, 200, {"status": "ready", "config_version": version})
             else:
                 await respond_json(send, 503, {"status": "not ready", "reason": problem})
         elif self.dashboard_app().serves(path):
@@ -234,7 +297,12 @@ class Collector:
         if isinstance(checked, Problem):
             await self._refuse(send, checked, body, received_us)
             return
-        frames = self._frames(checked, received_us, now)
+        controls = self.controls
+        if controls is None:
+            problem = Problem(messages.NOT_READY, "the collector is starting. Retry later.")
+            await respond_json(send, 503, _problem_body(problem), ((b"retry-after", b"1"),))
+            return
+        frames = self._frames(checked, received_us, now, controls)
         try:
             await self.spool.append(frames)
         except SpoolUnavailable as exc:
@@ -259,12 +327,15 @@ class Collector:
             send, status, {"accepted": accepted, "rejected": rejected, "errors": errors}
         )
 
-    def _frames(self, checked: Checked, received_us: int, now: dt.datetime) -> list[bytes]:
-        """The spool frames of a request. Failed-event records carry no client address: it is
-        personal data, and the failed store keeps only what is needed to fix the client."""
+    def _frames(
+        self, checked: Checked, received_us: int, now: dt.datetime, controls: Controls
+    ) -> list[bytes]:
+        """The spool frames of a request: one per stream that stores some of its events, then
+        the failed-event records, which carry no client address (it is personal data, and the
+        failed store keeps only what is needed to fix the client)."""
         frames = []
         if checked.events:
-            frames.append(spool.frame(spool.EVENTS, received_us, checked.accepted_json()))
+            frames += self._stream_frames(checked, received_us, now, controls)
         if checked.rejected:
             limit = self.settings.failed_raw_max_bytes
             failed = []
@@ -284,6 +355,26 @@ class Collector:
                 )
             frames.append(spool.frame(spool.FAILED, received_us, _encode(failed)))
         return frames
+
+    @staticmethod
+    def _stream_frames(
+        checked: Checked, received_us: int, now: dt.datetime, controls: Controls
+    ) -> list[bytes]:
+        """Route, curate, sample and narrow the accepted events (see ``control.controls``).
+        Events stored as sent keep the bytes the client sent."""
+        if controls.passthrough:
+            return [spool.stream_frame(controls.unrouted, received_us, checked.accepted_json())]
+        by_name = controls.by_name_only
+        groups: dict[str, list[bytes]] = {}
+        for event, raw in zip(checked.events, checked.accepted_raws(), strict=True):
+            fields = {"name": event.name} if by_name else _decode(raw)
+            for placed in controls.place(fields, now):
+                copy = bytes(raw) if placed.event is None else _encode(placed.event)
+                groups.setdefault(placed.stream, []).append(copy)
+        return [
+            spool.stream_frame(stream, received_us, b"[" + b",".join(items) + b"]")
+            for stream, items in groups.items()
+        ]
 
     async def _refuse(self, send: Send, problem: Problem, body: bytes, received_us: int) -> None:
         """Refuse the whole request; keep a record of it in the failed-events store."""

@@ -49,6 +49,7 @@ def serve(
     from tallystick.store.loader_main import run_loader_process
 
     settings.data.mkdir(parents=True, exist_ok=True)
+    migrate_control_plane(settings)
     os.environ.update(settings.to_env())
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
@@ -83,6 +84,13 @@ def serve(
         loader.join(timeout=300)
         if loader.exitcode != 0:
             drain(settings)
+
+
+def migrate_control_plane(settings: Settings) -> None:
+    """Bring the control plane's tables up to date once, before any worker opens them."""
+    from tallystick.control.store import ControlStore
+
+    ControlStore.open(settings.control_database).close()
 
 
 def drain(settings: Settings) -> None:

@@ -178,6 +178,12 @@ class Checked:
     rejected: list[Rejected]
     payload: bytes | None = None  # set when every event passed: the events' JSON array as sent
 
+    def accepted_raws(self) -> list[RawEvent]:
+        """Each accepted event's JSON, in order (the same order as ``events``)."""
+        if self.payload is not None:
+            return list(_decode_raws(self.payload))
+        return self.raws
+
     def accepted_json(self) -> bytes:
         """The accepted events as one JSON array (what the spool stores)."""
         if self.payload is not None:

@@ -87,6 +87,14 @@ class Controls:
         return self.router.fallback
 
     @property
+    def by_name_only(self) -> bool:
+        """No stream curates, samples or narrows what it keeps: an event's name decides."""
+        return all(
+            not s.curation and (s.sample is None or s.sample.rate >= 1) and s.keep is None
+            for s in self.streams.values()
+        )
+
+    @property
     def passthrough(self) -> bool:
         """No streams: every event goes, as sent, to the unrouted stream."""
         return not self.streams
