@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tallystick.cli import backfill, catalog, demo, metrics, schema_cmd, serve, status
+from tallystick.cli import audit as audit_cmd
+from tallystick.cli import (
+    backfill,
+    catalog,
+    config_cmd,
+    demo,
+    metrics,
+    schema_cmd,
+    serve,
+    status,
+    streams,
+)
 from tallystick.config import ConfigError
 
 app = typer.Typer(
@@ -44,6 +55,9 @@ demo.register(app)
 status.register(app)
 metrics.register(app)
 catalog.register(metrics.metrics_app)
+audit_cmd.register(app)
+streams.register(app)
+config_cmd.register(app)
 
 
 def main() -> None:

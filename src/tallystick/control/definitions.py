@@ -526,7 +526,8 @@ def parse_model(raw: Any, where: str = "") -> Model:
 
 @dataclass(frozen=True, slots=True)
 class Configuration:
-    """Everything ``tally config export`` writes and ``tally config apply`` reads."""
+    """Everything ``tally config export`` writes and ``tally config apply`` reads (streams and
+    models in name order, as the store returns them)."""
 
     streams: tuple[Stream, ...] = ()
     models: tuple[Model, ...] = ()
@@ -565,7 +566,11 @@ def parse_configuration(raw: Any) -> Configuration:
         for i, m in enumerate(_list(raw.get("models") or [], "models", "models"))
     ]
     check_consistent(streams, models, unrouted)
-    return Configuration(tuple(streams), tuple(models), unrouted)
+    return Configuration(
+        tuple(sorted(streams, key=lambda s: s.name)),
+        tuple(sorted(models, key=lambda m: m.name)),
+        unrouted,
+    )
 
 
 def check_consistent(streams: Sequence[Stream], models: Sequence[Model], unrouted: str) -> None:

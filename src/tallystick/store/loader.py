@@ -169,9 +169,7 @@ class Loader:
             small = [p for p in paths if self.lake.storage.size(p) < SMALL_FILE_BYTES]
             if len(small) < max(threshold, 2):
                 continue
-            table = pa.concat_tables(
-                [conform(pq.read_table(p)) for p in self.lake.absolute(small)]
-            )
+            table = pa.concat_tables([conform(pq.read_table(p)) for p in self.lake.absolute(small)])
             table = dedupe(table)
             partition = small[0].rsplit("/", 1)[0]
             target = f"{partition}/compact-{uuid.uuid4().hex[:16]}.parquet"
@@ -247,7 +245,9 @@ def dedupe(table: pa.Table) -> pa.Table:
         return table
     table = table.sort_by([("received_ts", "ascending"), ("client_ts", "ascending")])
     indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    first = indexed.group_by(["event_id", "name", "stream"], use_threads=False).aggregate([("__row", "min")])
+    first = indexed.group_by(["event_id", "name", "stream"], use_threads=False).aggregate(
+        [("__row", "min")]
+    )
     keep = pc.sort_indices(first["__row_min"])
     rows = pc.take(first["__row_min"], keep)
     out = table.take(rows)
