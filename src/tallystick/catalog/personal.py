@@ -75,7 +75,7 @@ _REDACT: Final = re.compile(
     rf"|(?P<idpath>(?<=/){_ID_PATH})(?P<idvalue>{_UUID}|\d+)(?![0-9A-Za-z\-])"
     rf"|(?<![0-9A-Za-z\-])(?P<uuid>{_UUID})(?![0-9A-Za-z\-])"
     rf"|(?<![0-9A-Za-z.:])(?P<ipv6>{_IPV6})(?![0-9A-Za-z:])"
-    rf"|(?<![0-9A-Za-z.])(?P<ipv4>{_IPV4})(?![0-9A-Za-z]|\.\d)"
+    rf"|(?<![0-9A-Za-z.])(?<![A-Za-z]/)(?P<ipv4>{_IPV4})(?![0-9A-Za-z]|\.\d)"
     rf"|(?<![0-9A-Za-z+])(?P<phone>{_PHONE})(?![0-9A-Za-z])"
     rf"|(?<![0-9A-Za-z])(?P<digits>{_DIGITS})(?![0-9A-Za-z])"
 )
