@@ -218,7 +218,12 @@ class Stream:
             out["keep"] = list(self.keep)
         if self.curation:
             out["curation"] = [
-                {"field": r.field, "op": r.op, "value": r.value} for r in self.curation
+                {
+                    "field": r.field,
+                    "op": r.op,
+                    "value": list(r.value) if isinstance(r.value, tuple) else r.value,
+                }
+                for r in self.curation
             ]
         if self.retention_days is not None:
             out["retention_days"] = self.retention_days
