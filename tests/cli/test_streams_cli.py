@@ -193,7 +193,7 @@ def test_a_bad_file_is_refused_with_its_line_and_changes_nothing(tmp_path: Path)
     )
     result = tally(data, "config", "apply", str(file), "--yes")
     assert result.exit_code == 2
-    assert f"{file}:5: streams[0].sample.rate: a sample rate is a number" in result.output
+    assert f"{file}:5: streams[1].sample.rate: a sample rate is a number" in result.output
     assert "nothing was changed" in " ".join(result.output.split())
     with stored(data) as store:
         assert store.version() == 1
