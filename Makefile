@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test lint typecheck unit bench clean
+.PHONY: install browser postgres demo test lint typecheck unit bench clean
 
 install: $(STAMP)
 
@@ -20,6 +20,12 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium) \
 		|| (echo "error: the browser tests need Debian's chromium; install it as root: apt-get install chromium" >&2; exit 1)
 
+# PostgreSQL's server binaries, for the control plane's Postgres tests (a throwaway cluster per
+# run; the tests are skipped when the binaries cannot be installed).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql) \
+		|| echo "note: PostgreSQL could not be installed (apt-get install postgresql, as root); its tests will be skipped" >&2
+
 demo: install
 	$(BIN)/tally demo
 
@@ -30,7 +36,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install browser
+unit: install browser postgres
 	$(BIN)/pytest
 
 test: lint typecheck unit
