@@ -18,6 +18,7 @@ the registry's (``tallystick.metrics.registry``) and are checked by building the
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 import json
@@ -40,6 +41,8 @@ TYPES: Final = ("core", "active", "count", "ratio", "percentile", "funnel", "ret
 IMPORTANCE: Final = ("kpi", "high", "normal", "low")
 STANDARDS: Final = ("industry", "custom")
 STATUSES: Final = ("draft", "active", "deprecated")
+PRIVACY: Final = ("public", "internal", "personal", "sensitive")
+DATES: Final = ("implemented", "modified", "sunset")
 REQUIRED_KEYS: Final = ("name", "title", "type")
 KEYS: Final = (
     "name",
@@ -55,6 +58,16 @@ KEYS: Final = (
     "standard",
     "status",
     "sources",
+    "calculation",
+    "code_refs",
+    "implemented",
+    "modified",
+    "sunset",
+    "privacy",
+    "access",
+    "retention_days",
+    "slo",
+    "dashboards",
 )
 SCOPE_PARAMS: Final = ("unit", "where", "breakdown")
 #: the parameters each type takes under ``params`` (dates and grain are not parameters here)
@@ -87,6 +100,19 @@ _EXAMPLES: Final = {
     "unit": "user.id",
     "breakdown": "app.instance",
     "where": "[app.environment=production]",
+    "calculation": "distinct users with a core action in the week",
+    "code_refs": "[reports/wau.sql, https://git.example.org/analytics/wau]",
+    "implemented": "2025-03-01",
+    "modified": "2026-01-15",
+    "sunset": "2027-12-31",
+    "privacy": "internal",
+    "access": "[product, leadership]",
+    "retention_days": "400",
+    "slo": '"fresh by 06:00 UTC, 99 % of days"',
+    "dashboards": "[board-weekly]",
+    "teams": "[growth]",
+    "tags": "[kpi]",
+    "sources": "[user.login]",
 }
 
 Scalar: TypeAlias = str | int | float | bool
@@ -127,6 +153,10 @@ class CatalogError(MetricError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def _day(value: dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 def _plain(value: ParamValue) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -150,6 +180,23 @@ class MetricDef:
     standard: str = "custom"
     status: str = "active"
     sources: tuple[str, ...] = ()
+    calculation: str | None = None
+    """How it is computed, in plain words."""
+    code_refs: tuple[str, ...] = ()
+    """Code and queries that compute or use it: paths or URLs."""
+    implemented: dt.date | None = None
+    modified: dt.date | None = None
+    sunset: dt.date | None = None
+    privacy: str | None = None
+    """``public``, ``internal``, ``personal`` or ``sensitive`` (None: not classified)."""
+    access: tuple[str, ...] = ()
+    """Who may see it."""
+    retention_days: int | None = None
+    """How long its results are kept."""
+    slo: str | None = None
+    """What its users may count on (``fresh by 06:00 UTC, 99 % of days``)."""
+    dashboards: tuple[str, ...] = ()
+    """Dashboards that use it besides Tallystick's own pages."""
     file: str = ""
     """Where it is defined, as shown in messages (``metrics/kpis.yaml``)."""
     line: int = 0
@@ -214,6 +261,16 @@ class MetricDef:
             "standard": self.standard,
             "status": self.status,
             "sources": list(self.sources),
+            "calculation": self.calculation,
+            "code_refs": list(self.code_refs),
+            "implemented": _day(self.implemented),
+            "modified": _day(self.modified),
+            "sunset": _day(self.sunset),
+            "privacy": self.privacy,
+            "access": list(self.access),
+            "retention_days": self.retention_days,
+            "slo": self.slo,
+            "dashboards": list(self.dashboards),
             "file": self.file,
             "line": self.line,
         }
@@ -305,7 +362,7 @@ class _FileReader:
         """``(True, value)`` of ``node``, or ``(False, None)`` after reporting why not."""
         try:
             return True, self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2025-13-01
             problem = getattr(exc, "problem", None) or str(exc)
             self.problem(node, f"cannot read this value: {problem} — write plain text or numbers")
             return False, None
@@ -365,7 +422,7 @@ class _FileReader:
         values: dict[str, Any] = {}
         if "title" in entries:
             values["title"] = self.text_value("title", entries["title"][1], required=True)
-        for key in ("description", "owner"):
+        for key in ("description", "owner", "calculation", "slo"):
             if key in entries:
                 values[key] = self.text_value(key, entries[key][1], required=False)
         type_ = self.type_value(entries["type"][1]) if "type" in entries else None
@@ -381,9 +438,19 @@ class _FileReader:
         ):
             if key in entries:
                 values[key] = self.choice(key, entries[key][1], choices)
-        for key in ("teams", "tags", "sources"):
+        for key in ("teams", "tags", "sources", "code_refs", "dashboards"):
             if key in entries:
                 values[key] = self.names(key, entries[key][1])
+        if "privacy" in entries:
+            values["privacy"] = self.choice("privacy", entries["privacy"][1], PRIVACY)
+        if "access" in entries:
+            values["access"] = self.text_or_names("access", entries["access"][1])
+        if "retention_days" in entries:
+            values["retention_days"] = self.days("retention_days", entries["retention_days"][1])
+        for key in DATES:
+            if key in entries:
+                values[key] = self.date_value(key, entries[key][1])
+        self.check_dates(values, entries)
         params: dict[str, ParamValue] = {}
         if type_ is not None:
             params = self.params(type_, node, entries.get("params"), grain)
@@ -519,6 +586,57 @@ class _FileReader:
                 continue
             out.append(value.strip())
         return tuple(dict.fromkeys(out))
+
+    def text_or_names(self, key: str, node: Node) -> tuple[str, ...]:
+        """A text (one entry) or a list of names."""
+        if isinstance(node, ScalarNode):
+            ok, value = self.value(node)
+            if not ok or value is None:
+                return ()
+            if not isinstance(value, str) or not value.strip():
+                self.problem(node, f"{key} must be text or a list of names — {_fix(key)}")
+                return ()
+            return (value.strip(),)
+        return self.names(key, node)
+
+    def days(self, key: str, node: Node) -> int | None:
+        ok, value = self.scalar(key, node)
+        if not ok or value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.problem(node, f"{key} must be a whole number of days, at least 1 — {_fix(key)}")
+            return None
+        return value
+
+    def date_value(self, key: str, node: Node) -> dt.date | None:
+        if not isinstance(node, ScalarNode):
+            self.problem(node, f"{key} must be a single value, not a list or mapping — {_fix(key)}")
+            return None
+        if _is_null(node):
+            return None
+        text = str(node.value).strip()
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            self.problem(node, f"{key} {text!r} is not a date — write YYYY-MM-DD, {_fix(key)}")
+            return None
+        self.problem(node, f"{key} is a date, not a time — write `{key}: {moment.date()}`")
+        return None
+
+    def check_dates(self, values: dict[str, Any], entries: dict[str, tuple[Node, Node]]) -> None:
+        """Dates in order: implemented, then modified and sunset."""
+        implemented = values.get("implemented")
+        for key in ("modified", "sunset"):
+            later = values.get(key)
+            if implemented is not None and later is not None and later < implemented:
+                self.problem(
+                    entries[key][1],
+                    f"{key} ({later}) is before implemented ({implemented}) — fix one of the dates",
+                )
 
     # -- parameters --
 

@@ -4,9 +4,11 @@ definition file changes, so edits show up while the server runs.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tallystick.metrics.catalog import Catalog, MetricDef, Problem, catalog_files, read_catalog
 from tallystick.metrics.materialize import FORMAT, read_state, results_path
@@ -14,8 +16,13 @@ from tallystick.metrics.params import GRAINS
 from tallystick.metrics.registry import value_column
 from tallystick.store.lake import Lake
 
+if TYPE_CHECKING:
+    from tallystick.control.store import ControlStore
+
 #: dashboard page slugs, in the dashboard's order
 PAGES: Final = ("kpis", "core-actions", "funnel", "retention", "explore")
+USAGE_WEEKS: Final = 4
+"""Usage frequency is the mean number of runs per week over this many weeks."""
 
 _Stamp = tuple[tuple[str, int, int], ...]
 
@@ -54,9 +61,19 @@ def materialized(lake: Lake, metric: MetricDef) -> list[str]:
     return out
 
 
-def describe(metric: MetricDef, lake: Lake) -> dict[str, Any]:
+def usage(store: ControlStore, now: dt.datetime | None = None) -> dict[str, float]:
+    """Runs per week of each metric that ran (``ControlStore.record_metric_run``): the mean
+    over the last ``USAGE_WEEKS`` weeks."""
+    since = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(weeks=USAGE_WEEKS)
+    return {c.metric: round(c.runs / USAGE_WEEKS, 2) for c in store.metric_costs(since=since)}
+
+
+def describe(
+    metric: MetricDef, lake: Lake, runs: Mapping[str, float] | None = None
+) -> dict[str, Any]:
     """One metric as ``/v1/catalog`` lists it: the definition, the analysis it runs, its
-    headline column, the pages that show it and its materialised grains."""
+    headline column, the pages that show it, its materialised grains and, when ``runs`` (from
+    ``usage``) is known, how often it runs per week."""
     analysis = metric.analysis
     return {
         **metric.to_dict(),
@@ -64,14 +81,20 @@ def describe(metric: MetricDef, lake: Lake) -> dict[str, Any]:
         "value": value_column(analysis, metric.parameters()),
         "used_in": used_in(metric),
         "materialized": materialized(lake, metric),
+        "runs_per_week": None if runs is None else runs.get(metric.name, 0.0),
     }
 
 
-def listing(catalog: Catalog, problems: list[Problem], lake: Lake) -> dict[str, Any]:
-    """The body of ``GET /v1/catalog``."""
+def listing(
+    catalog: Catalog,
+    problems: list[Problem],
+    lake: Lake,
+    runs: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The body of ``GET /v1/catalog`` (``runs``: ``usage`` of the control store, if any)."""
     return {
         "directory": str(catalog.directory),
-        "metrics": [describe(m, lake) for m in catalog],
+        "metrics": [describe(m, lake, runs) for m in catalog],
         "problems": [str(p) for p in problems],
     }
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 from tallystick import messages
-from tallystick.metrics.catalog import IMPORTANCE, STANDARDS, STATUSES, TYPES
+from tallystick.metrics.catalog import IMPORTANCE, PRIVACY, STANDARDS, STATUSES, TYPES
 from tallystick.metrics.params import GRAINS, MetricError
 from tallystick.metrics.registry import (
     ANALYSES,
@@ -782,6 +782,16 @@ def _definition_properties() -> dict[str, Schema]:
         "standard": {"type": "string", "enum": list(STANDARDS)},
         "status": {"type": "string", "enum": list(STATUSES)},
         "sources": _TEXTS,
+        "calculation": {"type": ["string", "null"], "description": "how it is computed"},
+        "code_refs": {**_TEXTS, "description": "code and queries behind it: paths or URLs"},
+        "implemented": _MAYBE_DAY,
+        "modified": _MAYBE_DAY,
+        "sunset": _MAYBE_DAY,
+        "privacy": {"type": ["string", "null"], "enum": [*PRIVACY, None]},
+        "access": {**_TEXTS, "description": "who may see it"},
+        "retention_days": {"type": ["integer", "null"], "minimum": 1},
+        "slo": {"type": ["string", "null"], "description": "what its users may count on"},
+        "dashboards": {**_TEXTS, "description": "dashboards using it beyond `used_in`"},
         "file": {"type": "string", "description": "where it is defined (metrics/kpis.yaml)"},
         "line": {"type": "integer", "minimum": 0},
     }
@@ -813,6 +823,11 @@ def _catalog_schema() -> Schema:
                 "type": "array",
                 "items": {"type": "string", "enum": list(GRAINS)},
                 "description": "grains whose materialised results of this definition are on disk",
+            },
+            "runs_per_week": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "description": "mean runs per week over the last 4 weeks (null: not recorded)",
             },
         }
     )
