@@ -19,6 +19,7 @@ from tallystick.cli import (
     status,
     streams,
 )
+from tallystick.cli import models as models_cmd
 from tallystick.config import ConfigError
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ catalog.register(metrics.metrics_app)
 audit_cmd.register(app)
 streams.register(app)
 config_cmd.register(app)
+models_cmd.register(app)
 
 
 def main() -> None:
