@@ -5,7 +5,9 @@ Measures, in one run:
   driven by ``wrk`` (a C load generator) so the client is not the bottleneck;
 - the same loads against a bare decode-only endpoint (same validation, no spool) — the ceiling;
 - idle RSS of ``tally serve`` (collector process(es) and the loader process);
-- how long after its acknowledgement an event becomes queryable in the lake.
+- how long after its acknowledgement an event becomes queryable in the lake;
+- the collector again with streams configured (``STREAMS``: routing by prefix, a curation rule, a
+  ``keep`` list and a 10 % session sample, so every event is judged field by field).
 
 Run: ``make bench`` (or ``.venv/bin/python bench/ingest.py --help``). Prints a table and writes
 ``bench/results/ingest-<time>.json`` and ``bench/results/ingest-latest.json``.
@@ -56,6 +58,28 @@ def event(i: int) -> dict[str, Any]:
         "locale": "de-DE",
         "data": {"project_id": f"p-{i % 300}", "files": i % 17, "duration_ms": 12.5 + i % 90},
     }
+
+
+STREAMS: dict[str, Any] = {
+    "streams": [
+        {
+            "name": "product",
+            "events": ["project.*", "dataset.*"],
+            "curation": [{"field": "app.environment", "op": "equals", "value": "test"}],
+        },
+        {"name": "search", "events": ["search.*"], "keep": ["session", "page.url"]},
+        {"name": "sampled", "events": ["*"], "sample": {"unit": "session", "rate": 0.1}},
+    ]
+}
+
+
+def apply_streams(data: Path) -> None:
+    from tallystick.config import Settings
+    from tallystick.control.definitions import parse_configuration
+    from tallystick.control.store import ControlStore
+
+    with ControlStore.for_settings(Settings(data=data)) as store:
+        store.apply(parse_configuration(STREAMS), actor="bench")
 
 
 def lua_script(path: Path, bodies: list[bytes]) -> None:
@@ -217,6 +241,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load")
     parser.add_argument("--workers", type=int, default=1, help="collector worker processes")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--no-streams",
+        dest="streams",
+        action="store_false",
+        help="skip the run with streams configured",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `make bench` (it installs wrk) or apt-get install wrk")
@@ -253,7 +283,11 @@ def main() -> None:
     try:
         time.sleep(2)
         assert server.proc is not None
-        loader_pid = int((work / "data" / "loader.lock").read_text())
+        lock = work / "data" / "loader.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        loader_pid = int(lock.read_text())
         idle = rss_mb(server.proc.pid, loader_pid)
         for label, script in (("batched", batch_lua), ("single", single_lua)):
             console.print(f"collector, {label} …")
@@ -270,6 +304,23 @@ def main() -> None:
         visible = visibility_seconds(server.url, Lake(work / "data" / "lake"))
     finally:
         server.stop()
+    if args.streams:
+        apply_streams(work / "streams")
+        server = ServerProcess(work / "streams", workers=args.workers).start()
+        try:
+            time.sleep(2)
+            for label, script in (("batched", batch_lua), ("single", single_lua)):
+                console.print(f"collector with streams, {label} …")
+                r = run_wrk(
+                    server.url + "/v1/events",
+                    script,
+                    seconds=args.seconds,
+                    connections=args.connections,
+                )
+                rows.append({"target": "collector+streams", "load": label, **r})
+                drain(work / "streams" / "spool")
+        finally:
+            server.stop()
     stored = count_events(Lake(work / "data" / "lake"))
     expected = len(batch_bodies) * 100 + len(single_bodies) + 5
     if stored != expected:

@@ -10,15 +10,16 @@ version changes, so one request never sees half of two configurations.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tallystick.control.curation import drops
-from tallystick.control.definitions import Stream
+from tallystick.control.definitions import CONTEXT_GROUPS, Stream
 from tallystick.control.routing import UNROUTED, Router
-from tallystick.control.sampling import keep, unit_id
+from tallystick.control.sampling import point, threshold, unit_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +33,6 @@ class Placement:
 def kept_attributes(event: Mapping[str, Any], keep: Iterable[str]) -> dict[str, Any]:
     """``event`` without the contextual attributes that ``keep`` does not list (a group such as
     ``page`` keeps all of it; ``page.url`` keeps only that field of ``page``)."""
-    from tallystick.control.definitions import CONTEXT_GROUPS
-
     groups: set[str] = set()
     leaves: dict[str, set[str]] = {}
     for attribute in keep:
@@ -75,12 +74,30 @@ class Controls:
     version: int
     streams: Mapping[str, Stream]
     router: Router
+    _routes: dict[str, tuple[str, ...]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """Each event name's streams, filled as names arrive (a product has few names)."""
+    _thresholds: dict[str, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, version: int, streams: Iterable[Stream], unrouted: str = UNROUTED) -> Controls:
         by_name = {s.name: s for s in streams}
         router = Router.build({s.name: s.events for s in by_name.values()}, fallback=unrouted)
-        return cls(version, by_name, router)
+        thresholds = {
+            s.name: threshold(s.sample.rate)
+            for s in by_name.values()
+            if s.sample is not None and s.sample.rate < 1
+        }
+        return cls(version, by_name, router, {}, thresholds)
+
+    def routes(self, name: str) -> tuple[str, ...]:
+        found = self._routes.get(name)
+        if found is None:
+            found = self.router.streams(name)
+            if len(self._routes) < 10_000:  # names are validated, but never trust a vocabulary
+                self._routes[name] = found
+        return found
 
     @property
     def unrouted(self) -> str:
@@ -104,7 +121,7 @@ class Controls:
         stream it is routed to is disabled, expired, not started, curates it out or samples it
         out."""
         name = event.get("name")
-        targets = self.router.streams(name) if isinstance(name, str) else (self.unrouted,)
+        targets = self.routes(name) if isinstance(name, str) else (self.unrouted,)
         placed: list[Placement] = []
         for target in targets:
             stream = self.streams.get(target)
@@ -114,11 +131,12 @@ class Controls:
             if not stream.collecting(at) or drops(stream.curation, event):
                 continue
             copy: dict[str, Any] | None = None
-            if stream.sample is not None and stream.sample.rate < 1:
+            limit = self._thresholds.get(target)
+            if limit is not None and stream.sample is not None:
                 # an event without the unit's id cannot be sampled: kept, and not re-weighted
                 found = unit_id(event, stream.sample.unit)
                 if found is not None:
-                    if not keep(stream.sample.unit, found, stream.sample.rate):
+                    if point(stream.sample.unit, found) >= limit:
                         continue
                     copy = dict(event)
                     copy["sample"] = _combined_sample(event, stream)

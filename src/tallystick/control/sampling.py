@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Final, Literal, TypeAlias
 
 Unit: TypeAlias = Literal["session", "user", "pageview"]
@@ -48,8 +49,10 @@ def check_unit(unit: str) -> Unit:
     return unit
 
 
+@lru_cache(maxsize=65_536)
 def point(unit: Unit, unit_id: str) -> int:
-    """The unit's place in [0, 2**64): the first 8 bytes of sha256("<unit>:<id>")."""
+    """The unit's place in [0, 2**64): the first 8 bytes of sha256("<unit>:<id>") (remembered
+    for recent units: a session's events arrive together)."""
     digest = hashlib.sha256(f"{unit}:{unit_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
@@ -64,12 +67,17 @@ def keep(unit: Unit, unit_id: str, rate: float) -> bool:
     return point(unit, unit_id) < threshold(rate)
 
 
+_UNIT_PATHS: Final = {
+    u: tuple(tuple(p.split(".")) for p in paths) for u, paths in UNIT_FIELDS.items()
+}
+
+
 def unit_id(event: Mapping[str, Any], unit: Unit) -> str | None:
     """The id of the event's ``unit`` (the first non-empty of its fields), or None."""
-    for path in UNIT_FIELDS[unit]:
+    for path in _UNIT_PATHS[unit]:
         value: Any = event
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
+        for part in path:
+            value = value.get(part) if isinstance(value, dict | Mapping) else None
         if isinstance(value, str) and value:
             return value
     return None
