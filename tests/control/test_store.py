@@ -27,7 +27,8 @@ CONFIG = parse_configuration(
 def test_migrations_match_the_tables(store: ControlStore) -> None:
     db.check_models(store.engine)  # raises if tables.py has something no migration creates
     current, head = db.revisions(store.engine)
-    assert current == head
+    assert current == head == db.HEAD
+    assert db.current_revision(store.engine) == db.HEAD
 
 
 def test_apply_stores_everything_in_one_version_with_audit_rows(store: ControlStore) -> None:
