@@ -184,6 +184,40 @@ def test_show_everything_about_one_metric(data: Path) -> None:
     assert "params.event,page.view" in rows.stdout
 
 
+def test_show_the_extended_entry_and_runs_per_week(data: Path) -> None:
+    from tallystick.config import Settings
+    from tallystick.control.store import ControlStore
+
+    (data / "config" / "metrics" / "entry.yaml").write_text(
+        "name: signups\ntitle: Sign-ups\ntype: count\nparams: {event: user.signup}\n"
+        "calculation: count of user.signup\nimplemented: 2025-03-01\nprivacy: personal\n"
+        "access: everyone\nretention_days: 90\nslo: fresh by 06:00 UTC\n"
+        "dashboards: [growth-board]\ncode_refs: [reports/signups.sql]\n"
+    )
+    before = tally("metrics", "show", "signups", "--data", str(data), "--format", "json")
+    assert before.exit_code == 0, before.output
+    info = json.loads(before.stdout)
+    assert info["runs_per_week"] is None  # no control database: nothing recorded
+    assert not (data / "control.db").exists()  # and showing does not create one
+    assert info["used_in"] == ["explore"]
+    assert (info["implemented"], info["privacy"], info["access"]) == (
+        "2025-03-01",
+        "personal",
+        ["everyone"],
+    )
+    with ControlStore.for_settings(Settings(data=data)) as store:
+        for _ in range(6):
+            store.record_metric_run("signups", 0.5, 3, "cli")
+        store.record_metric_run("wau", 0.5, 3, "cli")
+    after = tally("metrics", "show", "signups", "--data", str(data), "--format", "json")
+    assert json.loads(after.stdout)["runs_per_week"] == 1.5  # 6 runs in the last 4 weeks
+    table = tally("metrics", "show", "signups", "--data", str(data))
+    for text in ("runs_per_week", "1.5", "fresh by 06:00 UTC", "growth-board", "personal"):
+        assert text in table.stdout
+    csv_rows = tally("metrics", "show", "views", "--data", str(data), "--format", "csv")
+    assert "runs_per_week,0" in csv_rows.stdout
+
+
 def test_show_unknown_name_suggests(data: Path) -> None:
     result = tally("metrics", "show", "wua", "--data", str(data))
     assert result.exit_code == 2

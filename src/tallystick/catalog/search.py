@@ -159,7 +159,8 @@ def _stream(stream: Stream) -> _Entry:
 
 
 def _field(info: FieldInfo) -> _Entry:
-    volume = f"{info.per_day:g} events a day, {info.trend}" if info.in_lake else "no longer seen"
+    per_day = f"{info.per_day:,.0f}" if info.per_day >= 100 else f"{info.per_day:.3g}"
+    volume = f"{per_day} events a day, {info.trend}" if info.in_lake else "no longer seen"
     return _Entry(
         "field",
         info.name,

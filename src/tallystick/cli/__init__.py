@@ -11,6 +11,7 @@ from tallystick.cli import audit as audit_cmd
 from tallystick.cli import (
     backfill,
     catalog,
+    catalog_cmd,
     config_cmd,
     demo,
     metrics,
@@ -56,6 +57,7 @@ demo.register(app)
 status.register(app)
 metrics.register(app)
 catalog.register(metrics.metrics_app)
+catalog_cmd.register(app)
 audit_cmd.register(app)
 streams.register(app)
 config_cmd.register(app)

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tallystick.cli.control import ControlUrlOption
 from tallystick.cli.metrics import (
     EngineName,
     EngineOption,
@@ -189,14 +190,42 @@ def _materialized(data: Path, metric: MetricDef) -> dict[Grain, str]:
 
 
 def show(
+def _runs_per_week(data: Path, config_dir: Path | None, control_url: str | None) -> Any:
+    """Runs per week of every metric that ran, from the control store's run log (None: there
+    is no control database yet, or it cannot be read — said on stderr)."""
+    from tallystick.config import ConfigError, from_env
+    from tallystick.control.store import ControlStore
+    from tallystick.query.catalog import usage
+
+    try:
+        url = from_env(data=data, config_dir=config_dir, control_url=control_url).control_database
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None
+    try:
+        with ControlStore.open(url) as store:
+            return usage(store)
+    except Exception as exc:  # the definition is still worth showing
+        Console(stderr=True, highlight=False).print(
+            f"runs per week unknown: cannot read the control database ({type(exc).__name__}: "
+            f"{exc}); check --control-url / TALLYSTICK_CONTROL_URL",
+            markup=False,
+        )
+        return None
+
+
     name: Annotated[str, typer.Argument(metavar="NAME", help="The metric's name.")],
     fmt: FormatOption = Format.table,
     data: DataOption = DEFAULT_DATA,
     config_dir: ConfigDirOption = None,
 ) -> None:
-    """Everything about one metric: its fields, its parameters and where it is defined."""
+    control_url: ControlUrlOption = None,
+    """Everything about one metric: its fields, its parameters, where it is defined, the
+    dashboard pages that show it and how often it runs."""
     from tallystick.metrics.materialize import results_path
 
+    from tallystick.query.catalog import used_in
     settings = _settings(data, config_dir)
     catalog = _catalog(data, config_dir)
     metric = _find(catalog, name)
@@ -204,6 +233,9 @@ def show(
     info["path"] = str(catalog.directory.parent / metric.file)
     info["analysis"] = metric.analysis
     info["materialized"] = {
+    info["used_in"] = used_in(metric)
+    runs = _runs_per_week(data, config_dir, control_url)
+    info["runs_per_week"] = None if runs is None else runs.get(metric.name, 0.0)
         grain: {"status": status, "path": str(settings.lake_dir / results_path(metric.name, grain))}
         for grain, status in _materialized(data, metric).items()
     }
@@ -222,6 +254,9 @@ def show(
         elif key == "file":
             rows.append({"field": key, "value": f"{metric.file}:{metric.line}"})
         elif key != "line":
+        elif key == "runs_per_week":
+            shown = "not recorded (no control database)" if value is None else f"{value:g}"
+            rows.append({"field": key, "value": shown})
             rows.append({"field": key, "value": _text(value)})
     if fmt is Format.table:
         table = Table(title=f"{metric.name}: {metric.title}", show_header=False)
