@@ -190,15 +190,12 @@ def _read_file(path: Path) -> tuple[list[tuple[str, Any]], Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror or exc}", 2)
+    from tallystick.control.config_file import ConfigFileError, read_yaml
+
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw: Any = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = int(mark.line) + 1 if mark is not None else 1
-        fail(f"{path}:{line}: not valid YAML: {exc.problem or exc}", 2)
-    except yaml.YAMLError as exc:
-        fail(f"{path}:1: not valid YAML: {exc}", 2)
+        raw, root = read_yaml(text, str(path))
+    except ConfigFileError as exc:
+        fail(str(exc), 2)
     if isinstance(raw, dict) and "name" not in raw and isinstance(raw.get("models"), list):
         return [(f"models[{i}]", m) for i, m in enumerate(raw["models"])], root
     if isinstance(raw, list):

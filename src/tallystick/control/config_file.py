@@ -90,8 +90,9 @@ def _duplicate_key(node: Node | None) -> tuple[int, str] | None:
     return None
 
 
-def load(text: str, file: str = "tally.yaml") -> Configuration:
-    """Read a configuration file; a ConfigFileError names the line of the first problem."""
+def read_yaml(text: str, file: str) -> tuple[Any, Node | None]:
+    """A YAML document's data and node tree (for ``line_of``); a ConfigFileError names the line
+    of a syntax error or of a key given twice."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data: Any = yaml.safe_load(text)
@@ -104,6 +105,12 @@ def load(text: str, file: str = "tally.yaml") -> Configuration:
     duplicate = _duplicate_key(root)
     if duplicate is not None:
         raise ConfigFileError(file, *duplicate)
+    return data, root
+
+
+def load(text: str, file: str = "tally.yaml") -> Configuration:
+    """Read a configuration file; a ConfigFileError names the line of the first problem."""
+    data, root = read_yaml(text, file)
     try:
         return parse_configuration(data)
     except DefinitionError as exc:
