@@ -189,7 +189,6 @@ def _materialized(data: Path, metric: MetricDef) -> dict[Grain, str]:
     return out
 
 
-def show(
 def _runs_per_week(data: Path, config_dir: Path | None, control_url: str | None) -> Any:
     """Runs per week of every metric that ran, from the control store's run log (None: there
     is no control database yet, or it cannot be read — said on stderr)."""
@@ -215,27 +214,28 @@ def _runs_per_week(data: Path, config_dir: Path | None, control_url: str | None)
         return None
 
 
+def show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The metric's name.")],
     fmt: FormatOption = Format.table,
     data: DataOption = DEFAULT_DATA,
     config_dir: ConfigDirOption = None,
-) -> None:
     control_url: ControlUrlOption = None,
+) -> None:
     """Everything about one metric: its fields, its parameters, where it is defined, the
     dashboard pages that show it and how often it runs."""
     from tallystick.metrics.materialize import results_path
-
     from tallystick.query.catalog import used_in
+
     settings = _settings(data, config_dir)
     catalog = _catalog(data, config_dir)
     metric = _find(catalog, name)
     info = metric.to_dict()
     info["path"] = str(catalog.directory.parent / metric.file)
     info["analysis"] = metric.analysis
-    info["materialized"] = {
     info["used_in"] = used_in(metric)
     runs = _runs_per_week(data, config_dir, control_url)
     info["runs_per_week"] = None if runs is None else runs.get(metric.name, 0.0)
+    info["materialized"] = {
         grain: {"status": status, "path": str(settings.lake_dir / results_path(metric.name, grain))}
         for grain, status in _materialized(data, metric).items()
     }
@@ -253,10 +253,10 @@ def _runs_per_week(data: Path, config_dir: Path | None, control_url: str | None)
             ]
         elif key == "file":
             rows.append({"field": key, "value": f"{metric.file}:{metric.line}"})
-        elif key != "line":
         elif key == "runs_per_week":
             shown = "not recorded (no control database)" if value is None else f"{value:g}"
             rows.append({"field": key, "value": shown})
+        elif key != "line":
             rows.append({"field": key, "value": _text(value)})
     if fmt is Format.table:
         table = Table(title=f"{metric.name}: {metric.title}", show_header=False)
