@@ -1,7 +1,9 @@
-"""`tally demo --no-serve` builds the demo product's data through the real collector."""
+"""`tally demo --no-serve` builds the demo product's data through the real collector, applies
+the demo's streams and models, and leaves `tally audit` something to find in every section."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -9,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tallystick.catalog.audit import SECTION_KEYS
+from tallystick.config import Settings
+from tallystick.control.store import ControlStore
+from tallystick.demo.extras import INVALID_EVENTS, UNDECLARED_EVENT, undeclared
 from tallystick.demo.generator import EVENT_NAMES, FUNNEL, generate
+from tallystick.demo.streams import EXPIRES_IN_DAYS
 from tallystick.store.lake import Lake
 from tallystick.store.reader import connect
 
@@ -18,9 +25,9 @@ pytestmark = pytest.mark.e2e
 ARGS = ["--users", "60", "--days", "30", "--seed", "3"]
 
 
-def _demo(data: Path) -> subprocess.CompletedProcess[str]:
+def _tally(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tallystick", "demo", "--no-serve", "--data", str(data), *ARGS],
+        [sys.executable, "-m", "tallystick", *args],
         check=True,
         capture_output=True,
         text=True,
@@ -28,11 +35,23 @@ def _demo(data: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_sends_everything_through_the_collector(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    first = _demo(data)
-    assert "accepted" in first.stderr
-    expected = sum(1 for _ in generate(users=60, days=30, seed=3))
+def _demo(data: Path) -> subprocess.CompletedProcess[str]:
+    return _tally("demo", "--no-serve", "--data", str(data), *ARGS)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One demo build for the module: its data directory and what `tally demo` printed."""
+    data = tmp_path_factory.mktemp("demo") / "data"
+    return data, _demo(data).stderr
+
+
+def test_demo_sends_everything_through_the_collector(demo: tuple[Path, str]) -> None:
+    data, printed = demo
+    assert "accepted" in printed
+    today = dt.datetime.now(dt.UTC).date()
+    extra = len(undeclared(end=today, days=30, seed=3))
+    expected = sum(1 for _ in generate(users=60, days=30, seed=3)) + extra
     con = connect(Lake(data / "lake"))
     row = con.execute(
         "SELECT count(*), count(DISTINCT app_instance), count(DISTINCT nullif(user_id, '')) "
@@ -44,14 +63,44 @@ def test_demo_sends_everything_through_the_collector(tmp_path: Path) -> None:
     assert sites > 1
     assert 0 < users <= 60
     names = {r[0] for r in con.execute("SELECT DISTINCT name FROM events").fetchall()}
-    assert set(FUNNEL) <= names <= set(EVENT_NAMES)
-    failed = con.execute("SELECT count(*) FROM failed_events").fetchone()
-    assert failed == (0,)
+    assert set(FUNNEL) | {UNDECLARED_EVENT} <= names <= {*EVENT_NAMES, UNDECLARED_EVENT}
+    failed = con.execute("SELECT count(*), min(error_code) FROM failed_events").fetchone()
+    assert failed == (INVALID_EVENTS, "invalid_field")
     marker = json.loads((data / "demo.json").read_text())
     assert marker["events"] == expected
+    with ControlStore.for_settings(Settings(data=data)) as store:
+        config = store.configuration()
+        assert store.audit_log()[-1].actor == "demo"
+        assert len(store.metric_costs()) >= 10
+    assert {s.name for s in config.streams} >= {"product", "signin_experiment"}
+    expires = config.stream("signin_experiment")
+    assert expires is not None
+    assert expires.expires is not None
+    assert expires.expires.date() == today + dt.timedelta(days=EXPIRES_IN_DAYS)
 
     # A second run with the same parameters sends nothing again.
     second = _demo(data)
     assert "already" in second.stderr
     again = connect(Lake(data / "lake")).execute("SELECT count(*) FROM events").fetchone()
     assert again == (expected,)
+
+
+def test_the_audit_of_the_demo_lists_something_in_every_section(demo: tuple[Path, str]) -> None:
+    data, _ = demo
+    report = json.loads(_tally("audit", "--data", str(data), "--format", "json").stdout)
+    sections = {s["key"]: s for s in report["sections"]}
+    assert list(sections) == list(SECTION_KEYS)
+    assert [k for k, s in sections.items() if not s["count"]] == []
+
+    def column(key: str, name: str) -> list[str]:
+        return [str(r[name]) for r in sections[key]["rows"]]
+
+    assert "weekly_searches" in column("undefined_metrics", "metric")
+    assert column("unseen_events", "metric") == ["dataset_downloads"]
+    assert column("unread_streams", "stream") == ["session_study"]
+    assert column("undeclared_events", "event") == [UNDECLARED_EVENT]
+    assert column("expiring_streams", "status") == [f"expires in {EXPIRES_IN_DAYS} days"]
+    assert {"product", "kpi_minimal", "unrouted"} <= set(column("long_retention", "stream"))
+    assert len(column("expensive_metrics", "metric")) == 10
+    assert column("unreliable_sources", "source") == ["research-portal / tallystick-python"]
+    assert "user.id" in column("personal_fields", "field")

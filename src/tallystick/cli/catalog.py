@@ -35,6 +35,7 @@ from tallystick.cli.output import Format, render
 from tallystick.cli.output import progress as progress_display
 
 if TYPE_CHECKING:
+    from tallystick.catalog.runs import MetricRuns
     from tallystick.metrics.catalog import Catalog, MetricDef
     from tallystick.metrics.materialize import Plan
     from tallystick.metrics.params import Grain
@@ -314,8 +315,8 @@ def run(
             date_to=None if date_to is None else parse_date(date_to, "--to"),
         )
         lake_engine = open_engine(data, str(engine), engine_url)
-        with _spinner(err, f"running {metric.name} on {engine}…"):
-            outcome = run_analysis(analysis, lake_engine)
+        with _spinner(err, f"running {metric.name} on {engine}…"), _runs(data, config_dir) as runs:
+            outcome = runs.timed(metric.name, lambda: run_analysis(analysis, lake_engine))
     except MetricError as exc:
         raise _fail(str(exc)) from None
     if show_sql:
@@ -328,6 +329,13 @@ def run(
     _print_rows(outcome.rows, fmt, title)
     if not outcome.rows and fmt is Format.table:
         err.print("no rows: nothing matched (check --from and --to)")
+
+
+def _runs(data: Path, config_dir: Path | None) -> MetricRuns:
+    """Where the query time of a metric run is recorded (for ``tally audit``)."""
+    from tallystick.catalog.runs import MetricRuns
+
+    return MetricRuns(_settings(data, config_dir), "cli")
 
 
 def materialize(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +18,7 @@ from rich.console import Console
 from tallystick.cli.options import DEFAULT_DATA, DataOption
 from tallystick.cli.output import progress as progress_display
 from tallystick.collect.server import ServerProcess
-from tallystick.config import from_env
+from tallystick.config import Settings, from_env
 
 MARKER = "demo.json"
 
@@ -44,6 +48,9 @@ def demo(
         console.print(f"Wrote the demo's metric catalog to [cyan]{settings.catalog_dir}[/].")
     marker = settings.data / MARKER
     params = {"users": users, "days": days, "seed": seed}
+    built = _already_built(marker, params)
+    if not built:
+        _apply_configuration(console, settings)
     server = ServerProcess(settings.data, host=host, port=port if serve else None)
     console.print(f"Starting the collector on [cyan]{server.url}[/] …")
     try:
@@ -56,12 +63,13 @@ def demo(
         )
         raise typer.Exit(2) from None
     try:
-        if _already_built(marker, params):
+        if built:
             console.print(
                 f"Demo data already in [cyan]{settings.data}[/] (remove {marker} to rebuild)."
             )
         else:
             _build(console, server.url, settings.lake_dir, params, marker)
+            _time_metrics(console, server.url, settings.catalog_dir)
         if not serve:
             return
         console.print(
@@ -89,6 +97,7 @@ def _already_built(marker: Path, params: dict[str, int]) -> bool:
 def _build(
     console: Console, url: str, lake_dir: Path, params: dict[str, int], marker: Path
 ) -> None:
+    from tallystick.demo.extras import invalid, undeclared
     from tallystick.demo.generator import generate as gen
     from tallystick.demo.send import send as post
     from tallystick.store.lake import Lake
@@ -96,11 +105,25 @@ def _build(
 
     started = time.monotonic()
     events = gen(users=params["users"], days=params["days"], seed=params["seed"])
+    end = dt.datetime.now(dt.UTC).date()
+    gaps = [
+        *undeclared(end=end, days=params["days"], seed=params["seed"]),
+        *invalid(end=end, seed=params["seed"]),
+    ]
     lake = Lake(lake_dir)
     before = count_events(lake)
     with progress_display(console) as progress:
         task = progress.add_task("sending events", total=None)
         result = post(events, url, progress=lambda n: progress.advance(task, n))
+        # what the audit should find: an undeclared event and a client whose events fail
+        extra = post(gaps, url, progress=lambda n: progress.advance(task, n))
+        result = dataclasses.replace(
+            result,
+            sent=result.sent + extra.sent,
+            accepted=result.accepted + extra.accepted,
+            rejected=result.rejected + extra.rejected,
+            requests=result.requests + extra.requests,
+        )
         loading = progress.add_task("loading into the lake", total=result.accepted)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -122,4 +145,60 @@ def _build(
         f"Sent {result.sent:,} events in {result.requests:,} requests "
         f"({result.accepted:,} accepted, {result.rejected:,} rejected) in "
         f"{time.monotonic() - started:.1f} s."
+    )
+    if extra.rejected:
+        console.print(
+            f"The {extra.rejected} refused events are on purpose, like the undeclared "
+            "debug.layout_shift events: `tally audit` finds them."
+        )
+
+
+def _apply_configuration(console: Console, settings: Settings) -> None:
+    """Apply the demo's streams and models (``tallystick.demo.streams``) to the control plane,
+    unless it holds someone else's configuration."""
+    from tallystick.control.store import ControlStore
+    from tallystick.demo.streams import configuration, is_demo
+
+    wanted = configuration(dt.datetime.now(dt.UTC).date())
+    with ControlStore.for_settings(settings) as store:
+        if not is_demo(store.configuration()):
+            console.print(
+                "The control plane holds streams or models of your own: "
+                "keeping them (the demo's are not applied)."
+            )
+            return
+        changes = store.apply(wanted, actor="demo")
+    if changes:
+        console.print(
+            f"Applied the demo's control-plane configuration: {len(wanted.streams)} streams, "
+            f"{len(wanted.models)} data models (tally config export shows them)."
+        )
+
+
+def _time_metrics(console: Console, url: str, catalog_dir: Path) -> None:
+    """Run every catalog metric once through the HTTP API, so their query times are recorded
+    (for ``tally audit``) and their answers are kept for the dashboard."""
+    from tallystick.metrics.catalog import read_catalog
+
+    catalog, _ = read_catalog(catalog_dir)
+    started = time.monotonic()
+
+    def ran_ok(name: str) -> bool:
+        address = f"{url}/v1/metrics/{urllib.parse.quote(name)}"
+        try:
+            with urllib.request.urlopen(address, timeout=120) as response:
+                response.read()
+        except OSError:  # HTTPError included
+            return False
+        return True
+
+    # two at a time: what the server runs at once per worker
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = dict(zip(catalog.names(), pool.map(ran_ok, catalog.names()), strict=True))
+    failed = [name for name, ok in done.items() if not ok]
+    ran = len(catalog) - len(failed)
+    console.print(
+        f"Ran {ran} catalog metric{'s' if ran != 1 else ''} once in "
+        f"{time.monotonic() - started:.1f} s (their query times feed tally audit)."
+        + (f" Could not run: {', '.join(failed)}." if failed else "")
     )

@@ -25,6 +25,7 @@ import anyio.to_thread
 import msgspec
 
 from tallystick import messages
+from tallystick.catalog.runs import MetricRuns
 from tallystick.collect.asgi import Receive, Scope, Send, respond_json
 from tallystick.collect.body import ClientDisconnected
 from tallystick.config import Settings
@@ -149,6 +150,8 @@ class QueryApp:
         # outside may read something else than this lake, so its answers are never kept.
         self.answers: Answers | None = Answers() if engine is None else None
         self.catalog = CatalogFiles(settings.catalog_dir)
+        # catalog metrics' query times, for the audit (the control store opens on first use)
+        self.runs = MetricRuns(settings, "http")
         self._limiter: anyio.CapacityLimiter | None = None
         self._openapi: bytes | None = None
 
@@ -207,7 +210,7 @@ class QueryApp:
             raw = await _params(method, query_string, receive)
             metric = await anyio.to_thread.run_sync(self._metric, name)
             analysis = _metric_analysis(metric, raw)
-            outcome = await self._execute(analysis)
+            outcome = await self._execute(analysis, metric.name)
             return {
                 "metric": metric.name,
                 "analysis": analysis.name,
@@ -303,13 +306,18 @@ class QueryApp:
         held = tuple(sorted(os.listdir(quarantined))) if quarantined.is_dir() else ()
         return (self.lake.stamp(EVENTS), self.lake.stamp(FAILED), waiting, held)
 
-    async def _execute(self, analysis: Analysis) -> Outcome:
+    async def _execute(self, analysis: Analysis, metric: str | None = None) -> Outcome:
+        """Run ``analysis`` (or reuse its kept answer); a computation of catalog metric
+        ``metric`` has its query time recorded."""
+        compute: Callable[[], Outcome] = partial(run, analysis, self.engine)
+        if metric is not None:
+            compute = partial(self.runs.timed, metric, compute)
         try:
             return await self._in_thread(
                 self._answer,
                 ("analysis", repr(analysis)),
                 lambda: self.lake.stamp(EVENTS, *analysis.read_window()),
-                partial(run, analysis, self.engine),
+                compute,
                 lambda outcome: len(outcome.rows) <= MAX_KEPT_ROWS,
             )
         except QueryFailed as exc:
@@ -317,6 +325,10 @@ class QueryApp:
             raise Refused(500, Problem(messages.QUERY_FAILED, f"{exc}. Try again later.")) from None
         except MetricError as exc:
             raise _invalid(str(exc)) from None
+
+    def close(self) -> None:
+        """Release the control store opened to record query times."""
+        self.runs.close()
 
     async def _refuse(self, send: Send, refused: Refused) -> None:
         body = {"error": refused.problem.as_dict()}
