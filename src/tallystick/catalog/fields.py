@@ -323,10 +323,11 @@ def _build_base(
         f"{glob}, union_by_name = true, filename = true, file_row_number = true)"
     )
     con.execute(
-        "CREATE TEMP TABLE copies AS SELECT event_id AS copy_event, name AS copy_name, "
-        "arg_min(struct_pack(filename, file_row_number), "
-        "struct_pack(received_ts, client_ts, filename, file_row_number)) AS first "
-        "FROM located GROUP BY ALL HAVING count(*) > 1"
+        "CREATE TEMP TABLE copies AS WITH repeated AS (SELECT event_id AS copy_event, "
+        "name AS copy_name FROM located GROUP BY ALL HAVING count(*) > 1) "
+        "SELECT copy_event, copy_name, arg_min(filename || ':' || file_row_number, "
+        "(epoch_us(received_ts)::HUGEINT << 64) + epoch_us(client_ts)) AS first "
+        "FROM located JOIN repeated ON event_id = copy_event AND name = copy_name GROUP BY ALL"
     )
     wanted = [c.column for c in columns if c.column not in {"client_ts", "name"}]
     stream = "r.stream" if "stream" in names else "CAST(NULL AS VARCHAR) AS stream"
@@ -336,7 +337,7 @@ def _build_base(
         f"CAST(r.client_ts AS DATE) AS day, {stream}, {data}, "
         + "".join(f"r.{_quote(c)}, " for c in wanted)
         + "c.copy_event IS NULL "
-        "OR c.first = struct_pack(r.filename, r.file_row_number) AS first_copy "
+        "OR c.first = r.filename || ':' || r.file_row_number AS first_copy "
         "FROM located AS r LEFT JOIN copies AS c "
         "ON r.event_id = c.copy_event AND r.name = c.copy_name"
     )
@@ -357,10 +358,15 @@ def _build_long(con: duckdb.DuckDBPyConnection, columns: list[_Column]) -> None:
     )
     con.execute(
         "CREATE TEMP TABLE kv AS SELECT day, name, stream, first_copy, client_ts, "
-        "'data.' || key AS field, "
+        "'data.' || unnest(json_keys(data)) AS field FROM base WHERE data IS NOT NULL"
+    )
+    # The values and their JSON types of each event once (its first copy): parsing is the cost.
+    con.execute(
+        "CREATE TEMP TABLE kv_values AS SELECT 'data.' || key AS field, "
         "json_type(data, '$.\"' || key || '\"') AS jtype, "
         "json_extract_string(data, '$.\"' || key || '\"') AS value "
-        "FROM (SELECT *, unnest(json_keys(data)) AS key FROM base WHERE data IS NOT NULL)"
+        "FROM (SELECT data, unnest(json_keys(data)) AS key FROM base "
+        "WHERE data IS NOT NULL AND first_copy)"
     )
     parts = [
         f"SELECT {_literal(c.path)} AS field, day, name, stream, first_copy, "
@@ -416,7 +422,7 @@ def _values(
             out[c.path] = (int(distinct[i] or 0), list(top[i] or []), [c.kind])
     for name, distinct, top, types in con.execute(
         f"SELECT field, approx_count_distinct(value), approx_top_k(value, {_CANDIDATES}) "
-        "FILTER (WHERE value IS NOT NULL), list(DISTINCT jtype) FROM kv GROUP BY field"
+        "FILTER (WHERE value IS NOT NULL), list(DISTINCT jtype) FROM kv_values GROUP BY field"
     ).fetchall():
         kinds = sorted({_JSON_TYPES.get(str(t), str(t).lower()) for t in types or ()})
         out[str(name)] = (int(distinct or 0), list(top or []), kinds)
