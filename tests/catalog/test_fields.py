@@ -244,6 +244,30 @@ def test_data_keys(fields: dict[str, FieldInfo]) -> None:
     assert fields["data.tags"].examples == ('["a","b"]',)
 
 
+def test_each_event_counts_once_however_many_copies(tmp_path: Path) -> None:
+    """One event stored in two streams and re-sent later: 3 copies, 1 event."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "name": "page.view",
+        "client_ts": at("06-03"),
+        "page_url": "https://x.eu/",
+        "data": {"load_ms": 5},
+    }
+    resent = dt.datetime(2026, 6, 5, tzinfo=dt.UTC)
+    rows = [
+        {**event, "stream": "product"},
+        {**event, "stream": "performance"},
+        {**event, "stream": "product", "received_ts": resent},
+    ]
+    lake = Lake(tmp_path / "lake")
+    lake.write_events(to_table(rows[:2]), "first")
+    lake.write_events(to_table(rows[2:]), "again")
+    fields = by_name(compute(lake, TODAY))
+    for name in ("page.url", "data.load_ms", "client_ts"):
+        assert (fields[name].events, fields[name].weekly) == (1, (0, 0, 0, 1)), name
+        assert fields[name].streams == ("performance", "product")
+
+
 def test_an_empty_lake_has_no_fields(tmp_path: Path) -> None:
     assert compute(Lake(tmp_path / "lake"), TODAY) == []
 
