@@ -221,3 +221,35 @@ def test_disabled_expired_or_not_started_streams_collect_nothing(
     app.reload_controls()
     send(collector, app, settings, [make_event()])
     assert per_stream(lake) == ({("s", "project.commit"): 1} if collected else {})
+
+
+def test_reads_prefer_the_fullest_copy_of_an_event(
+    app: Collector, collector: TestClient, settings: Settings, lake: Lake, store: ControlStore
+) -> None:
+    store.apply(
+        parse_configuration(
+            {
+                "streams": [
+                    {"name": "a_lean", "events": ["*"], "keep": ["session"]},
+                    {"name": "full", "events": ["*"]},
+                ]
+            }
+        ),
+        actor="test",
+    )
+    app.reload_controls()
+    send(collector, app, settings, [make_event(client={"library": "tallystick-js"})] * 1)
+    con = connect(lake)
+    try:
+        rows = con.execute("SELECT stream, user_id, client_library FROM events").fetchall()
+    finally:
+        con.close()
+    assert rows == [("full", "u-1", "tallystick-js")]
+    from tallystick.metrics.api import run
+    from tallystick.metrics.engines import DuckDBEngine
+    from tallystick.metrics.registry import build
+
+    analysis = build("count", {"event": "project.commit", "breakdown": "client.library"})
+    outcome = run(analysis, DuckDBEngine(lake))
+    assert {r["breakdown"] for r in outcome.rows} == {"tallystick-js"}  # never empty
+    assert sum(r["events"] for r in outcome.rows) == 1

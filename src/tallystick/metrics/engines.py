@@ -106,6 +106,7 @@ class DuckDBEngine:
         con = _duckdb_cursor() if not self.threads else _duckdb_connection()
         try:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")  # no bar on a command's stderr
             if self.threads:
                 con.execute(f"SET threads = {int(self.threads)}")
             return con.sql(sql).arrow().read_all(), sql

@@ -411,11 +411,27 @@ def events_cte(
         .having(exp.GT(this=exp.Count(this=exp.Star()), expression=lit(1)))
     )
     in_repeated = exp.In(this=col("h"), query=exp.select("h").from_("rep").subquery())
+    # Among copies received together (one per stream), prefer the one that has the most of
+    # the columns this analysis reads: a stream's `keep` list may have narrowed another copy.
+    missing: exp.Expr = lit(0)
+    for c in needed:
+        if c not in ("event_id", "name", "client_ts", "received_ts"):
+            missing = exp.Add(
+                this=missing,
+                expression=exp.Case(
+                    ifs=[exp.If(this=exp.Is(this=col(c), expression=exp.Null()), true=lit(1))],
+                    default=lit(0),
+                ),
+            )
     first = exp.Window(
         this=exp.RowNumber(),
         partition_by=[col("event_id"), col("name")],
         order=exp.Order(
-            expressions=[exp.Ordered(this=col("received_ts")), exp.Ordered(this=col("client_ts"))]
+            expressions=[
+                exp.Ordered(this=col("received_ts")),
+                exp.Ordered(this=col("client_ts")),
+                exp.Ordered(this=missing),
+            ]
         ),
     )
     unique_rows = exp.select("*").from_("src").where(exp.Not(this=in_repeated.copy()))

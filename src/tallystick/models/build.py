@@ -138,6 +138,7 @@ def open_engine(settings: Settings, *, create: bool = True) -> Iterator[duckdb.D
         raise ModelError(f"cannot open {path}: {exc}") from None
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # no bar on a command's stderr
         yield con
     finally:
         con.close()

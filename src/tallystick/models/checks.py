@@ -330,6 +330,7 @@ def run_checks(
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # no bar on a command's stderr
         runs = [
             run
             for model in models

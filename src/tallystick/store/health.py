@@ -133,6 +133,7 @@ def _read(work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")  # no bar on a command's stderr
             return work(con)
         finally:
             con.close()

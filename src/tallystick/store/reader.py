@@ -1,8 +1,8 @@
 """Read the lake with DuckDB: de-duplicated events and the failed-events store.
 
 Every query and export goes through the ``events`` view defined here, which keeps the first
-received copy of each event (same ``event_id`` and ``name``): re-sent and re-imported events
-count exactly once.
+received copy of each event (same ``event_id`` and ``name``; of copies received together — one
+per stream — the fullest): re-sent and re-imported events count exactly once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,13 @@ from tallystick.store.lake import EVENT_SCHEMA, EVENTS, FAILED, FAILED_SCHEMA, L
 T = TypeVar("T")
 
 _RETRIES: Final = 5
+#: among copies of an event received together (one per stream), the one with the fewest empty
+#: columns first: a stream's `keep` list may have narrowed another copy
+_MISSING: Final = " + ".join(
+    f"({f.name} IS NULL)::INTEGER"
+    for f in EVENT_SCHEMA
+    if f.name not in ("event_id", "name", "client_ts", "received_ts", "schema_version", "stream")
+)
 
 
 def _source(con: duckdb.DuckDBPyConnection, lake: Lake, kind: str, schema: pa.Schema) -> str:
@@ -36,13 +43,14 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     (every stored copy) and ``failed_events``."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # no bar on a command's stderr
     con.execute(
         f"CREATE VIEW raw_events AS SELECT * FROM {_source(con, lake, EVENTS, EVENT_SCHEMA)}"
     )
     con.execute(
         "CREATE VIEW events AS SELECT * FROM raw_events "
         "QUALIFY row_number() OVER "
-        "(PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1"
+        f"(PARTITION BY event_id, name ORDER BY received_ts, client_ts, {_MISSING}) = 1"
     )
     con.execute(
         f"CREATE VIEW failed_events AS SELECT * FROM {_source(con, lake, FAILED, FAILED_SCHEMA)}"

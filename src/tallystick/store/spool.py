@@ -13,8 +13,8 @@ Frame layout (little-endian)::
 
 ``kind`` is ``STREAM_EVENTS`` (payload: the stream's name, a newline, then a JSON array of the
 events stored for that stream), ``EVENTS`` (a JSON array of events stored for no stream, written
-before streams existed) or ``FAILED`` (a JSON array of ``FailedEvent``). A torn or corrupt tail (a crash mid-write) is detected by length and
-CRC and ignored: it was never acknowledged.
+before streams existed) or ``FAILED`` (a JSON array of ``FailedEvent``). A torn or corrupt
+tail (a crash mid-write) is detected by length and CRC and ignored: it was never acknowledged.
 """
 
 from __future__ import annotations

@@ -43,7 +43,10 @@ WITH src AS (
       FROM rep
     )
   QUALIFY
-    ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
+    ROW_NUMBER() OVER (
+      PARTITION BY event_id, name
+      ORDER BY received_ts, client_ts, 0 + CASE WHEN app_environment IS NULL THEN 1 ELSE 0 END + CASE WHEN data IS NULL THEN 1 ELSE 0 END + CASE WHEN session_seq IS NULL THEN 1 ELSE 0 END + CASE WHEN user_id IS NULL THEN 1 ELSE 0 END
+    ) = 1
 ), ev AS (
   SELECT
     event_id,

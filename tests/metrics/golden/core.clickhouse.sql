@@ -42,7 +42,10 @@ WITH src AS (
       FROM rep
     )
   QUALIFY
-    ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
+    ROW_NUMBER() OVER (
+      PARTITION BY event_id, name
+      ORDER BY received_ts, client_ts, 0 + CASE WHEN user_id IS NULL THEN 1 ELSE 0 END
+    ) = 1
 ), ev AS (
   SELECT
     event_id,

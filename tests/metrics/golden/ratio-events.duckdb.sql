@@ -39,7 +39,7 @@ WITH src AS (
       FROM rep
     )
   QUALIFY
-    ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts) = 1
+    ROW_NUMBER() OVER (PARTITION BY event_id, name ORDER BY received_ts, client_ts, 0) = 1
 ), ev AS (
   SELECT
     event_id,
