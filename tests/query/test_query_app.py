@@ -19,6 +19,7 @@ from query.responses import error_message
 from query.sample import PARAMS, RANGE, make_lake
 from support import make_event
 from tallystick import messages
+from tallystick.admin import openapi as control
 from tallystick.collect.app import Collector
 from tallystick.config import Settings
 from tallystick.metrics import api
@@ -251,7 +252,7 @@ def test_openapi_is_served_and_describes_every_analysis(client: TestClient) -> N
         "/v1/meta",
         "/v1/health",
         "/openapi.json",
-    }
+    } | set(control.paths())
     operation_ids = []
     for name in ANALYSES:
         item = doc["paths"][f"/v1/query/{name}"]

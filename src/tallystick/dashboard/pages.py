@@ -74,6 +74,14 @@ PAGES: Final[tuple[Page, ...]] = (
         "Every metric definition: what it measures, who owns it and where it is used.",
         ("q",),
     ),
+    Page(
+        "streams",
+        "/streams",
+        "Streams",
+        "What is collected: streams with their sampling, expiry and volume, data models with "
+        "their quality checks, and every field seen.",
+        ("q",),
+    ),
 )
 BY_PATH: Final[dict[str, Page]] = {p.path: p for p in PAGES}
 BY_SLUG: Final[dict[str, Page]] = {p.slug: p for p in PAGES}

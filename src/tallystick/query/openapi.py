@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 from tallystick import messages
+from tallystick.admin import openapi as control
 from tallystick.metrics.catalog import IMPORTANCE, PRIVACY, STANDARDS, STATUSES, TYPES
 from tallystick.metrics.params import GRAINS, MetricError
 from tallystick.metrics.registry import (
@@ -600,6 +601,8 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
         "Meta": _META,
         "Health": _HEALTH,
     }
+    paths |= control.paths()
+    schemas |= control.schemas()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -607,17 +610,22 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
             "version": version,
             "description": "Run Tallystick's analyses and catalog metrics over the collector's "
             "lake with DuckDB, and read what the lake holds and how data is arriving. The same "
-            "analyses and parameters as `tally metrics` and `tallystick.metrics`; see "
-            "docs/http-api.md.",
+            "analyses and parameters as `tally metrics` and `tallystick.metrics`. The control "
+            "plane (streams, data models, the configuration and its audit log) is under "
+            "/v1/admin/; see docs/http-api.md.",
         },
         "tags": [
             {"name": "query", "description": "Analyses"},
             {"name": "catalog", "description": "The metric catalog and its metrics"},
             {"name": "data", "description": "What the lake holds and how data arrives"},
             {"name": "meta", "description": "About the API"},
+            *control.TAGS,
         ],
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": copy.deepcopy(_SECURITY_SCHEMES)},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": copy.deepcopy(_SECURITY_SCHEMES | control.SECURITY_SCHEMES),
+        },
     }
 
 

@@ -131,6 +131,8 @@
     }
     const problem = (body && body.error) || {};
     if (response.status === 401) {
+      // Sent before a key was entered: the view is being drawn again with it, do not ask twice.
+      if (!key && sessionStorage.getItem(KEY_STORE)) throw new ApiError(401, "unauthorized", "This view needs a read key.");
       if (key) sessionStorage.removeItem(KEY_STORE);
       askForKey(key ? "That key was not accepted. Check it and try again."
         : "This server needs a read key to show its data. Ask whoever runs Tallystick for one.");
@@ -947,6 +949,147 @@
     $("#catalog").replaceChildren(matches.length ? table : message("empty", "No metric matches.", q ? "Clear the search." : "Add definitions to the catalog directory (see docs/catalog.md)."));
   }
 
+  // -- streams, models and fields (the control plane, read-only) -------------------------------
+
+  const SOON_DAYS = 30;
+  const fmtDay = (iso) => (iso ? iso.slice(0, 10) : "—");
+  const plural = (n, word) => `${fmtInt(n)} ${word}${n === 1 ? "" : "s"}`;
+  const badge = (text, kind) => el("span", { class: `badge ${kind}`, text });
+  const expiresSoon = (s) => s.expires_in_days !== null && s.expires_in_days >= 0 && s.expires_in_days < SOON_DAYS;
+
+  function expiry(s) {
+    if (!s.expires) return "never";
+    const days = s.expires_in_days;
+    if (days < 0) return el("span", { class: "past" }, `${fmtDay(s.expires)} (expired)`);
+    const when = `${fmtDay(s.expires)} (${days === 0 ? "today" : `in ${plural(days, "day")}`})`;
+    if (!expiresSoon(s)) return when;
+    return el("span", { class: "soon" }, el("strong", { text: "Soon: " }), when);
+  }
+
+  /** Render one section's answer, or its own error; a missing key stops the whole page. */
+  async function section(container, promise, render) {
+    try {
+      render(await promise);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) throw error;
+      container.replaceChildren(errorMessage(error));
+    }
+  }
+
+  function renderStreamTable(body) {
+    const streams = body.streams.map((s) => ({ ...s, last_7_days: s.volume.last_7_days, last_28_days: s.volume.last_28_days }));
+    const count = $("#streams-count");
+    count.dataset.value = String(streams.length);
+    const soon = streams.filter(expiresSoon).length;
+    count.textContent = `${plural(streams.length, "stream")}${soon ? ` · ${soon} expire${soon === 1 ? "s" : ""} within ${SOON_DAYS} days` : ""} · events per UTC day of when they happened, today included`;
+    if (!streams.length) {
+      $("#streams").replaceChildren(message("empty", "No streams defined yet.", "Every event goes to the unrouted stream. Define streams with POST /v1/admin/streams or `tally config apply tally.yaml` (see docs/http-api.md)."));
+    } else {
+      const columns = [
+        { key: "name", format: (v, s) => el("span", {}, el("strong", { text: v }), s.description ? el("small", { class: "desc", text: s.description }) : null) },
+        { key: "status", format: (v) => badge(v, `status-${v}`) },
+        { key: "owner", format: (v) => v || "—" },
+        { key: "events", label: "events routed", format: (v) => (v.length ? el("span", {}, v.map((e) => el("code", { class: "tag", text: e }))) : "none") },
+        { key: "sample", format: (v) => (v ? `${fmtPct(v.rate)} of ${v.unit}s` : "all") },
+        { key: "expires", format: (_, s) => expiry(s) },
+        { key: "retention_days", label: "retention", format: (v) => (v ? plural(v, "day") : "until deleted") },
+        { key: "last_7_days", label: "events, 7 days", num: true, format: fmtInt },
+        { key: "last_28_days", label: "events, 28 days", num: true, format: fmtInt },
+      ];
+      const table = renderTable({ columns, rows: streams, caption: "Streams: what each receives, keeps and stores, and for how long" }, "Streams");
+      $$("tbody tr", table).forEach((tr, i) => {
+        if (expiresSoon(streams[i])) tr.classList.add("expiring");
+        tr.dataset.stream = streams[i].name;
+      });
+      $("#streams").replaceChildren(table);
+    }
+    const other = body.other.filter((o) => o.volume.last_28_days);
+    $("#other-streams").replaceChildren(...(other.length ? [el("p", { class: "count" }, "Also in the lake: ",
+      other.flatMap((o, i) => [i ? "; " : "", el("strong", { text: o.stream === null ? "events stored before streams existed" : o.stream === body.unrouted_stream ? `${o.stream} (undeclared events)` : `${o.stream} (no longer defined)` }),
+        ` ${fmtInt(o.volume.last_7_days)} in 7 days, ${fmtInt(o.volume.last_28_days)} in 28`]), ".")] : []));
+  }
+
+  function checkList(results) {
+    if (!results.length) return "not run yet (tally models check, or POST /v1/admin/models/NAME/check)";
+    return el("ul", { class: "checks" }, results.map((r) => el("li", { class: r.passed ? "passed" : "failed" },
+      el("strong", { text: r.passed ? "passed " : "FAILED " }), el("code", { text: r.check }), ` — ${r.message}`,
+      r.ran_at ? el("small", { text: ` (${fmtTime(r.ran_at)})` }) : null)));
+  }
+
+  function renderModelTable(body) {
+    const models = body.models;
+    if (!models.length) {
+      $("#models").replaceChildren(message("empty", "No data models yet.", "Define one with POST /v1/admin/models or under `models:` in tally.yaml (see docs/http-api.md)."));
+      return;
+    }
+    const columns = [
+      { key: "name", label: "model", format: (v, m) => el("span", {}, el("strong", { text: v }), m.description ? el("small", { class: "desc", text: m.description }) : null) },
+      { key: "stream" },
+      { key: "materialize", label: "as" },
+      { key: "built_at", label: "built", format: (v) => (v ? fmtTime(v) : "not yet") },
+      { key: "failing", label: "failing checks", num: true, format: fmtInt },
+      { key: "results", label: "latest check results (failed first)", format: (v, m) => (m.checks && m.checks.length ? checkList(v) : "no checks defined") },
+    ];
+    const table = renderTable({ columns, rows: models, caption: "Data models, those with failing checks first" }, "Models");
+    $$("tbody tr", table).forEach((tr, i) => {
+      if (models[i].failing) tr.classList.add("failing");
+    });
+    $("#models").replaceChildren(table);
+  }
+
+  function renderFieldTable(body) {
+    const q = body.q;
+    const count = $("#fields-count");
+    count.dataset.value = String(body.fields.length);
+    count.textContent = `${fmtInt(body.fields.length)} of ${plural(body.total, "field")}${q ? ` match “${q}”` : ""} · examples have personal data redacted`;
+    if (!body.fields.length) {
+      $("#fields").replaceChildren(body.total
+        ? message("empty", "No field matches.", "Clear the search or try another word.")
+        : message("empty", "No fields seen yet.", "Send events to POST /v1/events, or run `tally demo`."));
+      return;
+    }
+    const columns = [
+      { key: "name", label: "field", format: (v) => el("code", { text: v }) },
+      { key: "type" },
+      { key: "per_day", label: "events per day", num: true, format: fmtNum },
+      { key: "trend", format: (v, f) => `${v}${f.change_pct === null ? "" : ` (${f.change_pct > 0 ? "+" : ""}${numFormat.format(f.change_pct)}%)`}` },
+      { key: "first_seen", label: "first seen", format: fmtDay },
+      { key: "last_seen", label: "last seen", format: fmtDay },
+      { key: "streams", format: (v) => (v.length ? el("span", {}, v.map((n) => el("span", { class: "tag", text: n }))) : "—") },
+      { key: "examples", format: (v) => (v.length ? v.join(" · ") : "—") },
+      { key: "personal", label: "personal?", format: (v) => (v ? el("span", {}, badge("looks personal", "personal"), " ", v) : "no") },
+    ];
+    $("#fields").replaceChildren(renderTable({ columns, rows: body.fields, caption: "Every field seen in the lake" }, "Fields"));
+  }
+
+  /** The audit report is a page of its own; with a read key, the link fetches it with the key
+   * (a plain link cannot send one) and shows it from memory. */
+  async function openReport(event) {
+    const key = sessionStorage.getItem(KEY_STORE);
+    if (!key) return;
+    event.preventDefault();
+    const link = event.currentTarget;
+    try {
+      const response = await fetch(link.href, { headers: { Authorization: `Bearer ${key}` } });
+      if (!response.ok) throw new ApiError(response.status, "error", `The server answered ${response.status}.`);
+      window.location.assign(URL.createObjectURL(await response.blob()));
+    } catch (error) {
+      setStatus(message("error", "Could not open the audit report:", error instanceof ApiError ? error.message : "the server did not answer."));
+    }
+  }
+
+  async function renderStreams() {
+    const streams = api("/v1/catalog/streams");
+    const models = api("/v1/catalog/models");
+    const fields = api("/v1/catalog/fields", { q: value("q") });
+    // Each table shows as soon as its answer arrives; the field catalog may take longest.
+    await Promise.all([
+      section($("#streams"), streams, renderStreamTable),
+      section($("#models"), models, renderModelTable),
+      section($("#fields"), fields, renderFieldTable),
+    ]);
+  }
+
   // -- wiring ----------------------------------------------------------------------------------
 
   const RENDER = {
@@ -957,6 +1100,7 @@
     explore: renderExplore,
     "data-health": renderHealth,
     catalog: renderCatalog,
+    streams: renderStreams,
   };
   const SETUP = { funnel: setupFunnel, retention: setupRetention, explore: setupExplore };
 
@@ -1037,6 +1181,8 @@
       repeatable($("#step-rows"), $("#add-step"), (i) => stepRow(i, "", pageMeta ? eventOptions(pageMeta) : []), 2);
     }
     if ($("#filter-rows")) repeatable($("#filter-rows"), $("#add-filter"), (i) => filterRow(i));
+    const audit = $("#audit-link");
+    if (audit) audit.addEventListener("click", openReport);
     if (SETUP[page]) {
       meta().then((m) => {
         pageMeta = m;

@@ -1,0 +1,669 @@
+"""The control-plane API: an ASGI application the collector hands ``/v1/admin/...``,
+``/v1/catalog/...`` and ``/v1/audit`` to.
+
+``/v1/admin/...`` creates, reads, changes and deletes streams and data models, renews, enables
+and disables streams, builds and checks models, exports, plans and applies the whole
+configuration and reads the audit log; ``/v1/catalog/...`` and ``/v1/audit`` are read-only (the
+streams with their volume, the models with their check results, the field catalog, search and
+the audit report). Who may call what is ``access``'s business. Every store call runs in a worker
+thread, so ingestion never waits for the database; one ``ControlStore`` per app, opened on first
+use and closed by ``close()`` (or the ASGI lifespan's shutdown). See docs/http-api.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+import threading
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import anyio
+import anyio.to_thread
+import sqlalchemy as sa
+import yaml
+
+from tallystick import messages
+from tallystick.admin import access, views
+from tallystick.admin.documents import read_configuration, refuse_definition
+from tallystick.admin.http import (
+    Refused,
+    invalid,
+    json_object,
+    not_allowed,
+    not_found,
+    query_params,
+    read_body,
+)
+from tallystick.admin.volume import WINDOWS, Volume, stream_volumes, window_start
+from tallystick.collect.asgi import JSON, Headers, Receive, Scope, Send, respond, respond_json
+from tallystick.collect.body import ClientDisconnected
+from tallystick.config import Settings
+from tallystick.control.definitions import (
+    DefinitionError,
+    Model,
+    Stream,
+    format_time,
+    parse_model,
+    parse_stream,
+)
+from tallystick.control.plan import Plan
+from tallystick.control.store import Conflict, ControlStore, NotFound
+from tallystick.messages import Problem
+from tallystick.query.answers import Answers
+from tallystick.store.lake import EVENTS, Lake
+
+if TYPE_CHECKING:
+    from tallystick.catalog.fields import FieldInfo
+
+log = logging.getLogger("tallystick.admin")
+
+T = TypeVar("T")
+
+STORE_THREADS: Final = 4
+YAML: Final = b"application/yaml; charset=utf-8"
+STREAM_EXAMPLE: Final = '{"name": "product", "events": ["project.*"]}'
+MODEL_EXAMPLE: Final = '{"name": "commits", "stream": "product", "fields": ["user.id"]}'
+_RETRY: Final = ((b"retry-after", b"1"),)
+AUDIT_FORMATS: Final = {
+    "json": JSON,
+    "md": b"text/markdown; charset=utf-8",
+    "html": b"text/html; charset=utf-8",
+}
+#: the audit report's HTML has inline styles only: nothing else may load or run
+_REPORT_HEADERS: Final = (
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+_LIST_HINTS: Final = {
+    "`tally streams list` shows the streams": "GET /v1/admin/streams lists them",
+    "`tally models list` shows the models": "GET /v1/admin/models lists them",
+}
+
+
+@dataclass
+class Call:
+    """One request to a route: its path parameters, query string and who makes it."""
+
+    scope: Scope
+    receive: Receive
+    params: dict[str, str]
+    actor: str | None
+
+    @property
+    def query(self) -> str:
+        raw: bytes = self.scope.get("query_string", b"")
+        return raw.decode("latin-1")
+
+    @property
+    def name(self) -> str:
+        return self.params["name"]
+
+    @property
+    def content_type(self) -> str:
+        for key, value in self.scope.get("headers") or ():
+            if key.lower() == b"content-type":
+                text: str = value.decode("latin-1")
+                return text
+        return ""
+
+    @property
+    def who(self) -> str:
+        """The actor of a change (``access.authorize`` gives every change one)."""
+        assert self.actor is not None
+        return self.actor
+
+    async def body(self) -> bytes:
+        return await read_body(self.receive)
+
+    async def json(self, example: str) -> dict[str, Any]:
+        return json_object(await self.body(), example)
+
+    def only(self, *allowed: str) -> dict[str, str]:
+        return query_params(self.query, allowed)
+
+
+@dataclass
+class Reply:
+    """What a route answers: JSON by default."""
+
+    body: object
+    status: int = 200
+    content_type: bytes = JSON
+    headers: Headers = field(default_factory=tuple)
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A path pattern (``/v1/admin/streams/{name}``) and a handler per method."""
+
+    pattern: re.Pattern[str]
+    methods: Mapping[str, Handler]
+
+    @classmethod
+    def of(cls, path: str, methods: Mapping[str, Handler]) -> Route:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+        return cls(re.compile(f"^{regex}/?$"), methods)
+
+
+def _stream(raw: Mapping[str, Any]) -> Stream:
+    return parse_stream(views.definition(raw, views.STREAM_READ_ONLY))
+
+
+def _model(raw: Mapping[str, Any]) -> Model:
+    return parse_model(views.definition(raw, views.MODEL_READ_ONLY))
+
+
+def _created(plan: Plan) -> int:
+    return 201 if any(c.action == "create" for c in plan) else 200
+
+
+class ControlApi:
+    """The control-plane API over one data directory's control store and lake."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lake = Lake(settings.lake_dir)
+        self.answers = Answers(max_answers=16)
+        self._store: ControlStore | None = None
+        self._opening = threading.Lock()
+        self._limiter: anyio.CapacityLimiter | None = None
+        self.routes = self._routes()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def store(self) -> ControlStore:
+        """The control store, opened (and migrated) on first use."""
+        with self._opening:
+            if self._store is None:
+                self._store = ControlStore.for_settings(self.settings)
+            return self._store
+
+    def close(self) -> None:
+        with self._opening:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def today(self) -> dt.date:
+        return self.now().date()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            handler, params = self._find(scope["path"], scope["method"])
+            actor = access.authorize(scope, self.settings)
+            reply = await handler(Call(scope, receive, params, actor))
+        except Refused as refused:
+            await respond_json(send, refused.status, refused.body(), refused.headers)
+            return
+        except ClientDisconnected:
+            return
+        if reply.content_type == JSON:
+            await respond_json(send, reply.status, reply.body, reply.headers)
+        else:
+            assert isinstance(reply.body, bytes)
+            await respond(send, reply.status, reply.content_type, reply.body, reply.headers)
+
+    def _find(self, path: str, method: str) -> tuple[Handler, dict[str, str]]:
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if match is None:
+                continue
+            handler = route.methods.get(method)
+            if handler is None:
+                raise not_allowed(*route.methods)
+            return handler, {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
+        raise not_found(
+            f"no such endpoint: {method} {path}; events go to POST /v1/events and GET /v1 "
+            "lists the API."
+        )
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route.of("/v1/admin/streams", {"GET": self.list_streams, "POST": self.create_stream}),
+            Route.of("/v1/admin/streams/{name}/renew", {"POST": self.renew_stream}),
+            Route.of("/v1/admin/streams/{name}/enable", {"POST": self.enable_stream}),
+            Route.of("/v1/admin/streams/{name}/disable", {"POST": self.disable_stream}),
+            Route.of(
+                "/v1/admin/streams/{name}",
+                {
+                    "GET": self.get_stream,
+                    "PUT": self.put_stream,
+                    "PATCH": self.patch_stream,
+                    "DELETE": self.delete_stream,
+                },
+            ),
+            Route.of("/v1/admin/models", {"GET": self.list_models, "POST": self.create_model}),
+            Route.of("/v1/admin/models/{name}/build", {"POST": self.build_model}),
+            Route.of("/v1/admin/models/{name}/check", {"POST": self.check_model}),
+            Route.of(
+                "/v1/admin/models/{name}",
+                {"GET": self.get_model, "PUT": self.put_model, "DELETE": self.delete_model},
+            ),
+            Route.of("/v1/admin/checks", {"GET": self.list_checks}),
+            Route.of("/v1/admin/audit-log", {"GET": self.audit_log}),
+            Route.of("/v1/admin/config", {"GET": self.get_config}),
+            Route.of("/v1/admin/config/plan", {"POST": self.plan_config}),
+            Route.of("/v1/admin/config/apply", {"POST": self.apply_config}),
+            Route.of("/v1/catalog/streams", {"GET": self.catalog_streams}),
+            Route.of("/v1/catalog/models", {"GET": self.catalog_models}),
+            Route.of("/v1/catalog/fields", {"GET": self.catalog_fields}),
+            Route.of("/v1/catalog/search", {"GET": self.catalog_search}),
+            Route.of("/v1/audit", {"GET": self.audit_report}),
+        ]
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        """``work()`` in a worker thread; the store's refusals become HTTP ones."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(STORE_THREADS)
+        try:
+            return await anyio.to_thread.run_sync(work, limiter=self._limiter)
+        except NotFound as exc:
+            raise not_found(_http_hints(str(exc)) + ".") from None
+        except Conflict as exc:
+            raise Refused(409, Problem(messages.CONFLICT, _http_hints(str(exc)) + ".")) from None
+        except DefinitionError as exc:
+            raise refuse_definition(exc) from None
+        except sa.exc.SQLAlchemyError:
+            log.exception("the control-plane database failed")
+            raise Refused(
+                503,
+                Problem(
+                    messages.NOT_READY,
+                    "the control-plane database could not be used just now (see the server's "
+                    "log): try again in a moment",
+                ),
+                _RETRY,
+            ) from None
+
+    async def _with_store(self, work: Callable[[ControlStore], T]) -> T:
+        return await self._in_thread(lambda: work(self.store()))
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    def _stream_reply(self, store: ControlStore, name: str, plan: Plan | None = None) -> Reply:
+        view = views.stream_view(store.stream(name), self.now(), store.stream_times())
+        if plan is None:
+            return Reply(view)
+        return Reply({"stream": view, "changes": views.changes(plan)}, _created(plan))
+
+    async def list_streams(self, call: Call) -> Reply:
+        call.only()
+
+        def work(store: ControlStore) -> Reply:
+            config = store.configuration()
+            times = store.stream_times()
+            at = self.now()
+            return Reply(
+                {
+                    "unrouted_stream": config.unrouted_stream,
+                    "streams": [views.stream_view(s, at, times) for s in config.streams],
+                }
+            )
+
+        return await self._with_store(work)
+
+    async def get_stream(self, call: Call) -> Reply:
+        call.only()
+        return await self._with_store(lambda store: self._stream_reply(store, call.name))
+
+    async def create_stream(self, call: Call) -> Reply:
+        stream = _parsed(_stream, await call.json(STREAM_EXAMPLE))
+
+        def work(store: ControlStore) -> Reply:
+            plan = store.put_stream(stream, call.who, create_only=True)
+            return self._stream_reply(store, stream.name, plan)
+
+        return await self._with_store(work)
+
+    async def put_stream(self, call: Call) -> Reply:
+        body = await call.json(STREAM_EXAMPLE)
+        stream = _parsed(lambda raw: _stream(views.named(raw, call.name, "stream")), body)
+
+        def work(store: ControlStore) -> Reply:
+            plan = store.put_stream(stream, call.who)
+            return self._stream_reply(store, stream.name, plan)
+
+        return await self._with_store(work)
+
+    async def patch_stream(self, call: Call) -> Reply:
+        body = await call.json('{"owner": "web-team"}')
+        settings = _parsed(lambda raw: views.stream_patch(raw, call.name), body)
+        return await self._update_stream(call, "update", settings)
+
+    async def _update_stream(self, call: Call, action: str, settings: dict[str, Any]) -> Reply:
+        def work(store: ControlStore) -> Reply:
+            plan = store.update_stream(call.name, call.who, action, **settings)
+            return self._stream_reply(store, call.name, plan)
+
+        return await self._with_store(work)
+
+    async def delete_stream(self, call: Call) -> Reply:
+        call.only()
+        plan = await self._with_store(lambda store: store.delete_stream(call.name, call.who))
+        return Reply(
+            {"deleted": {"kind": "stream", "name": call.name}, "changes": views.changes(plan)}
+        )
+
+    async def renew_stream(self, call: Call) -> Reply:
+        body = await call.json(views.RENEW_EXAMPLE)
+
+        def work(store: ControlStore) -> Reply:
+            expires = views.renewal(body, self.now(), store.stream(call.name))
+            plan = store.update_stream(call.name, call.who, "renew", expires=format_time(expires))
+            return self._stream_reply(store, call.name, plan)
+
+        return await self._with_store(work)
+
+    async def enable_stream(self, call: Call) -> Reply:
+        await _no_settings(call, "enable")
+        return await self._update_stream(call, "enable", {"enabled": True})
+
+    async def disable_stream(self, call: Call) -> Reply:
+        await _no_settings(call, "disable")
+        return await self._update_stream(call, "disable", {"enabled": False})
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def _model_reply(self, store: ControlStore, name: str, plan: Plan | None = None) -> Reply:
+        view = views.model_view(store.model(name), store.model_built())
+        if plan is None:
+            return Reply(view)
+        return Reply({"model": view, "changes": views.changes(plan)}, _created(plan))
+
+    async def list_models(self, call: Call) -> Reply:
+        call.only()
+
+        def work(store: ControlStore) -> Reply:
+            built = store.model_built()
+            return Reply({"models": [views.model_view(m, built) for m in store.models()]})
+
+        return await self._with_store(work)
+
+    async def get_model(self, call: Call) -> Reply:
+        call.only()
+        return await self._with_store(lambda store: self._model_reply(store, call.name))
+
+    async def create_model(self, call: Call) -> Reply:
+        model = _parsed(_model, await call.json(MODEL_EXAMPLE))
+
+        def work(store: ControlStore) -> Reply:
+            plan = store.put_model(model, call.who, create_only=True)
+            return self._model_reply(store, model.name, plan)
+
+        return await self._with_store(work)
+
+    async def put_model(self, call: Call) -> Reply:
+        body = await call.json(MODEL_EXAMPLE)
+        model = _parsed(lambda raw: _model(views.named(raw, call.name, "model")), body)
+
+        def work(store: ControlStore) -> Reply:
+            plan = store.put_model(model, call.who)
+            return self._model_reply(store, model.name, plan)
+
+        return await self._with_store(work)
+
+    async def delete_model(self, call: Call) -> Reply:
+        call.only()
+        plan = await self._with_store(lambda store: store.delete_model(call.name, call.who))
+        return Reply(
+            {"deleted": {"kind": "model", "name": call.name}, "changes": views.changes(plan)}
+        )
+
+    async def build_model(self, call: Call) -> Reply:
+        await _no_settings(call, "build")
+        from tallystick.models import build_models
+
+        def work(store: ControlStore) -> Reply:
+            with _engine_busy():
+                built = build_models(self.settings, store, [call.name])
+            return Reply({"built": [b.as_dict() for b in built]})
+
+        return await self._with_store(work)
+
+    async def check_model(self, call: Call) -> Reply:
+        since = views.since_days(await call.json('{"since_days": 7}'))
+        from tallystick.models import run_checks
+
+        def work(store: ControlStore) -> Reply:
+            with _engine_busy():
+                runs = run_checks(self.settings, store, [call.name], since)
+            return Reply(
+                {
+                    "passed": all(r.passed for r in runs),
+                    "failing": sum(not r.passed for r in runs),
+                    "results": views.ordered_results(runs),
+                }
+            )
+
+        return await self._with_store(work)
+
+    async def list_checks(self, call: Call) -> Reply:
+        target = call.only("target").get("target") or None
+
+        def work(store: ControlStore) -> Reply:
+            return Reply({"checks": views.ordered_results(store.latest_checks(target))})
+
+        return await self._with_store(work)
+
+    # -- the configuration and its audit log -----------------------------------------------------
+
+    async def audit_log(self, call: Call) -> Reply:
+        kind, name, limit = views.audit_query(call.only(*views.AUDIT_PARAMS))
+
+        def work(store: ControlStore) -> Reply:
+            entries = store.audit_log(kind=kind, name=name, limit=limit)
+            return Reply({"entries": [e.as_dict() for e in entries]})
+
+        return await self._with_store(work)
+
+    async def get_config(self, call: Call) -> Reply:
+        form = call.only("format").get("format") or "json"
+        if form not in ("json", "yaml"):
+            raise invalid(f"unknown format {form!r}: use json or yaml")
+        document = (await self._with_store(lambda store: store.configuration())).as_dict()
+        if form == "json":
+            return Reply(document)
+        return Reply(dump_yaml(document), content_type=YAML)
+
+    async def plan_config(self, call: Call) -> Reply:
+        call.only()
+        wanted = read_configuration(await call.body(), call.content_type)
+        plan = await self._with_store(lambda store: store.plan(wanted))
+        return Reply({"summary": plan.summary(), "changes": views.changes(plan)})
+
+    async def apply_config(self, call: Call) -> Reply:
+        call.only()
+        wanted = read_configuration(await call.body(), call.content_type)
+
+        def work(store: ControlStore) -> Reply:
+            plan = store.apply(wanted, call.who)
+            return Reply(
+                {
+                    "applied": bool(plan),
+                    "summary": plan.summary(),
+                    "changes": views.changes(plan),
+                    "version": store.version(),
+                }
+            )
+
+        return await self._with_store(work)
+
+    # -- the catalog -----------------------------------------------------------------------------
+
+    def volumes(self, today: dt.date) -> dict[str | None, Volume]:
+        """Each stream's events over the last 7 and 28 days (kept while the lake files of the
+        window are unchanged)."""
+        first = window_start(today, max(WINDOWS))
+        return self.answers.get(
+            ("volume", today),
+            self.lake.stamp(EVENTS, first),
+            partial(stream_volumes, self.lake, today),
+        )
+
+    async def catalog_streams(self, call: Call) -> Reply:
+        call.only()
+
+        def work(store: ControlStore) -> Reply:
+            config = store.configuration()
+            times = store.stream_times()
+            at = self.now()
+            volumes = self.volumes(at.date())
+            defined = {s.name for s in config.streams}
+            streams = [
+                views.stream_view(s, at, times)
+                | {"volume": volumes.get(s.name, Volume()).as_dict()}
+                for s in config.streams
+            ]
+            other = [
+                {"stream": name, "volume": volume.as_dict()}
+                for name, volume in sorted(
+                    volumes.items(), key=lambda kv: (kv[0] is None, kv[0] or "")
+                )
+                if name not in defined
+            ]
+            return Reply(
+                {
+                    "today": at.date().isoformat(),
+                    "unrouted_stream": config.unrouted_stream,
+                    "streams": streams,
+                    "other": other,
+                }
+            )
+
+        return await self._with_store(work)
+
+    async def catalog_models(self, call: Call) -> Reply:
+        call.only()
+
+        def work(store: ControlStore) -> Reply:
+            built = store.model_built()
+            runs = store.latest_checks()
+            models = [views.catalog_model(m, built, runs) for m in store.models()]
+            models.sort(key=lambda m: (-m["failing"], m["name"]))
+            return Reply({"models": models})
+
+        return await self._with_store(work)
+
+    def fields(self, store: ControlStore, today: dt.date) -> list[FieldInfo]:
+        """Every field ever seen, refreshed from the lake whenever its files changed since the
+        last refresh (the control store remembers fields the lake no longer holds)."""
+        from tallystick.catalog.fields import refresh
+
+        return self.answers.get(
+            ("fields", today),
+            self.lake.stamp(EVENTS),
+            lambda: refresh(self.lake, store, today).fields,
+        )
+
+    async def catalog_fields(self, call: Call) -> Reply:
+        q = call.only("q").get("q", "").strip()
+        from tallystick.catalog.search import search, words
+
+        def work(store: ControlStore) -> Reply:
+            found = self.fields(store, self.today())
+            shown = found
+            if words(q):
+                by_name = {f.name: f for f in found}
+                shown = [by_name[h.name] for h in search(q, (), found, (), kinds=("field",))]
+            return Reply({"q": q, "total": len(found), "fields": [f.as_dict() for f in shown]})
+
+        return await self._with_store(work)
+
+    async def catalog_search(self, call: Call) -> Reply:
+        q, kinds, limit = views.search_query(call.only("q", "kind", "limit"))
+        from tallystick.catalog.search import SearchError, search
+        from tallystick.query.catalog import CatalogFiles
+
+        def work(store: ControlStore) -> Reply:
+            catalog, _problems = CatalogFiles(self.settings.catalog_dir).read()
+            found = self.fields(store, self.today()) if "field" in kinds else []
+            try:
+                hits = search(q, store.streams(), found, catalog, kinds=kinds, limit=limit)
+            except SearchError as exc:
+                raise invalid(str(exc)) from None
+            return Reply({"q": q, "kinds": list(kinds), "hits": [h.as_dict() for h in hits]})
+
+        return await self._with_store(work)
+
+    async def audit_report(self, call: Call) -> Reply:
+        form = call.only("format").get("format") or "json"
+        if form not in AUDIT_FORMATS:
+            raise invalid(f"unknown format {form!r}: use {', '.join(AUDIT_FORMATS)}")
+        from tallystick.catalog import audit_render
+        from tallystick.catalog.audit import report
+
+        def work(store: ControlStore) -> Reply:
+            audited = report(self.settings, store=store)
+            if form == "json":
+                return Reply(audited.as_dict())
+            text = audit_render.render(audited, form).encode()
+            return Reply(text, content_type=AUDIT_FORMATS[form], headers=_REPORT_HEADERS)
+
+        return await self._with_store(work)
+
+
+def dump_yaml(document: Mapping[str, Any]) -> bytes:
+    """A configuration as YAML, keys in the order a person writes them."""
+    return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True).encode()
+
+
+@contextlib.contextmanager
+def _engine_busy() -> Iterator[None]:
+    """A model that cannot be built or checked now (its database is busy) is a 503."""
+    from tallystick.models import ModelError
+
+    try:
+        yield
+    except ModelError as exc:
+        raise Refused(
+            503, Problem(messages.NOT_READY, f"{exc}; try again in a moment"), _RETRY
+        ) from None
+
+
+def _http_hints(message: str) -> str:
+    for cli, http in _LIST_HINTS.items():
+        message = message.replace(cli, http)
+    return message
+
+
+def _parsed(parse: Callable[[dict[str, Any]], T], raw: dict[str, Any]) -> T:
+    """``parse(raw)``; a DefinitionError becomes a 400 naming the place."""
+    try:
+        return parse(raw)
+    except DefinitionError as exc:
+        raise refuse_definition(exc) from None
+
+
+async def _no_settings(call: Call, action: str) -> None:
+    if await call.json("{}"):
+        raise invalid(f"{action} takes no settings: send an empty body")

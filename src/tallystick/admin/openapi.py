@@ -1,0 +1,792 @@
+"""The control-plane API's part of the OpenAPI 3.1 document (``/openapi.json``): its paths, the
+schemas of what it takes and answers, and the admin key as a security scheme. Pure data; the
+query API's ``openapi.document`` merges it in.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+from tallystick import messages
+from tallystick.control.curation import OPS
+from tallystick.control.definitions import CHECK_TYPES, CONTEXT_GROUPS, MATERIALIZATIONS
+from tallystick.control.sampling import UNIT_FIELDS
+
+Schema = dict[str, Any]
+
+TAGS: Final = [
+    {"name": "admin", "description": "The control plane: streams, data models, configuration"},
+    {"name": "catalog-admin", "description": "Streams, models and fields as the catalog sees them"},
+]
+SECURITY_SCHEMES: Final[Schema] = {
+    "adminKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The server's admin key (setting `admin_key`), when it has one; without "
+        "one, changes are taken from loopback clients only.",
+    }
+}
+_ADMIN_SECURITY: Final[list[dict[str, list[str]]]] = [{"adminKey": []}, {"readKey": []}, {}]
+_READ_SECURITY: Final[list[dict[str, list[str]]]] = [{"readKey": []}, {"adminKey": []}, {}]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json(_ref("Error"), description)
+
+
+_TEXT: Final[Schema] = {"type": "string"}
+_TEXTS: Final[Schema] = {"type": "array", "items": _TEXT}
+_INT: Final[Schema] = {"type": "integer", "minimum": 0}
+_TIME: Final[Schema] = {"type": "string", "format": "date-time"}
+_MAYBE_TIME: Final[Schema] = {"type": ["string", "null"], "format": "date-time"}
+_NAME: Final[Schema] = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"}
+
+
+def _object(
+    properties: dict[str, Schema], required: list[str] | None = None, *, closed: bool = True
+) -> Schema:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": not closed,
+    }
+
+
+_STREAM_DEFINITION: Final[dict[str, Schema]] = {
+    "name": _NAME,
+    "description": _TEXT,
+    "owner": {"type": ["string", "null"]},
+    "events": {
+        **_TEXTS,
+        "description": "event names (signin.open) and prefixes (signin.*, or * for all)",
+    },
+    "sample": {
+        "type": ["object", "null"],
+        "properties": {
+            "unit": {"type": "string", "enum": list(UNIT_FIELDS), "default": "session"},
+            "rate": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["rate"],
+        "additionalProperties": False,
+    },
+    "enabled": {"type": "boolean", "default": True},
+    "starts": {**_MAYBE_TIME, "description": "a date or time; a date means its midnight, UTC"},
+    "expires": {**_MAYBE_TIME, "description": "a date or time; expired streams stop collecting"},
+    "keep": {
+        "type": ["array", "null"],
+        "items": _TEXT,
+        "description": "contextual attributes stored: "
+        + ", ".join(CONTEXT_GROUPS)
+        + " or a field inside one (page.url); absent: all",
+    },
+    "curation": {
+        "type": "array",
+        "items": _object(
+            {"field": _TEXT, "op": {"type": "string", "enum": list(OPS)}, "value": {}}
+        ),
+        "description": "rules: an event that matches one is dropped",
+    },
+    "retention_days": {"type": ["integer", "null"], "minimum": 1},
+}
+_STREAM_EXTRA: Final[dict[str, Schema]] = {
+    "status": {"type": "string", "enum": ["collecting", "disabled", "expired", "scheduled"]},
+    "created_at": _MAYBE_TIME,
+    "updated_at": _MAYBE_TIME,
+    "expires_in_days": {
+        "type": ["integer", "null"],
+        "description": "whole days until it expires (negative once expired); null: never",
+    },
+}
+_VOLUME: Final[Schema] = _object(
+    {"last_7_days": _INT, "last_28_days": _INT},
+)
+_MODEL_FIELD: Final[Schema] = {
+    "oneOf": [
+        {"type": "string", "description": "a lake field (user.id) or data.<key>"},
+        _object({"field": _TEXT, "as": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$"}}),
+    ]
+}
+_CHECK: Final[Schema] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": list(CHECK_TYPES)},
+        "field": _TEXT,
+        "values": {"type": "array"},
+        "min": {"type": "number"},
+        "max": {"type": "number"},
+        "max_age_hours": {"type": "number", "exclusiveMinimum": 0},
+        "max_change": {"type": "number", "exclusiveMinimum": 0},
+    },
+    "required": ["type"],
+    "additionalProperties": False,
+}
+_MODEL_DEFINITION: Final[dict[str, Schema]] = {
+    "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+    "stream": _NAME,
+    "description": _TEXT,
+    "owner": {"type": ["string", "null"]},
+    "materialize": {"type": "string", "enum": list(MATERIALIZATIONS), "default": "view"},
+    "fields": {"type": "array", "items": _MODEL_FIELD, "minItems": 1},
+    "checks": {"type": "array", "items": _CHECK},
+}
+_CHANGE: Final[Schema] = _object(
+    {
+        "kind": {"type": "string", "enum": ["stream", "model", "setting"]},
+        "name": _TEXT,
+        "action": {"type": "string", "enum": ["create", "update", "delete"]},
+        "changed": {**_TEXTS, "description": "the settings that differ"},
+        "before": {"type": ["object", "null"], "description": "null when created"},
+        "after": {"type": ["object", "null"], "description": "null when deleted"},
+    }
+)
+_CHECK_RESULT: Final[Schema] = _object(
+    {
+        "target_kind": {"type": "string", "enum": ["model", "stream"]},
+        "target": _TEXT,
+        "check": {**_TEXT, "description": "the check's label: not_null(user_id)"},
+        "spec": {"type": "object", "description": "the check as defined"},
+        "passed": {"type": "boolean"},
+        "failing": {**_INT, "description": "rows that break it"},
+        "checked": {**_INT, "description": "rows checked"},
+        "message": {**_TEXT, "description": "what was found, naming the failure precisely"},
+        "examples": {"type": ["array", "null"], "description": "a few failing values"},
+        "ran_at": _MAYBE_TIME,
+    }
+)
+
+
+def _with(definition: dict[str, Schema], extra: dict[str, Schema], required: list[str]) -> Schema:
+    return _object({**copy.deepcopy(definition), **extra}, required)
+
+
+def schemas() -> dict[str, Schema]:
+    """The component schemas of the control-plane API."""
+    stream = _with(_STREAM_DEFINITION, _STREAM_EXTRA, ["name", "events", "enabled", *_STREAM_EXTRA])
+    model = _with(
+        _MODEL_DEFINITION, {"built_at": _MAYBE_TIME}, ["name", "stream", "materialize", "fields"]
+    )
+    catalog_stream = copy.deepcopy(stream)
+    catalog_stream["properties"]["volume"] = _ref("Volume")
+    catalog_stream["required"].append("volume")
+    catalog_model = copy.deepcopy(model)
+    catalog_model["properties"] |= {
+        "results": {"type": "array", "items": _ref("CheckResult")},
+        "failing": {**_INT, "description": "checks whose latest result failed"},
+    }
+    catalog_model["required"] += ["results", "failing"]
+    changes = {"type": "array", "items": _ref("Change")}
+    return {
+        "StreamDefinition": _object(copy.deepcopy(_STREAM_DEFINITION), ["name"], closed=False),
+        "Stream": stream,
+        "Streams": _object(
+            {"unrouted_stream": _NAME, "streams": {"type": "array", "items": _ref("Stream")}}
+        ),
+        "StreamChanged": _object({"stream": _ref("Stream"), "changes": changes}),
+        "ModelDefinition": _object(
+            copy.deepcopy(_MODEL_DEFINITION), ["name", "stream", "fields"], closed=False
+        ),
+        "Model": model,
+        "Models": _object({"models": {"type": "array", "items": _ref("Model")}}),
+        "ModelChanged": _object({"model": _ref("Model"), "changes": changes}),
+        "Deleted": _object(
+            {
+                "deleted": _object(
+                    {"kind": {"type": "string", "enum": ["stream", "model"]}, "name": _TEXT}
+                ),
+                "changes": changes,
+            }
+        ),
+        "Change": _CHANGE,
+        "CheckResult": _CHECK_RESULT,
+        "Checks": _object({"checks": {"type": "array", "items": _ref("CheckResult")}}),
+        "AuditLog": _object(
+            {
+                "entries": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "id": _INT,
+                            "at": _TIME,
+                            "actor": {
+                                **_TEXT,
+                                "description": "http:admin-key, http:loopback, or cli:<user>",
+                            },
+                            "action": {
+                                **_TEXT,
+                                "description": "create, update, delete, renew, enable, "
+                                "disable, apply",
+                            },
+                            "kind": {"type": "string", "enum": ["stream", "model", "setting"]},
+                            "name": _TEXT,
+                            "changed": _TEXTS,
+                            "before": {"type": ["object", "null"]},
+                            "after": {"type": ["object", "null"]},
+                            "version": {
+                                **_INT,
+                                "description": "the configuration version it made",
+                            },
+                        }
+                    ),
+                    "description": "newest first",
+                }
+            }
+        ),
+        "Configuration": _object(
+            {
+                "version": {"type": "integer", "const": 1},
+                "unrouted_stream": _NAME,
+                "streams": {"type": "array", "items": _ref("StreamDefinition")},
+                "models": {"type": "array", "items": _ref("ModelDefinition")},
+            },
+            [],
+        ),
+        "Plan": _object({"summary": _TEXT, "changes": changes}),
+        "Applied": _object(
+            {
+                "applied": {"type": "boolean", "description": "false: nothing to change"},
+                "summary": _TEXT,
+                "changes": changes,
+                "version": {**_INT, "description": "the configuration version now"},
+            }
+        ),
+        "Volume": _VOLUME,
+        "CatalogStreams": _object(
+            {
+                "today": {"type": "string", "format": "date"},
+                "unrouted_stream": _NAME,
+                "streams": {"type": "array", "items": catalog_stream},
+                "other": {
+                    "type": "array",
+                    "items": _object({"stream": {"type": ["string", "null"]}, "volume": _VOLUME}),
+                    "description": "streams in the lake that are not defined: the unrouted "
+                    "stream, deleted streams, null for events stored before streams existed",
+                },
+            }
+        ),
+        "Fields": _object(
+            {
+                "q": {**_TEXT, "description": 'the search text given ("" for none)'},
+                "total": {**_INT, "description": "fields in the catalog, before the search"},
+                "fields": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "name": {**_TEXT, "description": "page.url, or data.<key>"},
+                            "kind": {"type": "string", "enum": ["column", "data"]},
+                            "type": _TEXT,
+                            "first_seen": _TIME,
+                            "last_seen": _TIME,
+                            "events": _INT,
+                            "per_day": {"type": "number", "minimum": 0},
+                            "weekly": {
+                                "type": "array",
+                                "items": _object(
+                                    {"week": {"type": "string", "format": "date"}, "events": _INT}
+                                ),
+                            },
+                            "change_pct": {"type": ["number", "null"]},
+                            "trend": _TEXT,
+                            "event_names": _TEXTS,
+                            "streams": _TEXTS,
+                            "distinct": _INT,
+                            "examples": {**_TEXTS, "description": "personal data redacted"},
+                            "personal": {
+                                "type": ["string", "null"],
+                                "description": "why it looks personal",
+                            },
+                            "in_lake": {"type": "boolean"},
+                        },
+                        ["name", "type", "first_seen", "last_seen", "trend", "examples"],
+                        closed=False,
+                    ),
+                    "description": "by name, or best match first with `q`",
+                },
+            }
+        ),
+        "SearchHits": _object(
+            {
+                "q": _TEXT,
+                "kinds": {"type": "array", "items": {"enum": ["metric", "stream", "field"]}},
+                "hits": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "kind": {"type": "string", "enum": ["metric", "stream", "field"]},
+                            "name": _TEXT,
+                            "summary": _TEXT,
+                            "score": _INT,
+                            "matched": {**_TEXTS, "description": "where the words were found"},
+                        }
+                    ),
+                    "description": "best first",
+                },
+            }
+        ),
+        "CatalogModels": _object(
+            {
+                "models": {
+                    "type": "array",
+                    "items": catalog_model,
+                    "description": "models with failing checks first",
+                }
+            }
+        ),
+    }
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+
+def _name(what: str) -> Schema:
+    return {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": f"The {what}'s name.",
+        "schema": _NAME,
+    }
+
+
+def _query(name: str, description: str, schema: Schema) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_UNAUTHORIZED: Final = (
+    f"`{messages.UNAUTHORIZED}`: the server has an admin key (or, for reads without one, a read "
+    "key) and the request did not carry it as `Authorization: Bearer <key>`."
+)
+_FORBIDDEN: Final = (
+    f"`{messages.FORBIDDEN}`: a change from another machine while the server has no admin key "
+    "(set TALLYSTICK_ADMIN_KEY)."
+)
+_INVALID: Final = (
+    f"`{messages.INVALID_DEFINITION}`: the definition is wrong; the message and `where` name the "
+    f"place (`sample.rate`). `{messages.MALFORMED_JSON}`: the body is not JSON. "
+    f"`{messages.INVALID_QUERY}`: the body is not an object."
+)
+
+
+def _operation(
+    operation: str,
+    tag: str,
+    summary: str,
+    description: str,
+    ok: Schema,
+    *,
+    write: bool = False,
+    admin: bool = True,
+    parameters: list[Schema] | None = None,
+    body: Schema | None = None,
+    errors: dict[str, str] | None = None,
+) -> Schema:
+    responses: Schema = {"200": ok}
+    if write and body is not None and body.get("x-creates"):
+        responses["201"] = copy.deepcopy(ok) | {"description": "Created. " + ok["description"]}
+    for status, text in (errors or {}).items():
+        responses[status] = _error(text)
+    responses["401"] = _error(_UNAUTHORIZED)
+    if write:
+        responses["403"] = _error(_FORBIDDEN)
+    out: Schema = {
+        "operationId": operation,
+        "tags": [tag],
+        "summary": summary,
+        "description": description,
+        "responses": dict(sorted(responses.items())),
+        "security": copy.deepcopy(_ADMIN_SECURITY if admin else _READ_SECURITY),
+    }
+    if parameters:
+        out["parameters"] = parameters
+    if body is not None:
+        out["requestBody"] = {k: v for k, v in body.items() if k != "x-creates"}
+    return out
+
+
+def _body(schema: Schema, example: Any, *, creates: bool = False, required: bool = True) -> Schema:
+    return {
+        "required": required,
+        "content": {"application/json": {"schema": schema, "example": example}},
+        "x-creates": creates,
+    }
+
+
+_STREAM_EXAMPLE: Final = {
+    "name": "product",
+    "owner": "product-team",
+    "events": ["project.*", "dataset.create"],
+    "sample": {"unit": "session", "rate": 0.1},
+    "expires": "2027-03-01",
+    "retention_days": 400,
+}
+_MODEL_EXAMPLE: Final = {
+    "name": "commits",
+    "stream": "product",
+    "fields": ["user.id", {"field": "data.files", "as": "files"}],
+    "checks": [{"type": "not_null", "field": "user_id"}],
+}
+_CONFIG_BODY: Final[Schema] = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": _ref("Configuration")},
+        "application/yaml": {
+            "schema": {"type": "string", "description": "what `tally config export` writes"}
+        },
+    },
+}
+_NOT_FOUND: Final = f"`{messages.NOT_FOUND}`: no such definition."
+_CONFLICT: Final = f"`{messages.CONFLICT}`: it clashes with what exists (the message says how)."
+
+
+def paths() -> dict[str, Schema]:
+    """The control-plane API's paths."""
+    stream_ok = _json(_ref("StreamChanged"), "The stream as it is now, and what changed.")
+    model_ok = _json(_ref("ModelChanged"), "The model as it is now, and what changed.")
+    deleted = _json(_ref("Deleted"), "What was deleted.")
+    write_errors = {"400": _INVALID, "404": _NOT_FOUND, "409": _CONFLICT}
+    return {
+        "/v1/admin/streams": {
+            "get": _operation(
+                "list_streams",
+                "admin",
+                "The streams",
+                "Every stream's definition with its status now (collecting, disabled, expired, "
+                "scheduled), when it was created and last changed, and the days until it expires.",
+                _json(_ref("Streams"), "The streams, by name."),
+            ),
+            "post": _operation(
+                "create_stream",
+                "admin",
+                "Create a stream",
+                "Refused (409) when a stream of that name exists.",
+                stream_ok,
+                write=True,
+                body=_body(_ref("StreamDefinition"), _STREAM_EXAMPLE, creates=True),
+                errors={"400": _INVALID, "409": _CONFLICT},
+            ),
+        },
+        "/v1/admin/streams/{name}": {
+            "parameters": [_name("stream")],
+            "get": _operation(
+                "get_stream",
+                "admin",
+                "One stream",
+                "As the list shows it.",
+                _json(_ref("Stream"), "The stream."),
+                errors={"404": _NOT_FOUND},
+            ),
+            "put": _operation(
+                "put_stream",
+                "admin",
+                "Create or replace a stream",
+                "The body is the whole definition (its `name`, if given, must be the path's). "
+                "Read-only keys of an answer (status, times) are ignored, so a GET's answer can "
+                "be edited and sent back.",
+                stream_ok,
+                write=True,
+                body=_body(_ref("StreamDefinition"), _STREAM_EXAMPLE, creates=True),
+                errors={"400": _INVALID, "409": _CONFLICT},
+            ),
+            "patch": _operation(
+                "patch_stream",
+                "admin",
+                "Change some settings of a stream",
+                "Only the settings given change; `null` removes one.",
+                stream_ok,
+                write=True,
+                body=_body({"type": "object"}, {"owner": "web-team", "retention_days": 90}),
+                errors=write_errors,
+            ),
+            "delete": _operation(
+                "delete_stream",
+                "admin",
+                "Delete a stream",
+                "Refused (409) while a model reads it.",
+                deleted,
+                write=True,
+                errors={"404": _NOT_FOUND, "409": _CONFLICT},
+            ),
+        },
+        "/v1/admin/streams/{name}/renew": {
+            "parameters": [_name("stream")],
+            "post": _operation(
+                "renew_stream",
+                "admin",
+                "Renew a stream",
+                "Sets its expiry to `until` (a future date or time) or to `days` from now; an "
+                "expired stream collects again.",
+                stream_ok,
+                write=True,
+                body=_body(
+                    {
+                        "oneOf": [
+                            _object({"until": {"type": "string", "format": "date"}}),
+                            _object({"days": {"type": "integer", "minimum": 1, "maximum": 3660}}),
+                        ]
+                    },
+                    {"until": "2027-03-01"},
+                ),
+                errors=write_errors,
+            ),
+        },
+        "/v1/admin/streams/{name}/enable": {
+            "parameters": [_name("stream")],
+            "post": _operation(
+                "enable_stream",
+                "admin",
+                "Enable a stream",
+                "No body.",
+                stream_ok,
+                write=True,
+                errors={"404": _NOT_FOUND},
+            ),
+        },
+        "/v1/admin/streams/{name}/disable": {
+            "parameters": [_name("stream")],
+            "post": _operation(
+                "disable_stream",
+                "admin",
+                "Disable a stream",
+                "No body. A disabled stream stores nothing until enabled.",
+                stream_ok,
+                write=True,
+                errors={"404": _NOT_FOUND},
+            ),
+        },
+        "/v1/admin/models": {
+            "get": _operation(
+                "list_models",
+                "admin",
+                "The data models",
+                "Every model's definition and when it was last built.",
+                _json(_ref("Models"), "The models, by name."),
+            ),
+            "post": _operation(
+                "create_model",
+                "admin",
+                "Create a data model",
+                "Its stream must exist.",
+                model_ok,
+                write=True,
+                body=_body(_ref("ModelDefinition"), _MODEL_EXAMPLE, creates=True),
+                errors={"400": _INVALID, "409": _CONFLICT},
+            ),
+        },
+        "/v1/admin/models/{name}": {
+            "parameters": [_name("model")],
+            "get": _operation(
+                "get_model",
+                "admin",
+                "One data model",
+                "Its definition and when it was last built.",
+                _json(_ref("Model"), "The model."),
+                errors={"404": _NOT_FOUND},
+            ),
+            "put": _operation(
+                "put_model",
+                "admin",
+                "Create or replace a data model",
+                "The body is the whole definition.",
+                model_ok,
+                write=True,
+                body=_body(_ref("ModelDefinition"), _MODEL_EXAMPLE, creates=True),
+                errors={"400": _INVALID, "409": _CONFLICT},
+            ),
+            "delete": _operation(
+                "delete_model",
+                "admin",
+                "Delete a data model",
+                "Its definition goes; what was built stays until the next build.",
+                deleted,
+                write=True,
+                errors={"404": _NOT_FOUND},
+            ),
+        },
+        "/v1/admin/models/{name}/build": {
+            "parameters": [_name("model")],
+            "post": _operation(
+                "build_model",
+                "admin",
+                "Build a data model",
+                "Materialises it in the engine as a view or a table, as `tally models build`.",
+                _json({"type": "object"}, "What was built."),
+                write=True,
+                errors={"404": _NOT_FOUND},
+            ),
+        },
+        "/v1/admin/models/{name}/check": {
+            "parameters": [_name("model")],
+            "post": _operation(
+                "check_model",
+                "admin",
+                "Run a data model's checks",
+                "Runs its quality checks now and stores the results, as `tally models check`.",
+                _json({"type": "object"}, "The results."),
+                write=True,
+                errors={"404": _NOT_FOUND},
+            ),
+        },
+        "/v1/admin/checks": {
+            "get": _operation(
+                "list_checks",
+                "admin",
+                "Latest check results",
+                "The newest result of every quality check, failed ones first.",
+                _json(_ref("Checks"), "The results."),
+                parameters=[_query("target", "Only this model's (or stream's) checks.", _TEXT)],
+            ),
+        },
+        "/v1/admin/audit-log": {
+            "get": _operation(
+                "audit_log",
+                "admin",
+                "The audit log",
+                "Every change to the configuration, newest first: who made it (the actor), "
+                "when, and the definition before and after.",
+                _json(_ref("AuditLog"), "The entries."),
+                parameters=[
+                    _query(
+                        "kind", "stream, model or setting", {"enum": ["stream", "model", "setting"]}
+                    ),
+                    _query("name", "One definition's changes.", _TEXT),
+                    _query(
+                        "limit",
+                        "At most this many (default 100).",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                    ),
+                ],
+                errors={"400": f"`{messages.INVALID_QUERY}`: a parameter is wrong."},
+            ),
+        },
+        "/v1/admin/config": {
+            "get": _operation(
+                "get_config",
+                "admin",
+                "The whole configuration",
+                "What `tally config export` writes: as JSON, or as YAML with `format=yaml`.",
+                {
+                    "description": "The configuration.",
+                    "content": {
+                        "application/json": {"schema": _ref("Configuration")},
+                        "application/yaml": {"schema": {"type": "string"}},
+                    },
+                },
+                parameters=[_query("format", "json (default) or yaml", {"enum": ["json", "yaml"]})],
+                errors={"400": f"`{messages.INVALID_QUERY}`: an unknown format."},
+            ),
+        },
+        "/v1/admin/config/plan": {
+            "post": _operation(
+                "plan_config",
+                "admin",
+                "Plan a configuration",
+                "What applying the document (JSON, or YAML with a YAML content type) would "
+                "change; nothing changes.",
+                _json(_ref("Plan"), "The changes, each with its definition before and after."),
+                write=True,
+                body=_CONFIG_BODY,
+                errors={"400": _INVALID + " A YAML document's error also has its `line`."},
+            ),
+        },
+        "/v1/admin/config/apply": {
+            "post": _operation(
+                "apply_config",
+                "admin",
+                "Apply a configuration",
+                "Makes the control plane equal the document, in one transaction (one new "
+                "version; what the document does not define is deleted). A bad document "
+                "changes nothing.",
+                _json(_ref("Applied"), "What changed."),
+                write=True,
+                body=_CONFIG_BODY,
+                errors={"400": _INVALID + " A YAML document's error also has its `line`."},
+            ),
+        },
+        "/v1/catalog/streams": {
+            "get": _operation(
+                "catalog_streams",
+                "catalog-admin",
+                "Streams and their volume",
+                "Every stream with its status and the events it stored over the last 7 and 28 "
+                "days (UTC days, today included), from the lake's `stream` column.",
+                _json(_ref("CatalogStreams"), "The streams."),
+                admin=False,
+            ),
+        },
+        "/v1/catalog/models": {
+            "get": _operation(
+                "catalog_models",
+                "catalog-admin",
+                "Models and their checks",
+                "Every data model with its latest check results, models with failing checks first.",
+                _json(_ref("CatalogModels"), "The models."),
+                admin=False,
+            ),
+        },
+        "/v1/catalog/fields": {
+            "get": _operation(
+                "catalog_fields",
+                "catalog-admin",
+                "The field catalog",
+                "Every field ever seen in the lake: type, first and last seen, events per day, "
+                "growth over 4 weeks, example values with personal data redacted. Refreshed "
+                "from the lake when its files changed since the last ask.",
+                _json(_ref("Fields"), "The fields."),
+                admin=False,
+                parameters=[_query("q", "Only fields matching this text.", _TEXT)],
+            ),
+        },
+        "/v1/catalog/search": {
+            "get": _operation(
+                "catalog_search",
+                "catalog-admin",
+                "Search the catalog",
+                "Streams, fields and metrics matching a text, best first.",
+                _json(_ref("SearchHits"), "The matches."),
+                admin=False,
+                parameters=[
+                    {**_query("q", "The words; every one must match.", _TEXT), "required": True},
+                    _query("kind", "metric, stream or field; several by commas.", _TEXT),
+                    _query("limit", "At most so many hits.", {"type": "integer", "minimum": 1}),
+                ],
+                errors={"400": f"`{messages.INVALID_QUERY}`: no words, or an unknown kind."},
+            ),
+        },
+        "/v1/audit": {
+            "get": _operation(
+                "audit_report",
+                "catalog-admin",
+                "The audit and gap report",
+                "What `tally audit` reports: undefined and unowned metrics, unread streams, "
+                "undeclared events, expiring streams, long retention, expensive metrics, "
+                "unreliable sources, personal-looking fields.",
+                {
+                    "description": "The report.",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/markdown": {"schema": {"type": "string"}},
+                        "text/html": {"schema": {"type": "string"}},
+                    },
+                },
+                admin=False,
+                parameters=[
+                    _query("format", "json (default), md or html", {"enum": ["json", "md", "html"]})
+                ],
+            ),
+        },
+    }
