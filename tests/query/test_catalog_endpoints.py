@@ -210,7 +210,7 @@ def test_catalog_lists_definitions_with_what_the_dashboard_needs(
             "value": value_column(metric.analysis, metric.parameters()),
             "used_in": used_in(metric),
             "materialized": [],
-            "runs_per_week": None,  # the query API is not given the control store's run log
+            "runs_per_week": 0.0,  # the control store has recorded no run of it yet
         }
     by_name = {m["name"]: m for m in response.json()["metrics"]}
     assert (by_name["sample_active"]["value"], by_name["sample_active"]["used_in"]) == (

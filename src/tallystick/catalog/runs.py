@@ -66,6 +66,20 @@ class MetricRuns:
             return False
         return True
 
+    def usage(self) -> dict[str, float] | None:
+        """Runs per week of each metric (see ``query.catalog.usage``); None when the store is
+        unavailable."""
+        store = self._open()
+        if store is None:
+            return None
+        from tallystick.query.catalog import usage
+
+        try:
+            return usage(store)
+        except Exception as exc:
+            log.warning("metric usage unavailable: %s: %s", type(exc).__name__, exc)
+            return None
+
     def timed(self, metric: str, compute: Callable[[], Outcome]) -> Outcome:
         """``compute()``, its time and row count recorded as a run of ``metric``."""
         started = time.perf_counter()

@@ -258,7 +258,7 @@ class QueryApp:
 
     def _listing(self) -> dict[str, Any]:
         catalog, problems = self.catalog.read()
-        return listing(catalog, problems, self.lake)
+        return listing(catalog, problems, self.lake, self.runs.usage())
 
     def _metric(self, name: str) -> MetricDef:
         catalog, _ = self.catalog.read()
