@@ -67,6 +67,7 @@ def test_export_then_apply_on_a_fresh_install_reproduces_it(
     exported_yaml = local.get("/v1/admin/config", params={"format": "yaml"})
     assert exported_yaml.headers["content-type"] == "application/yaml; charset=utf-8"
     exported = local.get("/v1/admin/config").json()
+    assert exported_yaml.text.startswith("# Tallystick control-plane configuration")
     assert yaml.safe_load(exported_yaml.text) == exported
     assert exported["unrouted_stream"] == "undeclared"
     assert [s["name"] for s in exported["streams"]] == ["product", "web"]

@@ -1,12 +1,12 @@
-"""Configurations sent over HTTP: JSON or YAML, and a refusal that names the place, its line and
-the reason."""
+"""Configurations sent over HTTP: JSON or YAML, and a refusal that names the place, its line (read
+as `tally config apply` reads a file) and the reason."""
 
 from __future__ import annotations
 
 import pytest
 
 from tallystick import messages
-from tallystick.admin.documents import locate, read_configuration, read_document, steps
+from tallystick.admin.documents import read_configuration, read_document
 from tallystick.admin.http import Refused
 
 DOC = """\
@@ -25,40 +25,6 @@ models:
     fields:
       - user.id
 """
-
-
-@pytest.mark.parametrize(
-    ("where", "want"),
-    [
-        ("streams[0].sample.rate", ["streams", 0, "sample", "rate"]),
-        ("models[12].fields[3].as", ["models", 12, "fields", 3, "as"]),
-        ("unrouted_stream", ["unrouted_stream"]),
-        ("", []),
-    ],
-)
-def test_steps(where: str, want: list[str | int]) -> None:
-    assert steps(where) == want
-
-
-# where -> line in DOC (hand-counted)
-@pytest.mark.parametrize(
-    ("where", "line"),
-    [
-        ("version", 1),
-        ("streams", 2),
-        ("streams[0]", 3),
-        ("streams[0].name", 3),
-        ("streams[0].events[0]", 4),
-        ("streams[0].sample.rate", 7),
-        ("streams[1].owner", 9),
-        ("streams[1].sample", 8),  # missing: the stream that lacks it
-        ("streams[5].name", 2),  # no such item: the list
-        ("models[0].fields[0]", 14),
-        ("nowhere", 1),
-    ],
-)
-def test_locate(where: str, line: int) -> None:
-    assert locate(DOC, where) == line
 
 
 @pytest.mark.parametrize(
@@ -90,10 +56,24 @@ def test_locate(where: str, line: int) -> None:
             "text/yaml",
             3,
             None,
-            "line 3: the document is not valid YAML",
+            "line 3: not valid YAML",
+        ),
+        (
+            DOC.replace("    owner: web-team", "    owner: web-team\n    owner: other"),
+            "application/yaml",
+            10,
+            None,
+            "line 10: 'owner' is given twice (first on line 9)",
+        ),
+        (
+            DOC.replace("    owner: web-team", "    owner: web-team\n    onwer: x"),
+            "application/yaml",
+            10,
+            "streams[1].onwer",
+            "streams[1].onwer (line 10): a stream has no setting 'onwer'",
         ),
     ],
-    ids=["yaml value", "yaml reference", "json", "yaml syntax"],
+    ids=["yaml value", "yaml reference", "json", "yaml syntax", "key twice", "unknown key"],
 )
 def test_a_bad_document_names_the_place_and_reason(
     body: str, content_type: str, line: int | None, where: str | None, message: str

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio
 import anyio.to_thread
 import sqlalchemy as sa
-import yaml
 
 from tallystick import messages
 from tallystick.admin import access, views
@@ -44,6 +43,7 @@ from tallystick.admin.volume import WINDOWS, Volume, stream_volumes, window_star
 from tallystick.collect.asgi import JSON, Headers, Receive, Scope, Send, respond, respond_json
 from tallystick.collect.body import ClientDisconnected
 from tallystick.config import Settings
+from tallystick.control.config_file import dump
 from tallystick.control.definitions import (
     DefinitionError,
     Model,
@@ -490,10 +490,10 @@ class ControlApi:
         form = call.only("format").get("format") or "json"
         if form not in ("json", "yaml"):
             raise invalid(f"unknown format {form!r}: use json or yaml")
-        document = (await self._with_store(lambda store: store.configuration())).as_dict()
+        config = await self._with_store(lambda store: store.configuration())
         if form == "json":
-            return Reply(document)
-        return Reply(dump_yaml(document), content_type=YAML)
+            return Reply(config.as_dict())
+        return Reply(dump(config).encode(), content_type=YAML)
 
     async def plan_config(self, call: Call) -> Reply:
         call.only()
@@ -630,11 +630,6 @@ class ControlApi:
             return Reply(text, content_type=AUDIT_FORMATS[form], headers=_REPORT_HEADERS)
 
         return await self._with_store(work)
-
-
-def dump_yaml(document: Mapping[str, Any]) -> bytes:
-    """A configuration as YAML, keys in the order a person writes them."""
-    return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True).encode()
 
 
 @contextlib.contextmanager
