@@ -435,9 +435,20 @@ class ControlApi:
     async def delete_model(self, call: Call) -> Reply:
         call.only()
         plan = await self._with_store(lambda store: store.delete_model(call.name, call.who))
-        return Reply(
-            {"deleted": {"kind": "model", "name": call.name}, "changes": views.changes(plan)}
-        )
+        from tallystick.models import ModelError, drop_model
+
+        body: dict[str, Any] = {
+            "deleted": {"kind": "model", "name": call.name},
+            "changes": views.changes(plan),
+        }
+        try:  # the definition is gone; its view and snapshot go too, or the next build drops them
+            body["dropped_view"] = await anyio.to_thread.run_sync(
+                drop_model, self.settings, call.name
+            )
+        except ModelError as exc:
+            body["dropped_view"] = False
+            body["warning"] = f"the view stays until the next `tally models build`: {exc}"
+        return Reply(body)
 
     async def build_model(self, call: Call) -> Reply:
         await _no_settings(call, "build")
@@ -634,15 +645,18 @@ class ControlApi:
 
 @contextlib.contextmanager
 def _engine_busy() -> Iterator[None]:
-    """A model that cannot be built or checked now (its database is busy) is a 503."""
-    from tallystick.models import ModelError
+    """A model that cannot be built or checked now (its database is busy) is a 503; one that
+    cannot be built at all (a reserved column name...) is a 400."""
+    from tallystick.models import EngineBusy, ModelError
 
     try:
         yield
-    except ModelError as exc:
+    except EngineBusy as exc:
         raise Refused(
             503, Problem(messages.NOT_READY, f"{exc}; try again in a moment"), _RETRY
         ) from None
+    except ModelError as exc:
+        raise Refused(400, Problem(messages.INVALID_DEFINITION, str(exc))) from None
 
 
 def _http_hints(message: str) -> str:

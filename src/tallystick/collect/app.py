@@ -152,6 +152,11 @@ class Collector:
             warm_up()
             if isinstance(query, QueryApp):
                 query.prime()
+            from tallystick.admin.app import ControlApi
+
+            control = self.control_api()
+            if isinstance(control, ControlApi):
+                control.store()  # imports and opens the control store's pool
         except Exception:  # pragma: no cover - the first request builds them again
             log.exception("warming up the query API failed")
 
@@ -189,6 +194,10 @@ class Collector:
             self.spool.close()
             if self.store is not None:
                 self.store.close()
+            for app in (self._control_api, self._query):
+                close = getattr(app, "close", None)
+                if close is not None:
+                    close()
             self.started = False
 
     def _watch(self) -> None:

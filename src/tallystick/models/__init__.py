@@ -13,6 +13,6 @@ from __future__ import annotations
 
 from tallystick.models.build import BuildResult, build_models, drop_model
 from tallystick.models.checks import run_checks
-from tallystick.models.sql import ModelError
+from tallystick.models.sql import EngineBusy, ModelError
 
-__all__ = ["BuildResult", "ModelError", "build_models", "drop_model", "run_checks"]
+__all__ = ["BuildResult", "EngineBusy", "ModelError", "build_models", "drop_model", "run_checks"]

@@ -131,7 +131,7 @@ def open_engine(settings: Settings, *, create: bool = True) -> Iterator[duckdb.D
         con = duckdb.connect(str(path))
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise ModelError(
+            raise sql.EngineBusy(
                 f"{path} is open in another process (a duckdb shell, a notebook, another "
                 "`tally models build`): close it there and run again"
             ) from None

@@ -63,6 +63,10 @@ class ModelError(ValueError):
     """A model cannot be built or checked; the message says why and what to do."""
 
 
+class EngineBusy(ModelError):
+    """The models' database is open in another process; trying again later may work."""
+
+
 def render(tree: exp.Expr, *, pretty: bool = False) -> str:
     """The DuckDB SQL text of ``tree``."""
     return render_sql(tree, "duckdb", pretty=pretty)
