@@ -9,7 +9,7 @@ import pytest
 
 from tallystick import messages
 from tallystick.admin.access import ADMIN_ACTOR, LOOPBACK_ACTOR, authorize, is_loopback
-from tallystick.admin.http import Refused
+from tallystick.collect.requests import Refused
 from tallystick.config import Settings
 
 READ = "read-key-1"

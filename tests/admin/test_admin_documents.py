@@ -7,7 +7,7 @@ import pytest
 
 from tallystick import messages
 from tallystick.admin.documents import read_configuration, read_document
-from tallystick.admin.http import Refused
+from tallystick.collect.requests import Refused
 
 DOC = """\
 version: 1

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from tallystick.admin.http import Refused
 from tallystick.admin.views import (
     audit_query,
     expires_in_days,
@@ -17,6 +16,7 @@ from tallystick.admin.views import (
     stream_patch,
     stream_view,
 )
+from tallystick.collect.requests import Refused
 from tallystick.control.definitions import DefinitionError, Stream, parse_stream
 from tallystick.control.store import CheckRun
 

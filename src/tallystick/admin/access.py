@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from tallystick import messages
-from tallystick.admin.http import Refused
+from tallystick.collect.requests import Refused
 from tallystick.config import Settings
 from tallystick.messages import Problem
 from tallystick.query.auth import CHALLENGE, MISSING, WRONG, bearer

@@ -30,18 +30,11 @@ import sqlalchemy as sa
 from tallystick import messages
 from tallystick.admin import access, views
 from tallystick.admin.documents import read_configuration, refuse_definition
-from tallystick.admin.http import (
-    Refused,
-    invalid,
-    json_object,
-    not_allowed,
-    not_found,
-    query_params,
-    read_body,
-)
+from tallystick.admin.http import invalid, not_allowed, not_found, query_params, read_body
 from tallystick.admin.volume import WINDOWS, Volume, stream_volumes, window_start
 from tallystick.collect.asgi import JSON, Headers, Receive, Scope, Send, respond, respond_json
 from tallystick.collect.body import ClientDisconnected
+from tallystick.collect.requests import Refused, json_object
 from tallystick.config import Settings
 from tallystick.control.config_file import dump
 from tallystick.control.definitions import (

@@ -12,7 +12,7 @@ from typing import Any
 from yaml.nodes import Node
 
 from tallystick import messages
-from tallystick.admin.http import Refused, json_value
+from tallystick.collect.requests import Refused, json_value
 from tallystick.control.config_file import ConfigFileError, line_of, read_yaml
 from tallystick.control.definitions import Configuration, DefinitionError, parse_configuration
 from tallystick.messages import Problem

@@ -204,7 +204,16 @@ def schemas() -> dict[str, Schema]:
                     {"kind": {"type": "string", "enum": ["stream", "model"]}, "name": _TEXT}
                 ),
                 "changes": changes,
-            }
+                "dropped_view": {
+                    "type": "boolean",
+                    "description": "a deleted model's view and snapshot were removed",
+                },
+                "warning": {
+                    **_TEXT,
+                    "description": "why a deleted model's view stays until the next build",
+                },
+            },
+            ["deleted", "changes"],
         ),
         "Change": _CHANGE,
         "CheckResult": _CHECK_RESULT,

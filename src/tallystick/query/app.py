@@ -28,6 +28,7 @@ from tallystick import messages
 from tallystick.catalog.runs import MetricRuns
 from tallystick.collect.asgi import Receive, Scope, Send, respond_json
 from tallystick.collect.body import ClientDisconnected
+from tallystick.collect.requests import Refused, json_object, read_body
 from tallystick.config import Settings
 from tallystick.messages import Problem
 from tallystick.metrics.analysis import Analysis, Outcome
@@ -68,18 +69,6 @@ T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 
 
-class Refused(Exception):
-    """A request the query API answers with an error (status and problem)."""
-
-    def __init__(
-        self, status: int, problem: Problem, headers: tuple[tuple[bytes, bytes], ...] = ()
-    ) -> None:
-        super().__init__(problem.message)
-        self.status = status
-        self.problem = problem
-        self.headers = headers
-
-
 def _invalid(message: str) -> Refused:
     return Refused(400, Problem(messages.INVALID_QUERY, message))
 
@@ -100,43 +89,8 @@ def query_params(query_string: str) -> dict[str, Any]:
 
 
 async def _read_json(receive: Receive) -> dict[str, Any]:
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk: bytes = message.get("body", b"")
-        total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            raise Refused(
-                413,
-                Problem(
-                    messages.REQUEST_TOO_LARGE,
-                    f"the body is larger than {MAX_BODY_BYTES:,} bytes: send only the "
-                    "analysis's parameters.",
-                ),
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    if not body.strip():
-        return {}
-    try:
-        value = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise Refused(
-            400,
-            Problem(
-                messages.MALFORMED_JSON, f"the body is not valid JSON ({exc}): send an object."
-            ),
-        ) from None
-    if not isinstance(value, dict):
-        raise _invalid(
-            'the body must be a JSON object of parameters, such as {"event": "user.login"}'
-        )
-    return value
+    body = await read_body(receive, MAX_BODY_BYTES, "send only the analysis's parameters.")
+    return json_object(body, '{"event": "user.login"}')
 
 
 class QueryApp:
