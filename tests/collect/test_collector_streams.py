@@ -35,7 +35,8 @@ def stored(lake: Lake) -> list[dict[str, Any]]:
     con = connect(lake)
     try:
         table = con.sql("SELECT * FROM raw_events ORDER BY stream, name, event_id").arrow()
-        return table.read_all().to_pylist()
+        rows: list[dict[str, Any]] = table.read_all().to_pylist()
+        return rows
     finally:
         con.close()
 
