@@ -27,11 +27,13 @@ from tallystick.config import Settings, from_env
 
 def app_from_env() -> object:
     """uvicorn factory: each worker process builds its app from ``TALLYSTICK_*`` variables, and
-    warms up its query API and dashboard in the background (see ``Collector.warm_up``)."""
+    warms up its query API and dashboard in the background unless ``warm_up`` is off (see
+    ``Collector.warm_up``)."""
     from tallystick.collect.app import create_app
 
     app = create_app(from_env())
-    threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
+    if app.settings.warm_up:
+        threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
     return app
 
 
