@@ -399,10 +399,13 @@ class Collector:
         Events stored as sent keep the bytes the client sent."""
         if controls.passthrough:
             return [spool.stream_frame(controls.unrouted, received_us, checked.accepted_json())]
-        by_name = controls.by_name_only
+        raws = checked.accepted_raws()
+        if controls.by_name_only:
+            mappings: list[dict[str, object]] = [{"name": e.name} for e in checked.events]
+        else:
+            mappings = _decode(checked.accepted_json())  # one call for the whole array
         groups: dict[str, list[bytes]] = {}
-        for event, raw in zip(checked.events, checked.accepted_raws(), strict=True):
-            fields = {"name": event.name} if by_name else _decode(raw)
+        for fields, raw in zip(mappings, raws, strict=True):
             for placed in controls.place(fields, now):
                 copy = bytes(raw) if placed.event is None else _encode(placed.event)
                 groups.setdefault(placed.stream, []).append(copy)
