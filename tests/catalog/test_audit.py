@@ -28,7 +28,6 @@ from tallystick.catalog.audit import (
     Facts,
     Report,
     audit,
-    metric_events,
     readers,
     report,
 )
@@ -426,7 +425,7 @@ def _metric(text: str) -> MetricDef:
 def test_metric_events(params: str, events: tuple[str, ...]) -> None:
     kinds = {"a.b": "count", "n": "ratio", "s1": "funnel", "x": "core", "c": "retention"}
     kind = kinds[events[0]]
-    assert metric_events(_metric(f"name: m\ntitle: M\ntype: {kind}\nparams: {params}\n")) == events
+    assert _metric(f"name: m\ntitle: M\ntype: {kind}\nparams: {params}\n").events == events
 
 
 def _stream(**raw: Any) -> Any:

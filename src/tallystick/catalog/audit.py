@@ -43,17 +43,6 @@ FAILURE_DAYS: Final = 30
 """Failed-event rates are measured over this many days, up to today."""
 MOST_EXPENSIVE: Final = 10
 """How many metrics the query-time section lists."""
-#: the parameters of a catalog metric that name events
-EVENT_PARAMS: Final = (
-    "actions",
-    "active",
-    "event",
-    "numerator",
-    "denominator",
-    "steps",
-    "cohort_event",
-    "return_events",
-)
 
 
 # -- the facts -------------------------------------------------------------------------------
@@ -245,18 +234,6 @@ def _joined(items: Iterable[str], limit: int = 6) -> str:
 # -- pure helpers ----------------------------------------------------------------------------
 
 
-def metric_events(metric: MetricDef) -> tuple[str, ...]:
-    """The event names a catalog metric reads, in definition order, each once."""
-    out: list[str] = []
-    for key in EVENT_PARAMS:
-        value = metric.params.get(key)
-        items = value if isinstance(value, tuple) else (value,)
-        for item in items:
-            if isinstance(item, str):
-                out += [part.strip() for part in item.split(",") if part.strip()]
-    return tuple(dict.fromkeys(out))
-
-
 def ask_metric(metric: MetricDef) -> str:
     """Who to ask about a metric: its owner, else its teams, else whoever edits its file."""
     if metric.owner:
@@ -299,7 +276,7 @@ def readers(facts: Facts) -> dict[str, list[_Reader]]:
     router = _router(facts.configuration)
     out: dict[str, list[_Reader]] = defaultdict(list)
     for metric in facts.metrics:
-        streams = {s for e in metric_events(metric) for s in router.streams(e)}
+        streams = {s for e in metric.events for s in router.streams(e)}
         for stream in sorted(streams):
             out[stream].append(_Reader("metric", metric.name, ask_metric(metric)))
     for model in facts.configuration.models:
@@ -378,7 +355,7 @@ def _unseen_events(facts: Facts) -> Section:
     seen = {n.name for n in facts.names}
     rows: list[Row] = []
     for metric in facts.metrics:
-        missing = [e for e in metric_events(metric) if e not in seen]
+        missing = [e for e in metric.events if e not in seen]
         if missing:
             rows.append(
                 {

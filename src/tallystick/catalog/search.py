@@ -98,28 +98,6 @@ def _texts(*values: str | Iterable[str] | None) -> str:
     return _normal(" ".join(out))
 
 
-_EVENT_PARAMS: Final = (
-    "actions",
-    "active",
-    "event",
-    "numerator",
-    "denominator",
-    "steps",
-    "cohort_event",
-    "return_events",
-)
-
-
-def _metric_events(metric: MetricDef) -> list[str]:
-    """The event names a metric's parameters read."""
-    out: list[str] = []
-    for key in _EVENT_PARAMS:
-        value = metric.params.get(key)
-        if value is not None:
-            out.extend(str(v) for v in (value if isinstance(value, tuple) else (value,)))
-    return out
-
-
 def _metric(metric: MetricDef) -> _Entry:
     return _Entry(
         "metric",
@@ -127,7 +105,7 @@ def _metric(metric: MetricDef) -> _Entry:
         metric.title,
         (
             ("title", _texts(metric.title)),
-            ("events", _texts(metric.sources, _metric_events(metric))),
+            ("events", _texts(metric.sources, list(metric.events))),
             ("description", _texts(metric.description, metric.calculation)),
             (
                 "owner",

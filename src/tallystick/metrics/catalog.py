@@ -76,6 +76,17 @@ PARAMS: Final[dict[str, tuple[str, ...]]] = {
 }
 ALL_PARAMS: Final = tuple(dict.fromkeys(p for names in PARAMS.values() for p in names))
 SUFFIXES: Final = (".yaml", ".yml")
+#: the parameters that name events, in every analysis
+EVENT_PARAMS: Final = (
+    "actions",
+    "active",
+    "event",
+    "numerator",
+    "denominator",
+    "steps",
+    "cohort_event",
+    "return_events",
+)
 DEFAULT_GRAIN: Final[Grain] = "week"
 
 _NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -200,6 +211,17 @@ class MetricDef:
     file: str = ""
     """Where it is defined, as shown in messages (``metrics/kpis.yaml``)."""
     line: int = 0
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The event names its parameters read, in definition order, each once."""
+        out: list[str] = []
+        for key in EVENT_PARAMS:
+            value = self.params.get(key)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, str):
+                    out += [part.strip() for part in item.split(",") if part.strip()]
+        return tuple(dict.fromkeys(out))
 
     def parameters(
         self,
