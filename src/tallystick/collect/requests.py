@@ -9,7 +9,7 @@ import msgspec
 
 from tallystick import messages
 from tallystick.collect.asgi import Receive
-from tallystick.collect.body import ClientDisconnected
+from tallystick.collect.body import read_body as body_within
 from tallystick.messages import Problem
 
 
@@ -46,25 +46,13 @@ class Refused(Exception):
 async def read_body(receive: Receive, limit: int, hint: str) -> bytes:
     """The whole request body; 413 (with ``hint``: what to send instead) once it passes
     ``limit`` bytes."""
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk: bytes = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise Refused(
-                413,
-                Problem(
-                    messages.REQUEST_TOO_LARGE,
-                    f"the body is larger than {limit:,} bytes: {hint}",
-                ),
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    body = await body_within(receive, limit, None)
+    if isinstance(body, Problem):
+        raise Refused(
+            413,
+            Problem(messages.REQUEST_TOO_LARGE, f"the body is larger than {limit:,} bytes: {hint}"),
+        )
+    return body
 
 
 def json_value(body: bytes) -> Any:
