@@ -97,6 +97,7 @@ def test_create_update_renew_disable_and_the_audit_log(tmp_path: Path) -> None:
     ]
     listed = json.loads(tally(data, "streams", "list", "--format", "json").stdout)
     assert listed[0]["status"] == "disabled"
+    assert listed[0]["declined_7_days"] == "none"
     log = json.loads(tally(data, "streams", "log", "--format", "json").stdout)
     assert log[0]["actor"].startswith("cli:")
     shown = tally(data, "streams", "show", "product")

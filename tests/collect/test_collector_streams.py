@@ -254,3 +254,52 @@ def test_reads_prefer_the_fullest_copy_of_an_event(
     outcome = run(analysis, DuckDBEngine(lake))
     assert {r["breakdown"] for r in outcome.rows} == {"tallystick-js"}  # never empty
     assert sum(r["events"] for r in outcome.rows) == 1
+
+
+def test_what_streams_decline_is_counted_with_its_reason(
+    app: Collector, collector: TestClient, settings: Settings, lake: Lake, store: ControlStore
+) -> None:
+    past = (NOW - dt.timedelta(days=1)).isoformat()
+    store.apply(
+        parse_configuration(
+            {
+                "streams": [
+                    {"name": "off", "events": ["project.*"], "enabled": False},
+                    {"name": "old", "events": ["project.commit"], "expires": past},
+                    {
+                        "name": "prod",
+                        "events": ["*"],
+                        "curation": [{"field": "data.files", "op": "greater_than", "value": 5}],
+                    },
+                    {"name": "tenth", "events": ["*"], "sample": {"unit": "session", "rate": 0.1}},
+                ]
+            }
+        ),
+        actor="test",
+    )
+    app.reload_controls()
+    sessions = [f"s-{i}" for i in range(50)]
+    events = [make_event(session={"id": s, "seq": 1}, data={"files": 9}) for s in sessions]
+    send(collector, app, settings, events)
+    sampled_out = sum(not keep("session", s, 0.1) for s in sessions)
+    con = connect(lake)
+    try:
+        rows = con.execute(
+            "SELECT stream, reason, name, sum(count) FROM declined_events GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == [
+        ("off", "disabled", "project.commit", 50),
+        ("old", "expired", "project.commit", 50),
+        ("prod", "curated", "project.commit", 50),
+        ("tenth", "sampled_out", "project.commit", sampled_out),
+    ]
+    from tallystick.store.health import declined
+
+    assert declined(lake, NOW.date()) == {
+        "off": {"disabled": 50},
+        "old": {"expired": 50},
+        "prod": {"curated": 50},
+        "tenth": {"sampled_out": sampled_out},
+    }

@@ -139,6 +139,12 @@ def test_stream_changes_reach_a_running_collector(tmp_path: Path) -> None:
             assert (
                 step("renew", 10, expires=renewed.isoformat())[("product", "project.commit")] == 4
             )
+            from tallystick.store.health import declined
+
+            # 3 events while disabled, 3 while expired, 1 curated out: counted, not lost
+            assert declined(lake, dt.datetime.now(dt.UTC).date()) == {
+                "product": {"curated": 1, "disabled": 3, "expired": 3}
+            }
             actions = [e.action for e in store.audit_log(kind="stream", name="product")]
             assert actions == ["renew", "enable", "disable", "apply"]
     finally:

@@ -7,6 +7,7 @@ pick it up within seconds (``control_poll_seconds``), without a restart.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,6 +17,7 @@ from rich.console import Console
 from tallystick.cli.control import ControlUrlOption, actor, fail, opened
 from tallystick.cli.options import DEFAULT_DATA, DataOption, FormatOption
 from tallystick.cli.output import Format, render
+from tallystick.config import from_env
 
 if TYPE_CHECKING:
     from tallystick.control.definitions import Stream
@@ -146,7 +148,24 @@ def _report(plan: Plan, what: str) -> None:
         out.print(line, highlight=False)
 
 
-def _row(stream: Stream, now: dt.datetime) -> dict[str, Any]:
+DECLINED_DAYS = 7
+
+
+def _declined(data: Path, now: dt.datetime) -> dict[str, dict[str, int]]:
+    """What each stream declined in the last ``DECLINED_DAYS`` days (from the lake)."""
+    from tallystick.store.health import declined
+    from tallystick.store.lake import Lake
+
+    lake_dir = from_env(data=data).lake_dir
+    since = now.date() - dt.timedelta(days=DECLINED_DAYS - 1)
+    return declined(Lake(lake_dir), since) if lake_dir.exists() else {}
+
+
+def _declined_text(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items())) or "none"
+
+
+def _row(stream: Stream, now: dt.datetime, declined: dict[str, int]) -> dict[str, Any]:
     sample = stream.sample
     return {
         "name": stream.name,
@@ -156,6 +175,7 @@ def _row(stream: Stream, now: dt.datetime) -> dict[str, Any]:
         "expires": stream.expires.date().isoformat() if stream.expires else "never",
         "retention_days": stream.retention_days if stream.retention_days else "forever",
         "owner": stream.owner,
+        f"declined_{DECLINED_DAYS}_days": _declined_text(declined),
         "description": stream.description,
     }
 
@@ -166,11 +186,15 @@ def list_streams(
     control_url: ControlUrlOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """List the streams with their status (collecting, disabled, expired, scheduled)."""
+    """List the streams with their status (collecting, disabled, expired, scheduled) and the
+    events each declined in the last 7 days."""
     now = dt.datetime.now(dt.UTC)
     with opened(data, control_url) as store:
         config = store.configuration()
-    rows = [_row(s, now) for s in sorted(config.streams, key=lambda s: s.name)]
+    counts = _declined(data, now) if config.streams else {}
+    rows = [
+        _row(s, now, counts.get(s.name, {})) for s in sorted(config.streams, key=lambda s: s.name)
+    ]
     if fmt is Format.table and not rows:
         out.print(
             "No streams yet: every event goes to the "
@@ -192,6 +216,11 @@ def show(
         stream = store.stream(name)
         log = store.audit_log(kind="stream", name=name, limit=10)
     out.print(f"[bold]{name}[/]: {stream.status(now)}")
+    out.print(
+        f"declined in the last {DECLINED_DAYS} days: "
+        f"{_declined_text(_declined(data, now).get(name, {}))}",
+        highlight=False,
+    )
     out.print(yaml.safe_dump(stream.as_dict(), sort_keys=False).rstrip(), highlight=False)
     if log:
         out.print("\n[bold]Recent changes[/]")

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
@@ -396,7 +397,8 @@ class Collector:
         checked: Checked, received_us: int, now: dt.datetime, controls: Controls
     ) -> list[bytes]:
         """Route, curate, sample and narrow the accepted events (see ``control.controls``).
-        Events stored as sent keep the bytes the client sent."""
+        Events stored as sent keep the bytes the client sent; what streams declined is counted
+        in a frame of its own."""
         if controls.passthrough:
             return [spool.stream_frame(controls.unrouted, received_us, checked.accepted_json())]
         raws = checked.accepted_raws()
@@ -405,14 +407,22 @@ class Collector:
         else:
             mappings = _decode(checked.accepted_json())  # one call for the whole array
         groups: dict[str, list[bytes]] = {}
+        declined: Counter[tuple[str, str, str]] = Counter()
         for fields, raw in zip(mappings, raws, strict=True):
-            for placed in controls.place(fields, now):
+            for placed in controls.place(fields, now, declined):
                 copy = bytes(raw) if placed.event is None else _encode(placed.event)
                 groups.setdefault(placed.stream, []).append(copy)
-        return [
+        frames = [
             spool.stream_frame(stream, received_us, b"[" + b",".join(items) + b"]")
             for stream, items in groups.items()
         ]
+        if declined:
+            counts = [
+                {"stream": stream, "reason": reason, "name": name, "count": n}
+                for (stream, reason, name), n in declined.items()
+            ]
+            frames.append(spool.frame(spool.DECLINED, received_us, _encode(counts)))
+        return frames
 
     async def _refuse(self, send: Send, problem: Problem, body: bytes, received_us: int) -> None:
         """Refuse the whole request; keep a record of it in the failed-events store."""

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from tallystick.control.curation import drops
 from tallystick.control.definitions import CONTEXT_GROUPS, Stream
 from tallystick.control.routing import UNROUTED, Router
 from tallystick.control.sampling import point, threshold, unit_id
+
+DECLINED: Final = ("disabled", "scheduled", "expired", "curated", "sampled_out")
+"""Why a stream an event is routed to did not store it: switched off, not started yet, expired,
+a curation rule matched, or its unit was not in the sample."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +121,16 @@ class Controls:
         """No streams: every event goes, as sent, to the unrouted stream."""
         return not self.streams
 
-    def place(self, event: Mapping[str, Any], at: dt.datetime) -> list[Placement]:
+    def place(
+        self,
+        event: Mapping[str, Any],
+        at: dt.datetime,
+        declined: Counter[tuple[str, str, str]] | None = None,
+    ) -> list[Placement]:
         """Where ``event`` (its JSON as a mapping) is stored, received at ``at``. Empty when every
         stream it is routed to is disabled, expired, not started, curates it out or samples it
-        out."""
+        out; each such stream is counted in ``declined`` as (stream, reason, event name), with
+        the reasons of ``DECLINED``."""
         name = event.get("name")
         targets = self.routes(name) if isinstance(name, str) else (self.unrouted,)
         placed: list[Placement] = []
@@ -128,7 +139,11 @@ class Controls:
             if stream is None:  # the unrouted stream: everything, as sent
                 placed.append(Placement(target, None))
                 continue
-            if not stream.collecting(at) or drops(stream.curation, event):
+            status = stream.status(at)
+            if status != "collecting" or drops(stream.curation, event):
+                if declined is not None:
+                    reason = "curated" if status == "collecting" else status
+                    declined[(target, reason, str(name))] += 1
                 continue
             copy: dict[str, Any] | None = None
             limit = self._thresholds.get(target)
@@ -137,6 +152,8 @@ class Controls:
                 found = unit_id(event, stream.sample.unit)
                 if found is not None:
                     if point(stream.sample.unit, found) >= limit:
+                        if declined is not None:
+                            declined[(target, "sampled_out", str(name))] += 1
                         continue
                     copy = dict(event)
                     copy["sample"] = _combined_sample(event, stream)

@@ -10,6 +10,7 @@ readers go on while one writes; ``busy_timeout`` makes a second writer wait inst
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -57,7 +58,10 @@ def engine_for(url: str) -> sa.Engine:
 def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
-    cfg = Config()
+    # Alembic's default stdout is bound when it is first imported (maybe to a stream that is
+    # closed by now, in a test runner); what it prints ("No new upgrade operations") is not for
+    # people anyway
+    cfg = Config(stdout=io.StringIO())
     cfg.set_main_option("script_location", str(files("tallystick.control") / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg

@@ -9,7 +9,8 @@ each attempt (a compaction may replace them mid-read, see ``reader.retry_io``):
   and last date partitions and the ``data`` keys of the most recent partitions;
 - ``health`` — per UTC day, events received (de-duplicated: each ``(event_id, name)`` counts
   once, on the day its first copy arrived, as the ``events`` view keeps it) and failed-event
-  records received; failures by error code; the spool backlog and quarantined segments.
+  records received; failures by error code; the spool backlog and quarantined segments;
+- ``declined`` — per stream, the events it was routed but did not store, and why.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 import duckdb
 
 from tallystick.store import spool
-from tallystick.store.lake import EVENTS, FAILED, Lake
+from tallystick.store.lake import DECLINED, EVENTS, FAILED, Lake
 from tallystick.store.loader import QUARANTINE
 from tallystick.store.reader import retry_io
 
@@ -265,3 +266,29 @@ def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) ->
 
 def _days(first: dt.date, last: dt.date) -> Sequence[dt.date]:
     return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def declined(lake: Lake, since: dt.date) -> dict[str, dict[str, int]]:
+    """Per stream, how many events it was routed but declined since ``since`` (received, UTC),
+    by reason (``control.controls.DECLINED``)."""
+    paths = [
+        p for day, files in lake.partitions(DECLINED).items() if day >= since for p in files
+    ]
+
+    def work(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+        current = [
+            p for day, files in lake.partitions(DECLINED).items() if day >= since for p in files
+        ]
+        if not current:
+            return {}
+        rows = con.execute(
+            f"SELECT stream, reason, sum(count) FROM {_files(lake, current)} "
+            "WHERE received_ts >= ? GROUP BY ALL ORDER BY ALL",
+            [dt.datetime(since.year, since.month, since.day, tzinfo=dt.UTC)],
+        ).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for stream, reason, count in rows:
+            out.setdefault(str(stream), {})[str(reason)] = int(count)
+        return out
+
+    return _read(work) if paths else {}

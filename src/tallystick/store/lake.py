@@ -5,6 +5,7 @@ Layout under the lake root::
     events/date=YYYY-MM-DD/<name>.parquet    accepted events, flat columns (see schema.FIELDS)
                                              and the stream each copy was stored for
     failed/date=YYYY-MM-DD/<name>.parquet    rejected events with their reasons
+    declined/date=YYYY-MM-DD/<name>.parquet  counts of events streams declined, and why
 
 Files are written to a temporary name, fsync'd, then renamed into place, so a reader never sees
 a half-written file. ``Storage`` is the seam where an fsspec/S3 implementation can follow.
@@ -29,6 +30,7 @@ from tallystick.store.failed import FailedEvent
 
 EVENTS: Final = "events"
 FAILED: Final = "failed"
+DECLINED: Final = "declined"
 
 _TS = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES: Final = {
@@ -65,6 +67,18 @@ FAILED_SCHEMA: Final = pa.schema(
         pa.field("origin", pa.string()),
     ]
 )
+
+DECLINED_SCHEMA: Final = pa.schema(
+    [
+        pa.field("received_ts", _TS, nullable=False),
+        pa.field("stream", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+    ]
+)
+"""Events a stream was routed but did not store, counted per request (see
+``control.controls.DECLINED`` for the reasons)."""
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -245,6 +259,14 @@ class Lake:
 
     def write_failed(self, failed: Sequence[FailedEvent], name: str) -> list[str]:
         return self.write(FAILED, failed_to_table(failed), name) if failed else []
+
+    def write_declined(self, rows: Sequence[dict[str, object]], name: str) -> list[str]:
+        """Write declined-event counts (``received_ts``, ``stream``, ``reason``, ``name``,
+        ``count``)."""
+        if not rows:
+            return []
+        columns = {f: [r[f] for r in rows] for f in DECLINED_SCHEMA.names}
+        return self.write(DECLINED, pa.Table.from_pydict(columns, schema=DECLINED_SCHEMA), name)
 
     def files(self, kind: str = EVENTS) -> list[str]:
         return self.storage.list_files(kind)

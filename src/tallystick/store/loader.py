@@ -15,6 +15,7 @@ a crash between the two steps never shows an event twice.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import logging
 import os
@@ -39,6 +40,8 @@ from tallystick.store.lake import EVENTS, Lake, LocalStorage, conform
 log = logging.getLogger("tallystick.loader")
 
 _decode_failed = msgspec.json.Decoder(list[FailedEvent]).decode
+_decode_declined = msgspec.json.Decoder(list[dict[str, str | int]]).decode
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_BATCH_BYTES: Final = 64 * 1024 * 1024
 QUARANTINE: Final = "quarantine"
 SMALL_FILE_BYTES: Final = 32 * 1024 * 1024
@@ -119,6 +122,7 @@ class Loader:
         payloads: list[bytes] = []
         received: list[int] = []
         streams: list[str | None] = []
+        declined: list[dict[str, object]] = []
         failed: list[FailedEvent] = []
         try:
             for path, _ in batch:
@@ -142,12 +146,16 @@ class Loader:
                         streams.append(None)
                     elif fr.kind == spool.FAILED:
                         failed.extend(_decode_failed(fr.payload))
+                    elif fr.kind == spool.DECLINED:
+                        at = _EPOCH + dt.timedelta(microseconds=fr.received_us)
+                        declined += [{"received_ts": at, **c} for c in _decode_declined(fr.payload)]
             name = f"spool-{batch[0][0].stem}-{len(batch)}"
             table = frames_to_table(payloads, received, streams) if payloads else None
             if table is not None and table.num_rows:
                 stats.files += self.lake.write_events(table, name)
             if failed:
                 stats.files += self.lake.write_failed(failed, name)
+            stats.files += self.lake.write_declined(declined, name)
             for path, _ in batch:
                 path.unlink(missing_ok=True)
             spool.fsync_dir(self.spool_dir)

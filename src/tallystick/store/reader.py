@@ -15,7 +15,15 @@ from typing import Final, TypeVar
 import duckdb
 import pyarrow as pa
 
-from tallystick.store.lake import EVENT_SCHEMA, EVENTS, FAILED, FAILED_SCHEMA, Lake
+from tallystick.store.lake import (
+    DECLINED,
+    DECLINED_SCHEMA,
+    EVENT_SCHEMA,
+    EVENTS,
+    FAILED,
+    FAILED_SCHEMA,
+    Lake,
+)
 
 T = TypeVar("T")
 
@@ -40,7 +48,8 @@ def _source(con: duckdb.DuckDBPyConnection, lake: Lake, kind: str, schema: pa.Sc
 
 def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views ``events`` (de-duplicated), ``raw_events``
-    (every stored copy) and ``failed_events``."""
+    (every stored copy), ``failed_events`` and ``declined_events`` (counts of events streams
+    were routed but did not store)."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no bar on a command's stderr
@@ -55,6 +64,8 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     con.execute(
         f"CREATE VIEW failed_events AS SELECT * FROM {_source(con, lake, FAILED, FAILED_SCHEMA)}"
     )
+    declined = _source(con, lake, DECLINED, DECLINED_SCHEMA)
+    con.execute(f"CREATE VIEW declined_events AS SELECT * FROM {declined}")
     return con
 
 

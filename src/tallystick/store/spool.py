@@ -13,7 +13,9 @@ Frame layout (little-endian)::
 
 ``kind`` is ``STREAM_EVENTS`` (payload: the stream's name, a newline, then a JSON array of the
 events stored for that stream), ``EVENTS`` (a JSON array of events stored for no stream, written
-before streams existed) or ``FAILED`` (a JSON array of ``FailedEvent``). A torn or corrupt
+before streams existed), ``FAILED`` (a JSON array of ``FailedEvent``) or ``DECLINED`` (a JSON
+array of ``{stream, reason, name, count}``: events a stream routed but did not store). A torn or
+corrupt
 tail (a crash mid-write) is detected by length and CRC and ignored: it was never acknowledged.
 """
 
@@ -41,6 +43,7 @@ HEADER: Final = struct.Struct("<4sBqII")
 EVENTS: Final = 1
 FAILED: Final = 2
 STREAM_EVENTS: Final = 3
+DECLINED: Final = 4
 OPEN_SUFFIX: Final = ".open"
 READY_SUFFIX: Final = ".ready"
 
