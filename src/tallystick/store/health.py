@@ -271,14 +271,12 @@ def _days(first: dt.date, last: dt.date) -> Sequence[dt.date]:
 def declined(lake: Lake, since: dt.date) -> dict[str, dict[str, int]]:
     """Per stream, how many events it was routed but declined since ``since`` (received, UTC),
     by reason (``control.controls.DECLINED``)."""
-    paths = [
-        p for day, files in lake.partitions(DECLINED).items() if day >= since for p in files
-    ]
+
+    def files() -> list[str]:
+        return [p for day, ps in lake.partitions(DECLINED).items() if day >= since for p in ps]
 
     def work(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
-        current = [
-            p for day, files in lake.partitions(DECLINED).items() if day >= since for p in files
-        ]
+        current = files()
         if not current:
             return {}
         rows = con.execute(
@@ -291,4 +289,4 @@ def declined(lake: Lake, since: dt.date) -> dict[str, dict[str, int]]:
             out.setdefault(str(stream), {})[str(reason)] = int(count)
         return out
 
-    return _read(work) if paths else {}
+    return _read(work) if files() else {}
