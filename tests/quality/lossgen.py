@@ -129,27 +129,17 @@ class Log:
         return [r.message() for r in self.rows]
 
     def expected_report(self) -> list[LossRow]:
-        out = []
-        for group in sorted(self.truth, key=group_key):
-            t = self.truth[group]
-            lost = t["expected"] - t["received"]
-            out.append(
-                LossRow(
-                    day=group[0],
-                    library=group[1],
-                    version=group[2],
-                    sessions=t["sessions"],
-                    expected=t["expected"],
-                    received=t["received"],
-                    lost=lost,
-                    loss_rate=lost / t["expected"] if t["expected"] else None,
-                    seq_conflicts=t["conflicts"],
-                    events=t["events"],
-                    duplicates_natural=t["natural"],
-                    duplicates_synthetic=t["synth"],
-                )
+        return [
+            LossRow.from_counts(
+                group,
+                {
+                    **self.truth[group],
+                    "seq_conflicts": self.truth[group]["conflicts"],
+                    "synthetic": self.truth[group]["synth"],
+                },
             )
-        return out
+            for group in sorted(self.truth, key=group_key)
+        ]
 
     def events(self) -> tuple[list[Event], list[dt.datetime], list[str | None]]:
         """The rows as monoschema events for ``lake.events_to_table``."""

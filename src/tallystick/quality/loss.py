@@ -59,7 +59,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -114,6 +114,31 @@ class LossRow:
     events: int
     duplicates_natural: int
     duplicates_synthetic: int
+
+    @classmethod
+    def from_counts(
+        cls,
+        group: tuple[dt.date, str | None, str | None],
+        counts: Mapping[str, int],
+    ) -> LossRow:
+        """A row from its group (day, library, version) and its counts (``sessions``,
+        ``expected``, ``received``, ``seq_conflicts``, ``events``, ``natural``, ``synthetic``);
+        ``lost`` and ``loss_rate`` follow from them."""
+        lost = counts["expected"] - counts["received"]
+        return cls(
+            day=group[0],
+            library=group[1],
+            version=group[2],
+            sessions=counts["sessions"],
+            expected=counts["expected"],
+            received=counts["received"],
+            lost=lost,
+            loss_rate=lost / counts["expected"] if counts["expected"] else None,
+            seq_conflicts=counts["seq_conflicts"],
+            events=counts["events"],
+            duplicates_natural=counts["natural"],
+            duplicates_synthetic=counts["synthetic"],
+        )
 
     @property
     def duplicates(self) -> int:
@@ -224,24 +249,4 @@ def loss_report(messages: Iterable[Message]) -> list[LossRow]:
         t["natural"] += natural
         t["synthetic"] += synthetic
 
-    out = []
-    for group in sorted(totals, key=group_key):
-        t = totals[group]
-        lost = t["expected"] - t["received"]
-        out.append(
-            LossRow(
-                day=group[0],
-                library=group[1],
-                version=group[2],
-                sessions=t["sessions"],
-                expected=t["expected"],
-                received=t["received"],
-                lost=lost,
-                loss_rate=lost / t["expected"] if t["expected"] else None,
-                seq_conflicts=t["seq_conflicts"],
-                events=t["events"],
-                duplicates_natural=t["natural"],
-                duplicates_synthetic=t["synthetic"],
-            )
-        )
-    return out
+    return [LossRow.from_counts(group, totals[group]) for group in sorted(totals, key=group_key)]
