@@ -51,6 +51,36 @@ class Settings:
     admin_key: str | None = dataclasses.field(default=None, repr=False)
     """When set, the control-plane API (``/v1/admin/...``) needs ``Authorization: Bearer
     <admin_key>``; when not, it takes changes from loopback clients only (never logged)."""
+    geoip_database: Path | None = None
+    """A MaxMind-format database (``.mmdb``: GeoLite2/GeoIP2 Country or City) for the country and
+    region of each request's IP address; ``None``: no geo lookup. Never shipped: configure it."""
+    enrich_user_agent: bool = True
+    """Parse the user agent into browser, OS and device family."""
+    enrich_bots: bool = True
+    """Flag crawlers and automation (``agent.is_bot``): the crawler list, headless markers."""
+    enrich_geo: bool = True
+    """Look up country and region (needs ``geoip_database``)."""
+    enrich_sessions: bool = True
+    """Give events that arrive without ``session.id`` one (per user or anonymous id)."""
+    enrich_clock: bool = True
+    """Record clock skew and correct ``client_ts`` when it is beyond the threshold."""
+    session_timeout_minutes: float = 30.0
+    """Inactivity after which sessionization starts a new session."""
+    clock_skew_threshold_seconds: float = 60.0
+    """``client_ts`` is corrected when ``|received_ts − sent_ts|`` is larger than this."""
+    trusted_proxies: str | None = None
+    """Comma-separated addresses or CIDR ranges of reverse proxies whose ``X-Forwarded-For``
+    header names the client; ``None``: the connecting address is the client."""
+    rate_limit_per_ip: float = 0.0
+    """Requests per second each client IP may send to ``/v1/events`` (0: no limit)."""
+    rate_limit_per_key: float = 0.0
+    """Requests per second each write key may send to ``/v1/events`` (0: no limit)."""
+    rate_limit_burst: int = 20
+    """Requests a client may send at once above its rate before it is told to wait."""
+    alert_interval_seconds: float = 300.0
+    """How often the server evaluates the alert rules (0: only ``tally quality check``)."""
+    alert_webhook_url: str | None = dataclasses.field(default=None, repr=False)
+    """Where fired alerts are POSTed as JSON (also logged); ``None``: the log only."""
 
     @property
     def config_path(self) -> Path:
@@ -115,6 +145,9 @@ _OPTIONAL_KINDS: Final[dict[str, type]] = {
     "read_key": str,
     "admin_key": str,
     "control_url": str,
+    "geoip_database": Path,
+    "trusted_proxies": str,
+    "alert_webhook_url": str,
 }
 
 
@@ -154,7 +187,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
                 f"set it to a {_KIND_NAMES[kind]} or unset it"
             ) from exc
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("data", "config_dir"):
+    for key in ("data", "config_dir", "geoip_database"):
         if key in values:
             values[key] = Path(values[key])
     return Settings(**values)

@@ -165,6 +165,25 @@ FIELDS: Final[tuple[Field, ...]] = (
         "2026-11-02T14:03:12.031Z",
         origin="server",
     ),
+    Field(
+        "client_ts_original",
+        "client_ts_original",
+        "timestamp",
+        "The client's own clock reading, kept when the collector corrected `client_ts` for clock "
+        "skew (null when no correction was needed); never sent by clients.",
+        "2026-11-02T13:58:40.000Z",
+        origin="server",
+    ),
+    Field(
+        "clock_skew_ms",
+        "clock_skew_ms",
+        "int",
+        "`received_ts − sent_ts` in milliseconds: how far the client's clock is behind "
+        "(positive) or ahead (negative) of the collector's, transit time included; null without "
+        "`sent_ts`. Set by the collector.",
+        272031,
+        origin="server",
+    ),
     Field("app.id", "app_id", "string", "Which product or application.", "research-portal"),
     Field("app.version", "app_version", "string", "Version of the application.", "4.2.1"),
     Field("app.environment", "app_environment", "string", "Deployment environment.", "production"),
@@ -217,6 +236,15 @@ FIELDS: Final[tuple[Field, ...]] = (
         7,
     ),
     Field(
+        "session.inferred",
+        "session_inferred",
+        "bool",
+        "True when the collector assigned `session.id` (the event came without one): a new "
+        "session after 30 minutes of inactivity per user or anonymous id.",
+        False,
+        origin="server",
+    ),
+    Field(
         "page.pageview_id",
         "page_pageview_id",
         "string",
@@ -231,6 +259,81 @@ FIELDS: Final[tuple[Field, ...]] = (
         "string",
         "Raw User-Agent string.",
         "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
+    ),
+    Field(
+        "agent.browser",
+        "agent_browser",
+        "string",
+        "Browser family parsed from the user agent by the collector (`Other` when unknown).",
+        "Chrome",
+        origin="server",
+    ),
+    Field(
+        "agent.browser_version",
+        "agent_browser_version",
+        "string",
+        "Major version of the browser, parsed by the collector.",
+        "131",
+        origin="server",
+    ),
+    Field(
+        "agent.os",
+        "agent_os",
+        "string",
+        "Operating-system family parsed from the user agent by the collector.",
+        "Windows",
+        origin="server",
+    ),
+    Field(
+        "agent.os_version",
+        "agent_os_version",
+        "string",
+        "Major version of the operating system, parsed by the collector.",
+        "10",
+        origin="server",
+    ),
+    Field(
+        "agent.device",
+        "agent_device",
+        "string",
+        "Device family parsed from the user agent by the collector (`Spider` for crawlers).",
+        "iPhone",
+        origin="server",
+    ),
+    Field(
+        "agent.is_bot",
+        "agent_is_bot",
+        "bool",
+        "True when the user agent is a known crawler or an automation tool (headless browser, "
+        "HTTP library). Bots are left out of every analysis unless asked for.",
+        False,
+        origin="server",
+    ),
+    Field(
+        "geo.country",
+        "geo_country",
+        "string",
+        "ISO 3166-1 country code looked up from the client's IP address when a GeoIP database "
+        "is configured (the address itself is never stored).",
+        "DE",
+        origin="server",
+    ),
+    Field(
+        "geo.region",
+        "geo_region",
+        "string",
+        "ISO 3166-2 subdivision code (region, state) looked up from the client's IP address.",
+        "DE-BW",
+        origin="server",
+    ),
+    Field(
+        "geo.network",
+        "geo_network",
+        "string",
+        "The client's network: its IP address cut to /24 (IPv4) or /48 (IPv6), for quarantine "
+        "by IP range; the full address is never stored.",
+        "203.0.113.0/24",
+        origin="server",
     ),
     Field("locale", "locale", "string", "BCP 47 language tag of the user interface.", "de-DE"),
     Field(

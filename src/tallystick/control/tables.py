@@ -123,3 +123,52 @@ fields = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("stats", sa.JSON, nullable=False),
 )
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # user, session, ip (value is a CIDR range) or where (field = value)
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(500), nullable=False),
+    sa.Column("field", sa.String(300)),
+    sa.Column("time_from", UTCDateTime),
+    sa.Column("time_to", UTCDateTime),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("lifted_at", UTCDateTime),
+    sa.Column("lifted_by", sa.String(200)),
+    sa.Column("purged_at", UTCDateTime),
+)
+"""Data excluded from every analysis (``tally quarantine``); a lifted rule no longer applies."""
+
+ip_blocks = sa.Table(
+    "ip_blocks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("network", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("removed_at", UTCDateTime),
+    sa.Column("removed_by", sa.String(200)),
+)
+"""IP ranges the collector answers with 403 (``tally block``)."""
+
+alert_runs = sa.Table(
+    "alert_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("stream", sa.String(64), nullable=False),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("fired", sa.Boolean, nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("expected", sa.Float),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("delivery", sa.JSON),
+)
+"""Every evaluation of an alert rule: what was measured, against what, and where it was sent."""

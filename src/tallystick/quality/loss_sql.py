@@ -22,21 +22,10 @@ from typing import Final
 import duckdb
 
 from tallystick.quality.loss import LossRow
+from tallystick.store.ledger import MESSAGES_SQL
 
-MESSAGES_SQL: Final = """
-SELECT
-    session_id,
-    session_seq AS seq,
-    event_id,
-    md5(name || chr(31) || epoch_us(client_ts)::VARCHAR || chr(31)
-        || coalesce('j' || data, 'n')) AS fingerprint,
-    client_library AS library,
-    client_library_version AS version,
-    CAST(timezone('UTC', client_ts) AS DATE) AS day,
-    received_ts,
-    stream
-FROM raw_events
-"""
+__all__ = ["MESSAGES_SQL", "lake_loss_report", "lake_report_sql", "report_sql", "run_report"]
+
 
 _REPORT: Final = """
 WITH m AS (
@@ -142,8 +131,8 @@ def report_sql(source: str = "messages") -> str:
 
 
 def lake_report_sql() -> str:
-    """The report's SQL over the lake's ``raw_events`` view."""
-    return report_sql(f"({MESSAGES_SQL})")
+    """The report's SQL over the lake's ``messages`` view (the delivery ledger)."""
+    return report_sql("messages")
 
 
 def run_report(con: duckdb.DuckDBPyConnection, sql: str) -> list[LossRow]:

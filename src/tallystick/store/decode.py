@@ -35,6 +35,8 @@ _JSON_TYPES: Final = {
     "json": "JSON",
 }
 
+_SQL_TYPES: Final = {**_JSON_TYPES, "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
+
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -59,6 +61,8 @@ def _column(f: Field) -> str:
     ref = "e." + ".".join(_quote(p) for p in f.path.split("."))
     if f.path == "received_ts":
         return "make_timestamp(received_us)::TIMESTAMPTZ"
+    if f.origin == "server":  # filled in by enrichment after decoding
+        return f"CAST(NULL AS {_SQL_TYPES[f.kind]})"
     if f.path == "event_id":
         return f"CAST(CAST({ref} AS UUID) AS VARCHAR)"
     if f.kind == "timestamp":

@@ -6,6 +6,8 @@ Layout under the lake root::
                                              and the stream each copy was stored for
     failed/date=YYYY-MM-DD/<name>.parquet    rejected events with their reasons
     declined/date=YYYY-MM-DD/<name>.parquet  counts of events streams declined, and why
+    messages/date=YYYY-MM-DD/<name>.parquet  the delivery ledger: every stored copy as it arrived,
+                                             never de-duplicated (see store.ledger)
 
 Files are written to a temporary name, fsync'd, then renamed into place, so a reader never sees
 a half-written file. ``Storage`` is the seam where an fsspec/S3 implementation can follow.
@@ -27,10 +29,14 @@ import pyarrow.parquet as pq
 from tallystick.schema import FIELDS, SCHEMA_VERSION, Event
 from tallystick.store.durable import TMP_SUFFIX, replace_durably
 from tallystick.store.failed import FailedEvent
+from tallystick.store.ledger import MESSAGES_SCHEMA, ledger_table
+
+__all__ = ["MESSAGES_SCHEMA"]
 
 EVENTS: Final = "events"
 FAILED: Final = "failed"
 DECLINED: Final = "declined"
+MESSAGES: Final = "messages"
 
 _TS = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES: Final = {
@@ -193,9 +199,13 @@ def events_to_table(
     cols["sample_unit"] = [e.sample.unit if e.sample else None for e in events]
     cols["sample_rate"] = [e.sample.rate if e.sample else None for e in events]
     cols["data"] = [_json_encode(e.data).decode() if e.data else None for e in events]
-    arrays = [pa.array(cols[f.name], type=f.type) for f in EVENT_SCHEMA if f.name in cols]
-    arrays.append(pa.array([SCHEMA_VERSION] * n, type=pa.int16()))
-    arrays.append(pa.array(list(streams) if streams is not None else [None] * n, pa.string()))
+    cols["schema_version"] = [SCHEMA_VERSION] * n
+    cols["stream"] = list(streams) if streams is not None else [None] * n
+    # server-set columns (enrichment) start empty
+    arrays = [
+        pa.array(cols[f.name], type=f.type) if f.name in cols else pa.nulls(n, f.type)
+        for f in EVENT_SCHEMA
+    ]
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
@@ -255,7 +265,11 @@ class Lake:
         return written
 
     def write_events(self, table: pa.Table, name: str) -> list[str]:
-        return self.write(EVENTS, table, name)
+        """Write events, and their rows of the delivery ledger first (``store.ledger``): a
+        crash in between leaves a ledger row that the next load writes again, never an event
+        the ledger does not know."""
+        written = self.write(MESSAGES, ledger_table(table), name) if table.num_rows else []
+        return written + self.write(EVENTS, table, name)
 
     def write_failed(self, failed: Sequence[FailedEvent], name: str) -> list[str]:
         return self.write(FAILED, failed_to_table(failed), name) if failed else []

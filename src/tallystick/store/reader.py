@@ -22,8 +22,11 @@ from tallystick.store.lake import (
     EVENTS,
     FAILED,
     FAILED_SCHEMA,
+    MESSAGES,
+    MESSAGES_SCHEMA,
     Lake,
 )
+from tallystick.store.ledger import MESSAGES_SQL
 
 T = TypeVar("T")
 
@@ -48,14 +51,16 @@ def _source(con: duckdb.DuckDBPyConnection, lake: Lake, kind: str, schema: pa.Sc
 
 def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views ``events`` (de-duplicated), ``raw_events``
-    (every stored copy), ``failed_events`` and ``declined_events`` (counts of events streams
-    were routed but did not store)."""
+    (every stored copy), ``failed_events``, ``declined_events`` (counts of events streams
+    were routed but did not store) and ``messages`` (the delivery ledger: one row per stored
+    copy as it arrived, never de-duplicated; see ``store.ledger``)."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no bar on a command's stderr
     con.execute(
-        f"CREATE VIEW raw_events AS SELECT * FROM {_source(con, lake, EVENTS, EVENT_SCHEMA)}"
+        f"CREATE VIEW _stored_events AS SELECT * FROM {_source(con, lake, EVENTS, EVENT_SCHEMA)}"
     )
+    con.execute(f"CREATE VIEW raw_events AS {_complete(con, '_stored_events', EVENT_SCHEMA)}")
     con.execute(
         "CREATE VIEW events AS SELECT * FROM raw_events "
         "QUALIFY row_number() OVER "
@@ -66,7 +71,36 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     )
     declined = _source(con, lake, DECLINED, DECLINED_SCHEMA)
     con.execute(f"CREATE VIEW declined_events AS SELECT * FROM {declined}")
+    if lake.files(MESSAGES):
+        con.execute(
+            f"CREATE VIEW messages AS SELECT * FROM {_source(con, lake, MESSAGES, MESSAGES_SCHEMA)}"
+        )
+    else:  # a lake written before the ledger: what its stored copies still show
+        con.execute(f"CREATE VIEW messages AS {MESSAGES_SQL}")
     return con
+
+
+def _complete(con: duckdb.DuckDBPyConnection, view: str, schema: pa.Schema) -> str:
+    """A SELECT of every column of ``schema`` from ``view``: columns that the files behind it
+    do not have yet (written by an older version) read as NULL; extra columns are kept."""
+    present = {str(r[0]) for r in con.execute(f"DESCRIBE {view}").fetchall()}
+    missing = [
+        f"CAST(NULL AS {_DUCKDB_TYPES[str(f.type)]}) AS {f.name}"
+        for f in schema
+        if f.name not in present
+    ]
+    return "SELECT *" + "".join(", " + m for m in missing) + f" FROM {view}"
+
+
+_DUCKDB_TYPES: Final = {
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "int64": "BIGINT",
+    "int16": "SMALLINT",
+    "double": "DOUBLE",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+    "map<string, string>": "MAP(VARCHAR, VARCHAR)",
+}
 
 
 def retry_io(attempt: Callable[[], T]) -> T:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import msgspec
+
 from tallystick.store.durable import fsync_path
 
 MAGIC: Final = b"TSP1"
@@ -44,6 +46,7 @@ EVENTS: Final = 1
 FAILED: Final = 2
 STREAM_EVENTS: Final = 3
 DECLINED: Final = 4
+CONTEXT_EVENTS: Final = 5
 OPEN_SUFFIX: Final = ".open"
 READY_SUFFIX: Final = ".ready"
 
@@ -65,6 +68,39 @@ def split_stream_payload(payload: bytes) -> tuple[str, bytes]:
     """(stream, JSON array) of a ``STREAM_EVENTS`` payload."""
     name, _, events = payload.partition(b"\n")
     return name.decode(), events
+
+
+class RequestContext(msgspec.Struct, omit_defaults=True, frozen=True):
+    """What the collector knew of a request beyond its events, for enrichment in the loader.
+
+    The client's IP address is never written: only what was derived from it (country, region,
+    and the network it belongs to)."""
+
+    stream: str | None = None
+    """The stream the events are stored for (``None``: written before streams existed)."""
+    keep_user_agent: bool = True
+    """False when the stream does not keep ``agent.user_agent``: the loader parses it, then
+    drops the raw string."""
+    user_agent: str | None = None
+    """The request's ``User-Agent`` header, for events that carry no ``agent.user_agent``."""
+    country: str | None = None
+    region: str | None = None
+    network: str | None = None
+
+
+_encode_context = msgspec.json.Encoder().encode
+_decode_context = msgspec.json.Decoder(RequestContext).decode
+
+
+def context_frame(context: RequestContext, received_us: int, events_json: bytes) -> bytes:
+    """A frame of events (a JSON array) with the context of the request they came in."""
+    return frame(CONTEXT_EVENTS, received_us, _encode_context(context) + b"\n" + events_json)
+
+
+def split_context_payload(payload: bytes) -> tuple[RequestContext, bytes]:
+    """(context, JSON array) of a ``CONTEXT_EVENTS`` payload."""
+    header, _, events = payload.partition(b"\n")
+    return _decode_context(header), events
 
 
 @dataclass(frozen=True, slots=True)
