@@ -15,6 +15,7 @@ from tallystick.cli import (
     config_cmd,
     demo,
     metrics,
+    quality,
     schema_cmd,
     serve,
     status,
@@ -62,6 +63,7 @@ audit_cmd.register(app)
 streams.register(app)
 config_cmd.register(app)
 models_cmd.register(app)
+quality.register(app)
 
 
 def main() -> None:
