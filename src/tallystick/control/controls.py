@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from tallystick.control.blocks import Block, Blocklist
 from tallystick.control.curation import drops
 from tallystick.control.definitions import CONTEXT_GROUPS, Stream
 from tallystick.control.routing import UNROUTED, Router
@@ -79,6 +80,8 @@ class Controls:
     version: int
     streams: Mapping[str, Stream]
     router: Router
+    blocks: Blocklist = dataclasses.field(default_factory=Blocklist)
+    """The active IP blocks (``control.blocks``): requests from them are refused."""
     _routes: dict[str, tuple[str, ...]] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
@@ -86,7 +89,13 @@ class Controls:
     _thresholds: dict[str, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def build(cls, version: int, streams: Iterable[Stream], unrouted: str = UNROUTED) -> Controls:
+    def build(
+        cls,
+        version: int,
+        streams: Iterable[Stream],
+        unrouted: str = UNROUTED,
+        blocks: Iterable[Block] = (),
+    ) -> Controls:
         by_name = {s.name: s for s in streams}
         router = Router.build({s.name: s.events for s in by_name.values()}, fallback=unrouted)
         thresholds = {
@@ -94,7 +103,7 @@ class Controls:
             for s in by_name.values()
             if s.sample is not None and s.sample.rate < 1
         }
-        return cls(version, by_name, router, {}, thresholds)
+        return cls(version, by_name, router, Blocklist(blocks), {}, thresholds)
 
     def routes(self, name: str) -> tuple[str, ...]:
         found = self._routes.get(name)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from tallystick.config import Settings
 from tallystick.control import db
 from tallystick.control import tables as t
+from tallystick.control.blocks import read_blocks
 from tallystick.control.controls import Controls
 from tallystick.control.definitions import (
     Configuration,
@@ -180,10 +181,12 @@ class ControlStore:
             return self._configuration(conn)[1]
 
     def controls(self) -> Controls:
-        """The collector's snapshot: the version and the streams it describes, read together."""
+        """The collector's snapshot: the version, the streams and the IP blocks it describes, read
+        together."""
         with self.engine.begin() as conn:
             version, config = self._configuration(conn)
-        return Controls.build(version, config.streams, config.unrouted_stream)
+            blocks = read_blocks(conn)
+        return Controls.build(version, config.streams, config.unrouted_stream, blocks)
 
     def streams(self) -> tuple[Stream, ...]:
         return self.configuration().streams
