@@ -1,8 +1,10 @@
-"""Data quality: loss and duplicate accounting (issue 6, points 2 and 3).
+"""Data quality (issue 6): loss and duplicate accounting, clock skew, and the reports built on them.
 
-``loss`` is the plain-Python reference of the loss and duplicate report; ``loss_sql`` is the same
-computation in DuckDB SQL over the lake's ``raw_events`` view. Neither is wired into the CLI, the
-HTTP API or the data-health page yet.
+``loss`` is the plain-Python reference of the loss and duplicate report and ``loss_sql`` the same
+computation in DuckDB SQL over the lake's delivery ledger (the ``messages`` view); ``skew`` is
+the clock-skew report (reference and SQL); ``reports`` checks the reports' parameters and builds
+the answers that ``tally quality loss|skew``, ``GET /v1/quality/loss|skew`` and the dashboard's
+Data health page show.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Loss and duplicate accounting from the per-session message index: the plain-Python reference.
 
-The input is one ``Message`` per stored row of the lake (``raw_events``: every copy, one per
-stream it was stored for); the output is one ``LossRow`` per (client day, client library, library
-version). ``tallystick.quality.loss_sql`` computes the same in DuckDB SQL and is tested to agree
-with this module exactly.
+The input is one ``Message`` per stored copy of an event as it arrived (the lake's delivery
+ledger, ``store.ledger``: every copy, one per stream it was stored for); the output is one
+``LossRow`` per (client day, client library, library version). ``tallystick.quality.loss_sql``
+computes the same in DuckDB SQL and is tested to agree with this module exactly.
 
 Loss (from ``session.seq``, the per-session message index starting at 1)
 ------------------------------------------------------------------------
@@ -49,9 +49,13 @@ Duplicates (by ``event_id``)
 - An event counts on the group of its **first delivery** (earliest ``received_ts``; among its
   copies, the one naming a library first, then by version, day and fingerprint) — its own day,
   library and version, not its session's. ``events`` counts distinct ``event_id`` values.
-- Limit of the lake as a source: compaction keeps one copy per (``event_id``, ``name``,
-  ``stream``), so duplicates of the same name within a stream are no longer visible in compacted
-  files: counts from the lake are exact until compaction, a lower bound after it.
+- The lake's event files lose duplicates to compaction (one copy per ``event_id``, ``name`` and
+  ``stream``); the ledger never does, so the counts stay exact after compaction. A lake written
+  before the ledger existed is read from its event files: exact until they were compacted, a
+  lower bound after.
+
+Weeks (``weekly``) are sums of the daily rows: every count is additive, as each session and
+each event counts on exactly one day.
 """
 
 from __future__ import annotations
@@ -161,6 +165,75 @@ class LossRow:
             "duplicates_natural": self.duplicates_natural,
             "duplicates_synthetic": self.duplicates_synthetic,
         }
+
+    def as_row(self, period: str = "day") -> dict[str, Any]:
+        """The row of ``tally quality loss`` and ``GET /v1/quality/loss``: ``period`` (``day``
+        or ``week``) names the date column, then ``COLUMNS``."""
+        out = self.as_dict()
+        del out["duplicates"]
+        out[period] = out.pop("day")
+        return {period: out[period], **{c: out[c] for c in COLUMNS}}
+
+
+COLUMNS: Final = (
+    "library",
+    "version",
+    "sessions",
+    "expected",
+    "received",
+    "lost",
+    "loss_rate",
+    "seq_conflicts",
+    "events",
+    "duplicates_natural",
+    "duplicates_synthetic",
+)
+"""The columns of a report row after its date (``day`` or ``week``)."""
+
+_COUNTS: Final = ("sessions", "expected", "received", "seq_conflicts", "events")
+
+
+def week_start(day: dt.date) -> dt.date:
+    """The Monday of ``day``'s week (weeks start on Monday, UTC)."""
+    return day - dt.timedelta(days=day.weekday())
+
+
+def weekly(rows: Iterable[LossRow]) -> list[LossRow]:
+    """Daily rows summed per week (``day`` is the week's Monday), per library and version.
+
+    Every count of the daily report is additive — a session counts on one day, an event on one
+    day — so a week's row is the sum of its days' rows; ``lost`` and ``loss_rate`` follow from
+    the sums (``LossRow.from_counts``)."""
+    totals: dict[Group, dict[str, int]] = {}
+    for r in rows:
+        group = (week_start(r.day), r.library, r.version)
+        t = totals.setdefault(group, dict.fromkeys((*_COUNTS, "natural", "synthetic"), 0))
+        for name in _COUNTS:
+            t[name] += getattr(r, name)
+        t["natural"] += r.duplicates_natural
+        t["synthetic"] += r.duplicates_synthetic
+    return [LossRow.from_counts(g, totals[g]) for g in sorted(totals, key=group_key)]
+
+
+def total(rows: Iterable[LossRow]) -> dict[str, Any]:
+    """The sums of ``rows`` (JSON-ready): every count, and ``lost`` and ``loss_rate`` of the
+    sums."""
+    sums = dict.fromkeys((*_COUNTS, "duplicates_natural", "duplicates_synthetic"), 0)
+    for r in rows:
+        for name in sums:
+            sums[name] += getattr(r, name)
+    lost = sums["expected"] - sums["received"]
+    return {
+        "sessions": sums["sessions"],
+        "expected": sums["expected"],
+        "received": sums["received"],
+        "lost": lost,
+        "loss_rate": lost / sums["expected"] if sums["expected"] else None,
+        "seq_conflicts": sums["seq_conflicts"],
+        "events": sums["events"],
+        "duplicates_natural": sums["duplicates_natural"],
+        "duplicates_synthetic": sums["duplicates_synthetic"],
+    }
 
 
 def _nulls_last(value: str | None) -> tuple[bool, str]:

@@ -2,21 +2,24 @@
 
 Two steps, each a plain SQL string a reader can run by hand:
 
-- ``MESSAGES_SQL`` projects the lake's ``raw_events`` view (every stored copy, see
-  ``store.reader.connect``) onto the columns of ``quality.loss.Message``: ``session_id``,
-  ``seq``, ``event_id``, ``fingerprint`` (``payload_fingerprint``), ``library``, ``version``,
-  ``day`` (UTC date of ``client_ts``), ``received_ts`` and ``stream``.
+- ``MESSAGES_SQL`` (``store.ledger``) projects stored events onto the columns of
+  ``quality.loss.Message``: ``session_id``, ``seq``, ``event_id``, ``fingerprint``
+  (``payload_fingerprint``), ``library``, ``version``, ``day`` (UTC date of ``client_ts``),
+  ``received_ts`` and ``stream``. The lake keeps those rows as its delivery ledger, written with
+  every event file and never compacted; the reader's ``messages`` view reads it (or, for a lake
+  written before the ledger, this projection of ``raw_events``).
 - ``report_sql(source)`` computes the report from any relation with those columns.
 
-``lake_loss_report(con)`` runs both on a connection from ``store.reader.connect``. Every
-decision (sessions spanning midnight, unsequenced rows, seq conflicts, stream copies, natural and
-synthetic duplicates, attribution to a day and library) is documented in ``quality.loss``; the
-tests check that the two implementations agree row for row.
+``lake_loss_report(con)`` runs the report over ``messages`` on a connection from
+``store.reader.connect``. Every decision (sessions spanning midnight, unsequenced rows, seq
+conflicts, stream copies, natural and synthetic duplicates, attribution to a day and library) is
+documented in ``quality.loss``; the tests check that the two implementations agree row for row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Final
 
 import duckdb
@@ -130,15 +133,39 @@ def report_sql(source: str = "messages") -> str:
     return _REPORT.format(source=source)
 
 
-def lake_report_sql() -> str:
-    """The report's SQL over the lake's ``messages`` view (the delivery ledger)."""
-    return report_sql("messages")
+def lake_report_sql(
+    *, date_from: bool = False, date_to: bool = False, library: bool = False
+) -> str:
+    """The report's SQL over the lake's ``messages`` view (the delivery ledger), keeping only
+    the rows of days from ``?`` / to ``?`` and of one library ``?`` when asked (parameters in
+    that order).
+
+    The whole ledger is read whatever the range: a session counts on the day it started with
+    its later messages, and an event on its first delivery, so the rows of a range are the
+    rows of the whole report that fall in it — never the report of the messages in it."""
+    conditions = [
+        c
+        for c, wanted in (
+            ("day >= ?", date_from),
+            ("day <= ?", date_to),
+            ("library = ?", library),
+        )
+        if wanted
+    ]
+    if not conditions:
+        return report_sql("messages")
+    return (
+        f"SELECT * FROM ({report_sql('messages')}) WHERE {' AND '.join(conditions)} "
+        "ORDER BY day, library NULLS LAST, version NULLS LAST"
+    )
 
 
-def run_report(con: duckdb.DuckDBPyConnection, sql: str) -> list[LossRow]:
-    """Run a report query from this module and return its rows."""
+def run_report(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()
+) -> list[LossRow]:
+    """Run a report query from this module (with its ``?`` parameters) and return its rows."""
     out = []
-    for row in con.execute(sql).fetchall():
+    for row in con.execute(sql, list(params)).fetchall():
         day, library, version, sessions, expected, received, lost, rate, conflicts = row[:9]
         events, natural_dups, synthetic_dups = row[9:]
         assert isinstance(day, dt.date)
@@ -161,6 +188,18 @@ def run_report(con: duckdb.DuckDBPyConnection, sql: str) -> list[LossRow]:
     return out
 
 
-def lake_loss_report(con: duckdb.DuckDBPyConnection) -> list[LossRow]:
-    """The loss and duplicate report of the lake behind ``con`` (``store.reader.connect``)."""
-    return run_report(con, lake_report_sql())
+def lake_loss_report(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    library: str | None = None,
+) -> list[LossRow]:
+    """The loss and duplicate report of the lake behind ``con`` (``store.reader.connect``):
+    its daily rows from ``date_from`` to ``date_to`` (inclusive; ``None``: unbounded), of one
+    client ``library`` when given."""
+    sql = lake_report_sql(
+        date_from=date_from is not None, date_to=date_to is not None, library=library is not None
+    )
+    params = [p for p in (date_from, date_to, library) if p is not None]
+    return run_report(con, sql, params)
