@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,234 @@ class Sample:
     rate: float
 
 
+# -- alert rules ------------------------------------------------------------------------------
+
+ALERT_RULES: Final = ("volume", "keys", "failed_rate", "loss_rate")
+KEY_TYPES: Final = ("any", "string", "number", "integer", "boolean", "object", "array")
+"""What a ``keys`` rule may require of a key's value (``any``: present, whatever its type)."""
+#: the value types the lake's typed columns can hold (the schema checks them at the door)
+_COLUMN_TYPES: Final = {
+    "string": ("string",),
+    "timestamp": ("string",),
+    "bool": ("boolean",),
+    "int": ("integer", "number"),
+    "float": ("number",),
+    "map": ("object",),
+    "json": ("object",),
+}
+_DATA_SEGMENT: Final = re.compile(r"^[A-Za-z0-9_$@-]{1,128}$")
+_MAX_WINDOW_HOURS: Final = 7 * 24.0
+#: defaults of the settings a rule does not give
+ALERT_DEFAULTS: Final[dict[str, dict[str, Any]]] = {
+    "volume": {"window_hours": 24.0, "drop": 0.5, "spike": 1.0, "weeks": 4, "min_events": 20},
+    "keys": {"window_hours": 24.0, "max_rate": 0.05, "min_events": 20},
+    "failed_rate": {"window_hours": 24.0, "max_rate": 0.01, "min_events": 20},
+    "loss_rate": {"window_hours": 24.0, "max_rate": 0.02, "min_events": 20},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert rule of a stream, judged over a trailing window of ``window_hours`` that ends
+    at the evaluation time (see ``quality.alerts`` and docs/data-trust.md):
+
+    - ``volume``: the stream's events in the window against the mean of the same window 1 to
+      ``weeks`` weeks earlier (same weekday and hour); fires below ``(1 − drop) ×`` or above
+      ``(1 + spike) ×`` that baseline (``None``: that side is not watched);
+    - ``keys``: the share of the stream's events lacking one of ``keys`` or holding a value of
+      the wrong type; fires above ``max_rate``;
+    - ``failed_rate``: failed events ÷ (stored + failed), failed events attributed to the
+      stream by the event name in their raw JSON; fires above ``max_rate``;
+    - ``loss_rate``: messages lost (``session.seq`` gaps, as ``quality.loss`` counts them) of
+      the sessions that sent the stream events in the window; fires above ``max_rate``.
+
+    A rate is judged only over ``min_events`` events (or expected messages) or more; a volume
+    only against a baseline mean of ``min_events`` or more: fewer say too little.
+    """
+
+    rule: str
+    window_hours: float = 24.0
+    drop: float | None = None
+    spike: float | None = None
+    weeks: int = 4
+    keys: tuple[tuple[str, str], ...] = ()
+    """(field, type) pairs: a monoschema path (``user.id``) or ``data.<key>``."""
+    max_rate: float = 0.0
+    min_events: int = 20
+
+    @property
+    def window(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.window_hours)
+
+    @property
+    def label(self) -> str:
+        """What names the rule within its stream, across evaluations (``volume(24h)``,
+        ``keys(data.project_id,user.id)``): two rules of a stream never share one."""
+        hours = f"{self.window_hours:g}h"
+        if self.rule == "keys":
+            return f"keys({','.join(k for k, _ in self.keys)})"[:200]
+        return f"{self.rule}({hours})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting of the rule written out, defaults too: what is stored is what is
+        evaluated, whatever later versions choose as defaults."""
+        out: dict[str, Any] = {"rule": self.rule, "window_hours": self.window_hours}
+        if self.rule == "volume":
+            out |= {"drop": self.drop, "spike": self.spike, "weeks": self.weeks}
+        else:
+            if self.rule == "keys":
+                out["keys"] = dict(self.keys)
+            out["max_rate"] = self.max_rate
+        out["min_events"] = self.min_events
+        return out
+
+
+def _fraction(raw: Any, where: str, *, above_one: bool) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise DefinitionError(where, f"must be a number, got {raw!r}")
+    if raw <= 0 or (not above_one and raw > 1):
+        span = "more than 0 (1.0 = +100 %)" if above_one else "more than 0 and at most 1"
+        raise DefinitionError(where, f"must be {span}, got {raw!r}")
+    return float(raw)
+
+
+def _whole(raw: Any, where: str, least: int, what: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < least:
+        raise DefinitionError(
+            where, f"must be a whole number of {what} ({least} or more), got {raw!r}"
+        )
+    return raw
+
+
+def _alert_key(field: Any, kind: Any, where: str) -> tuple[str, str]:
+    if not isinstance(field, str):
+        raise DefinitionError(
+            where, f"a key is a field name such as data.project_id, got {field!r}"
+        )
+    spot = _join(where, field)
+    if kind not in KEY_TYPES:
+        raise DefinitionError(spot, f"unknown type {kind!r}; use one of {', '.join(KEY_TYPES)}")
+    if field.startswith("data."):
+        if not all(_DATA_SEGMENT.match(part) for part in field[len("data.") :].split(".")):
+            raise DefinitionError(
+                spot,
+                f"{field!r} is not a data key: write data.<key> (letters, digits, _ $ @ -; "
+                "dots for nested keys)",
+            )
+        return field, kind
+    schema = next((f for f in FIELDS if f.path == field), None)
+    if schema is None:
+        raise DefinitionError(
+            spot,
+            f"no field {field!r}; use a monoschema field such as user.id or page.url, or "
+            "data.<key> for your own fields",
+        )
+    if kind != "any" and kind not in _COLUMN_TYPES[schema.kind]:
+        raise DefinitionError(
+            spot,
+            f"{field} always holds a {schema.kind} (the schema checks it when events arrive): "
+            f"require {' or '.join(_COLUMN_TYPES[schema.kind])}, or any",
+        )
+    return field, kind
+
+
+def _alert_keys(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if isinstance(raw, list):  # a list of fields: each must be present, whatever its type
+        pairs = [(f, "any") for f in raw]
+    elif isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    else:
+        raise DefinitionError(
+            where, "list the keys as `{data.project_id: string, user.id: any}` or a list of fields"
+        )
+    if not pairs:
+        raise DefinitionError(where, "list at least one key")
+    keys = [_alert_key(f, k, where) for f, k in pairs]
+    fields = [f for f, _ in keys]
+    twice = next((f for i, f in enumerate(fields) if f in fields[:i]), None)
+    if twice is not None:
+        raise DefinitionError(where, f"{twice!r} is listed twice")
+    return tuple(keys)
+
+
+def parse_alert(raw: Any, where: str) -> Alert:
+    """An alert rule from plain data; missing settings take ``ALERT_DEFAULTS``."""
+    raw = _mapping(raw, where, "an alert rule")
+    rule = raw.get("rule")
+    if rule not in ALERT_DEFAULTS:
+        raise DefinitionError(
+            _join(where, "rule"),
+            f"unknown alert rule {rule!r}; use one of {', '.join(ALERT_RULES)}",
+        )
+    defaults = ALERT_DEFAULTS[rule]
+    allowed = ("rule", *(("keys",) if rule == "keys" else ()), *defaults)
+    _only(raw, allowed, where, f"a {rule} rule")
+    given = defaults | {k: v for k, v in raw.items() if k != "rule"}
+    hours = given["window_hours"]
+    spot = _join(where, "window_hours")
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or not math.isfinite(hours):
+        raise DefinitionError(spot, f"must be a number of hours, got {hours!r}")
+    if not 0 < hours <= _MAX_WINDOW_HOURS:
+        raise DefinitionError(
+            spot, f"must be more than 0 and at most {_MAX_WINDOW_HOURS:g} (a week), got {hours!r}"
+        )
+    min_events = _whole(given["min_events"], _join(where, "min_events"), 1, "events")
+    if rule == "volume":
+        drop = given["drop"]
+        spike = given["spike"]
+        if drop is None and spike is None:
+            raise DefinitionError(
+                where, "a volume rule watches a drop, a spike or both: give `drop` or `spike`"
+            )
+        return Alert(
+            rule,
+            window_hours=float(hours),
+            drop=None if drop is None else _fraction(drop, _join(where, "drop"), above_one=False),
+            spike=None
+            if spike is None
+            else _fraction(spike, _join(where, "spike"), above_one=True),
+            weeks=_whole(given["weeks"], _join(where, "weeks"), 1, "weeks"),
+            min_events=min_events,
+        )
+    keys: tuple[tuple[str, str], ...] = ()
+    if rule == "keys":
+        if raw.get("keys") is None:
+            raise DefinitionError(
+                _join(where, "keys"),
+                "is required: the keys every event must have, e.g. {data.project_id: string}",
+            )
+        keys = _alert_keys(raw["keys"], _join(where, "keys"))
+    max_rate = given["max_rate"]
+    spot = _join(where, "max_rate")
+    if isinstance(max_rate, bool) or not isinstance(max_rate, int | float):
+        raise DefinitionError(spot, f"must be a number from 0 to 1 (0.05 = 5 %), got {max_rate!r}")
+    if not 0 <= max_rate < 1:
+        raise DefinitionError(
+            spot, f"must be at least 0 and below 1 (0.05 = 5 %), got {max_rate!r}"
+        )
+    return Alert(
+        rule,
+        window_hours=float(hours),
+        keys=keys,
+        max_rate=float(max_rate),
+        min_events=min_events,
+    )
+
+
+def parse_alerts(raw: Any, where: str) -> tuple[Alert, ...]:
+    """A stream's ``alerts`` list; two rules with the same label are refused."""
+    alerts = [parse_alert(a, _join(where, i)) for i, a in enumerate(_list(raw, where, "alerts"))]
+    labels = [a.label for a in alerts]
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            raise DefinitionError(
+                _join(where, i),
+                f"the stream has this rule already (alerts[{labels.index(label)}], {label}); "
+                "change the window, the keys, or merge the two",
+            )
+    return tuple(alerts)
+
+
 @dataclass(frozen=True, slots=True)
 class Stream:
     """A stream: which events it receives, which it keeps, what it stores and for how long."""
@@ -181,6 +410,8 @@ class Stream:
     curation: tuple[Rule, ...] = ()
     retention_days: int | None = None
     """How long events are kept (``None``: until deleted by hand)."""
+    alerts: tuple[Alert, ...] = ()
+    """Alert rules (``quality.alerts``)."""
 
     def collecting(self, at: dt.datetime) -> bool:
         """Whether the stream receives events at ``at``: enabled, started and not expired."""
@@ -227,6 +458,8 @@ class Stream:
             ]
         if self.retention_days is not None:
             out["retention_days"] = self.retention_days
+        if self.alerts:
+            out["alerts"] = [a.as_dict() for a in self.alerts]
         return out
 
 
@@ -242,6 +475,7 @@ STREAM_KEYS: Final = (
     "keep",
     "curation",
     "retention_days",
+    "alerts",
 )
 
 
@@ -314,6 +548,9 @@ def parse_stream(raw: Any, where: str = "") -> Stream:
         keep=keep,
         curation=tuple(rules),
         retention_days=_days(raw.get("retention_days"), _join(where, "retention_days")),
+        alerts=parse_alerts(
+            [] if raw.get("alerts") is None else raw["alerts"], _join(where, "alerts")
+        ),
     )
 
 
