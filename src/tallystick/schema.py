@@ -254,6 +254,16 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("page.url", "page_url", "string", "URL of the page.", "https://app.example.org/projects"),
     Field("page.referrer", "page_referrer", "string", "Referring URL.", "https://example.org/"),
     Field(
+        "page.previous_pageview_id",
+        "page_previous_pageview_id",
+        "string",
+        "The page view that started before this one in the same session (the in-app referrer as "
+        "a page-view id; null for a session's first page view and for events without "
+        "`page.pageview_id`). Set by the collector.",
+        "pv-91c1",
+        origin="server",
+    ),
+    Field(
         "agent.user_agent",
         "agent_user_agent",
         "string",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -119,10 +120,39 @@ def test_python_fallback_gives_the_same_rows() -> None:
     from tallystick.store import decode
 
     payload = msgspec.json.encode(EDGE_CASES)
-    assert (
-        decode._with_python([payload], [RECEIVED_US], ["product"]).to_pylist()
-        == decode._with_duckdb([payload], [RECEIVED_US], ["product"]).to_pylist()
-    )
+    python, python_frames = decode._with_python([payload, payload], [RECEIVED_US] * 2, ["a", "b"])
+    duck, duck_frames = decode._with_duckdb([payload, payload], [RECEIVED_US] * 2, ["a", "b"])
+    assert python.to_pylist() == duck.to_pylist()
+    assert python_frames.to_pylist() == duck_frames.to_pylist() == [0] * 7 + [1] * 7
+
+
+def test_both_paths_give_the_same_enriched_rows(tmp_path: Path) -> None:
+    """Enrichment runs after either path; with request contexts (user-agent header, geo,
+    whether the raw user agent is kept) the rows are still identical."""
+    from tallystick.config import Settings
+    from tallystick.enrich.pipeline import Enricher
+    from tallystick.store import decode
+    from tallystick.store.spool import RequestContext
+
+    events = [
+        *EDGE_CASES,
+        make_event(user={"anonymous_id": "a-1"}, page={"pageview_id": "pv-1"}),
+        make_event(user={"anonymous_id": "a-1"}, sent_ts="2026-01-01T00:00:00Z"),
+    ]
+    payload = msgspec.json.encode(events)
+    contexts = [
+        RequestContext("web", keep_user_agent=False, user_agent="curl/8.5.0", country="DE"),
+        None,
+    ]
+    rows = []
+    for path in (decode._with_python, decode._with_duckdb):
+        table, frames = path([payload, payload], [RECEIVED_US] * 2, ["web", None])
+        enricher = Enricher(Settings(data=tmp_path / path.__name__))
+        rows.append(enricher.apply(table, frames, contexts).table.to_pylist())
+    assert rows[0] == rows[1]
+    assert rows[0][0]["geo_country"] == "DE"
+    assert rows[0][0]["agent_is_bot"] is True  # no agent.user_agent: the header, curl
+    assert rows[0][len(events)]["geo_country"] is None
 
 
 def test_a_duckdb_refusal_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,7 @@ _JSON_TYPES: Final = {
 }
 
 _SQL_TYPES: Final = {**_JSON_TYPES, "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
+FRAME: Final = "__frame"
 
 
 def _quote(name: str) -> str:
@@ -77,13 +78,13 @@ def _column(f: Field) -> str:
 @cache
 def select_sql() -> str:
     """The query that flattens table ``frames(payload VARCHAR, received_us BIGINT, stream
-    VARCHAR)``."""
+    VARCHAR, frame INTEGER)``: the lake's columns, then ``frame``."""
     columns = ",\n  ".join(f"{_column(f)} AS {_quote(f.column)}" for f in FIELDS)
     structure = _structure().replace("'", "''")
     return (
         f"SELECT\n  {columns},\n  CAST({SCHEMA_VERSION} AS SMALLINT) AS schema_version,\n"
-        "  stream\n"
-        f"FROM (SELECT unnest(from_json(payload, '{structure}')) AS e, received_us, stream "
+        f"  stream,\n  frame AS {FRAME}\n"
+        f"FROM (SELECT unnest(from_json(payload, '{structure}')) AS e, received_us, stream, frame "
         "FROM frames)"
     )
 
@@ -94,7 +95,17 @@ def frames_to_table(
     streams: Sequence[str | None] | None = None,
 ) -> pa.Table:
     """Lake rows for spooled event arrays (each payload a JSON array of validated events, stored
-    for the stream at the same place in ``streams``; default: none).
+    for the stream at the same place in ``streams``; default: none)."""
+    return decode_frames(payloads, received_us, streams)[0]
+
+
+def decode_frames(
+    payloads: Sequence[bytes],
+    received_us: Sequence[int],
+    streams: Sequence[str | None] | None = None,
+) -> tuple[pa.Table, pa.Array]:
+    """Lake rows for spooled event arrays, and for each row the index of the frame (payload) it
+    came from — enrichment looks up the frame's request context with it.
 
     Should DuckDB refuse something msgspec accepted when the collector validated it, the rows
     are converted the plain-Python way instead: an acknowledged event is never held back by a
@@ -110,27 +121,30 @@ def frames_to_table(
 
 def _with_python(
     payloads: Sequence[bytes], received_us: Sequence[int], streams: Sequence[str | None]
-) -> pa.Table:
+) -> tuple[pa.Table, pa.Array]:
     events: list[Event] = []
     received: list[dt.datetime] = []
     names: list[str | None] = []
-    for payload, us, stream in zip(payloads, received_us, streams, strict=True):
+    frames: list[int] = []
+    for i, (payload, us, stream) in enumerate(zip(payloads, received_us, streams, strict=True)):
         batch = _decode_events(payload)
         events.extend(batch)
         stamp = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
         received.extend([stamp] * len(batch))
         names.extend([stream] * len(batch))
-    return events_to_table(events, received, names)
+        frames.extend([i] * len(batch))
+    return events_to_table(events, received, names), pa.array(frames, pa.int32())
 
 
 def _with_duckdb(
     payloads: Sequence[bytes], received_us: Sequence[int], streams: Sequence[str | None]
-) -> pa.Table:
+) -> tuple[pa.Table, pa.Array]:
     frames = pa.table(
         {
             "payload": pa.array(payloads, type=pa.binary()).cast(pa.string()),
             "received_us": pa.array(received_us, type=pa.int64()),
             "stream": pa.array(streams, type=pa.string()),
+            "frame": pa.array(range(len(payloads)), type=pa.int32()),
         }
     )
     con = duckdb.connect(":memory:", config={"threads": "2"})
@@ -140,4 +154,5 @@ def _with_duckdb(
         table = con.sql(select_sql()).arrow().read_all()
     finally:
         con.close()
-    return table.cast(EVENT_SCHEMA)
+    index = table[FRAME].combine_chunks().cast(pa.int32())
+    return table.drop_columns([FRAME]).cast(EVENT_SCHEMA), index

@@ -3,9 +3,17 @@
 Order of operations makes every step safe to repeat after a crash:
 
 1. read the frames of one or more claimable segments;
-2. write their events (and failed events) as Parquet named after the first segment — written to
+2. decode and enrich their events (``enrich.pipeline``: user agents, bots, geo, clock skew,
+   sessions) with the request context each frame carries;
+3. write the events (and failed events) as Parquet named after the first segment — written to
    a temporary file, fsync'd, renamed — so loading the same segments again replaces the same file;
-3. only then delete the segments.
+4. save the sessionization state (``Enriched.commit``);
+5. only then delete the segments.
+
+A crash after 3 reloads the same segments with the old session state and writes the same rows
+again (ids are deterministic); a crash after 4 gives the same ids to all but events of a
+session that was still open, which then join the session their state knows (see
+``enrich.sessions``, late events).
 
 Compaction merges a partition's small files into one, keeping the first received copy of each
 ``event_id``, writes it atomically and then deletes the inputs. Readers de-duplicate as well, so
@@ -32,8 +40,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tallystick.config import Settings
+from tallystick.enrich.pipeline import Enricher, merged_metadata
 from tallystick.store import spool
-from tallystick.store.decode import frames_to_table
+from tallystick.store.decode import decode_frames
 from tallystick.store.failed import FailedEvent
 from tallystick.store.lake import EVENTS, Lake, LocalStorage, conform
 
@@ -73,6 +82,7 @@ class Loader:
         self.lake = Lake(settings.lake_dir)
         self.spool_dir = settings.spool_dir
         self._last_compaction = time.monotonic()
+        self.enricher = Enricher(settings)
 
     def load_once(self) -> LoadStats:
         """Load every segment that is claimable now; return what was loaded."""
@@ -122,6 +132,7 @@ class Loader:
         payloads: list[bytes] = []
         received: list[int] = []
         streams: list[str | None] = []
+        contexts: list[spool.RequestContext | None] = []
         declined: list[dict[str, object]] = []
         failed: list[FailedEvent] = []
         try:
@@ -135,27 +146,41 @@ class Loader:
                     )
                 stats.torn_bytes += contents.torn_bytes
                 for fr in contents.frames:
-                    if fr.kind == spool.STREAM_EVENTS:
+                    if fr.kind == spool.CONTEXT_EVENTS:
+                        context, events = spool.split_context_payload(fr.payload)
+                        payloads.append(events)
+                        received.append(fr.received_us)
+                        streams.append(context.stream)
+                        contexts.append(context)
+                    elif fr.kind == spool.STREAM_EVENTS:
                         stream, events = spool.split_stream_payload(fr.payload)
                         payloads.append(events)
                         received.append(fr.received_us)
                         streams.append(stream)
+                        contexts.append(None)
                     elif fr.kind == spool.EVENTS:
                         payloads.append(fr.payload)
                         received.append(fr.received_us)
                         streams.append(None)
+                        contexts.append(None)
                     elif fr.kind == spool.FAILED:
                         failed.extend(_decode_failed(fr.payload))
                     elif fr.kind == spool.DECLINED:
                         at = _EPOCH + dt.timedelta(microseconds=fr.received_us)
                         declined += [{"received_ts": at, **c} for c in _decode_declined(fr.payload)]
             name = f"spool-{batch[0][0].stem}-{len(batch)}"
-            table = frames_to_table(payloads, received, streams) if payloads else None
+            table = None
+            if payloads:
+                decoded, frames = decode_frames(payloads, received, streams)
+                enriched = self.enricher.apply(decoded, frames, contexts)
+                table = enriched.table
             if table is not None and table.num_rows:
                 stats.files += self.lake.write_events(table, name)
             if failed:
                 stats.files += self.lake.write_failed(failed, name)
             stats.files += self.lake.write_declined(declined, name)
+            if payloads:
+                enriched.commit()
             for path, _ in batch:
                 path.unlink(missing_ok=True)
             spool.fsync_dir(self.spool_dir)
@@ -177,8 +202,10 @@ class Loader:
             small = [p for p in paths if self.lake.storage.size(p) < SMALL_FILE_BYTES]
             if len(small) < max(threshold, 2):
                 continue
-            table = pa.concat_tables([conform(pq.read_table(p)) for p in self.lake.absolute(small)])
-            table = dedupe(table)
+            tables = [pq.read_table(p) for p in self.lake.absolute(small)]
+            metadata = merged_metadata([t.schema.metadata for t in tables])
+            table = dedupe(pa.concat_tables([conform(t) for t in tables]))
+            table = table.replace_schema_metadata(metadata)
             partition = small[0].rsplit("/", 1)[0]
             target = f"{partition}/compact-{uuid.uuid4().hex[:16]}.parquet"
             self.lake.storage.write_table(target, table)

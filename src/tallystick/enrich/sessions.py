@@ -1,0 +1,292 @@
+"""Sessionization of events that arrive without a session id, and page-view linkage.
+
+Rules (docs/enrichment.md explains them for users):
+
+- **Who.** An event without ``session.id`` (missing or empty) is sessionized per *device key*:
+  its ``user.anonymous_id`` when it has one, else its ``user.id``. The anonymous id comes first
+  because a session is one browser's or device's visit: signing in in the middle of it (events
+  then carry both ids) does not start a new session, and one person on two devices at once has
+  two sessions. An event with neither id gets no session.
+- **When.** Events of a key are taken in order of event time (``client_ts`` after clock-skew
+  correction). A session ends after ``timeout`` of inactivity: an event more than ``timeout``
+  after the latest event of the current session starts a new one. Its id is deterministic:
+  ``s~`` + 16 hex digits of a BLAKE2b hash of the key and the session's start (µs), so loading
+  the same events again gives the same ids.
+- **Page views stay whole.** An event whose ``page.pageview_id`` was already seen belongs to that
+  page view's session, even after ``timeout`` of inactivity (a reader who comes back to an open
+  page after an hour continues the session): a page view never spans two sessions.
+- **Page-view linkage.** ``page.previous_pageview_id`` is the page view that started before this
+  one in the same session — the in-app referrer as an id, for paths and navigation analyses.
+  Every event of a page view carries the same value; the first page view of a session has none.
+  Events with a client-sent ``session.id`` get it too (per that session id).
+- **Late events.** Ids already written are never changed. Within one loader batch events are
+  ordered by time first, so order inside a batch does not matter. An event older than what was
+  already processed for its key (it arrived in a later batch) joins the current session when it
+  falls within ``timeout`` before its start or inside it; if it is older still, it belongs to an
+  earlier session that is no longer remembered, and such late events of one batch form sessions of
+  their own (same gap rule, ids from their own start). A late *new* page view links to the page
+  view that started last in its session, which may not be the one just before it in time.
+- **Memory.** A key is remembered until none of its events has been *received* for
+  ``2 × timeout`` (by the collector's clock: client clocks cannot be trusted to move on), and
+  the last ``MAX_PAGEVIEWS`` page views of each key. An event of a forgotten key starts a new
+  session, even one within ``timeout`` of the forgotten session's end in event time — which only
+  happens when a client holds events back for longer than ``2 × timeout`` of arrival silence.
+
+With these rules, delivering a key's events in time order in any number of batches gives exactly
+the ids one batch would give (a property test checks it against a plain-Python reference).
+
+The state is a plain dict of tracks (``State``); ``Sessionizer.assign`` computes a batch's
+answers and the changed tracks without touching the state, ``commit`` applies them — so a batch
+that fails to load leaves the state as it was. ``SessionStore`` keeps the state in a file next
+to the lake, replaced atomically after each batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from tallystick.store.durable import replace_durably
+
+log = logging.getLogger("tallystick.enrich")
+
+MAX_PAGEVIEWS: Final = 200
+STATE_VERSION: Final = 1
+SESSION_PREFIX: Final = "s~"
+
+
+class Session(msgspec.Struct, array_like=True):
+    id: str
+    start: int
+    """Event time of its first event, µs since the epoch."""
+    last: int
+    """Event time of its latest event."""
+    last_pageview: str | None = None
+    """The page view that started last in it."""
+
+
+class Track(msgspec.Struct, array_like=True):
+    """What is remembered of one key (``a:<anonymous id>``, ``u:<user id>``) or one client
+    session (``s:<session id>``)."""
+
+    seen: int
+    """The latest ``received_ts`` of its events, µs (the collector's clock)."""
+    current: Session | None = None
+    pageviews: dict[str, tuple[str, str | None]] = {}
+    """page view id → (its session id, the previous page view), oldest first."""
+
+    def copy(self) -> Track:
+        current = None
+        if self.current is not None:
+            c = self.current
+            current = Session(c.id, c.start, c.last, c.last_pageview)
+        return Track(self.seen, current, dict(self.pageviews))
+
+
+class State(msgspec.Struct):
+    """Everything remembered between batches."""
+
+    version: int = STATE_VERSION
+    newest_received: int = 0
+    tracks: dict[str, Track] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """What sessionization reads of one event."""
+
+    time: int
+    """Event time (``client_ts``), µs since the epoch."""
+    received: int
+    """``received_ts``, µs."""
+    session_id: str | None = None
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    pageview_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    session_id: str | None
+    inferred: bool
+    previous_pageview_id: str | None
+
+
+@dataclass(slots=True)
+class Pending:
+    """A batch's changes to the state, applied by ``Sessionizer.commit``."""
+
+    tracks: dict[str, Track]
+    newest_received: int
+
+
+def session_id(key: str, start_us: int) -> str:
+    """The deterministic id of the inferred session of ``key`` starting at ``start_us``."""
+    digest = hashlib.blake2b(f"{key}\x1f{start_us}".encode(), digest_size=8).hexdigest()
+    return SESSION_PREFIX + digest
+
+
+def track_key(row: Row) -> tuple[str, bool] | None:
+    """(track key, inferred) of a row: its client session, else its device key, else none."""
+    if row.session_id:
+        return "s:" + row.session_id, False
+    if row.anonymous_id:
+        return "a:" + row.anonymous_id, True
+    if row.user_id:
+        return "u:" + row.user_id, True
+    return None
+
+
+class Sessionizer:
+    """The rules above over a ``State``; ``timeout_us`` is the inactivity timeout."""
+
+    def __init__(self, timeout_us: int, state: State | None = None) -> None:
+        if timeout_us <= 0:
+            raise ValueError("the session timeout must be positive")
+        self.timeout = timeout_us
+        self.retention = 2 * timeout_us
+        self.state = state if state is not None else State()
+
+    def assign(self, rows: Sequence[Row]) -> tuple[list[Answer], Pending]:
+        """The answer for each row (same order) and the changes to commit; the state is not
+        changed."""
+        answers: list[Answer] = [Answer(None, False, None)] * len(rows)
+        keyed: list[tuple[str, int, int, int, bool]] = []
+        for i, row in enumerate(rows):
+            found = track_key(row)
+            if found is not None:
+                keyed.append((found[0], row.time, row.received, i, found[1]))
+        keyed.sort()
+        touched: dict[str, Track] = {}
+        late: dict[str, Session] = {}
+        newest = self.state.newest_received
+        for key, t, received, i, inferred in keyed:
+            newest = max(newest, received)
+            track = touched.get(key)
+            if track is None:
+                stored = self.state.tracks.get(key)
+                track = stored.copy() if stored is not None else Track(received)
+                touched[key] = track
+            if received - track.seen > self.retention:  # forgotten: start afresh
+                track.seen, track.current, track.pageviews = received, None, {}
+                late.pop(key, None)
+            track.seen = max(track.seen, received)
+            pageview = rows[i].pageview_id or None
+            if inferred:
+                answers[i] = self._inferred(key, track, late, t, pageview)
+            else:
+                answers[i] = self._given(rows[i].session_id or "", track, t, pageview)
+        return answers, Pending(touched, newest)
+
+    def _given(self, sid: str, track: Track, t: int, pageview: str | None) -> Answer:
+        session = track.current
+        if session is None:
+            session = track.current = Session(sid, t, t)
+        session.last = max(session.last, t)
+        return Answer(sid, False, self._link(track, session, pageview))
+
+    def _inferred(
+        self, key: str, track: Track, late: dict[str, Session], t: int, pageview: str | None
+    ) -> Answer:
+        current = track.current
+        if pageview is not None and pageview in track.pageviews:
+            sid, previous = track.pageviews[pageview]
+            if current is not None and current.id == sid:
+                current.last = max(current.last, t)
+            return Answer(sid, True, previous)
+        if current is None or t > current.last + self.timeout:
+            session = track.current = Session(session_id(key, t), t, t)
+        elif t >= current.start - self.timeout:
+            session = current
+            session.last = max(session.last, t)
+        else:  # older than the current session: an earlier, forgotten session
+            run = late.get(key)
+            if run is None or t > run.last + self.timeout:
+                run = late[key] = Session(session_id(key, t), t, t)
+            run.last = max(run.last, t)
+            session = run
+        return Answer(session.id, True, self._link(track, session, pageview))
+
+    @staticmethod
+    def _link(track: Track, session: Session, pageview: str | None) -> str | None:
+        """The previous page view of ``pageview`` in ``session`` (recording a new one)."""
+        if pageview is None:
+            return None
+        known = track.pageviews.get(pageview)
+        if known is not None:
+            return known[1]
+        previous = session.last_pageview
+        track.pageviews[pageview] = (session.id, previous)
+        session.last_pageview = pageview
+        if len(track.pageviews) > MAX_PAGEVIEWS:
+            del track.pageviews[next(iter(track.pageviews))]
+        return previous
+
+    def commit(self, pending: Pending) -> None:
+        """Apply a batch's changes, then forget keys not received for ``2 × timeout``."""
+        state = self.state
+        state.tracks.update(pending.tracks)
+        state.newest_received = max(state.newest_received, pending.newest_received)
+        horizon = state.newest_received - self.retention
+        stale = [k for k, tr in state.tracks.items() if tr.seen < horizon]
+        for k in stale:
+            del state.tracks[k]
+
+
+_encode_state = msgspec.json.Encoder().encode
+_decode_state = msgspec.json.Decoder(State).decode
+
+
+class SessionStore:
+    """A ``Sessionizer`` whose state lives in a JSON file, replaced atomically on commit."""
+
+    def __init__(self, path: Path, timeout_us: int) -> None:
+        self.path = path
+        self.sessionizer = Sessionizer(timeout_us, self._load())
+
+    def _load(self) -> State:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return State()
+        try:
+            state = _decode_state(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning(
+                "the sessionization state %s cannot be read (%s); starting afresh: events "
+                "without a session id start new sessions",
+                self.path,
+                exc,
+            )
+            return State()
+        if state.version != STATE_VERSION:
+            log.warning(
+                "the sessionization state %s has version %d; starting afresh",
+                self.path,
+                state.version,
+            )
+            return State()
+        return state
+
+    def assign(self, rows: Sequence[Row]) -> tuple[list[Answer], Pending]:
+        return self.sessionizer.assign(rows)
+
+    def commit(self, pending: Pending) -> None:
+        """Write the new state to disk, then use it (a failed write changes nothing)."""
+        if not pending.tracks:
+            return
+        current = self.sessionizer.state
+        trial = Sessionizer(
+            self.sessionizer.timeout,
+            State(current.version, current.newest_received, dict(current.tracks)),
+        )
+        trial.commit(pending)
+        encoded = _encode_state(trial.state)
+        replace_durably(self.path, lambda tmp: tmp.write_bytes(encoded))
+        self.sessionizer.state = trial.state
