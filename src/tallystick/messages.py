@@ -21,6 +21,8 @@ WRONG_SHAPE: Final = "wrong_shape"
 NOT_READY: Final = "not_ready"
 METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 NOT_FOUND: Final = "not_found"
+IP_BLOCKED: Final = "ip_blocked"
+RATE_LIMITED: Final = "rate_limited"
 
 # Query API problems (see docs/http-api.md).
 INVALID_QUERY: Final = "invalid_query"
@@ -53,6 +55,8 @@ CODES: Final = (
     NOT_READY,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
+    IP_BLOCKED,
+    RATE_LIMITED,
     INVALID_QUERY,
     QUERY_FAILED,
     UNAUTHORIZED,

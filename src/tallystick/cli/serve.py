@@ -34,6 +34,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run the collector (POST /v1/events), the HTTP API and dashboard (/), and the loader."""
+    from tallystick.collect.edge import check_settings
     from tallystick.collect.server import serve as run
 
     settings = from_env(
@@ -44,6 +45,7 @@ def serve(
         min_free_bytes=min_free_bytes,
         flush_interval_seconds=flush_interval_seconds,
     )
+    check_settings(settings)  # trusted_proxies, rate limits, the GeoIP database: exit 2 if bad
     Console(stderr=True).print(
         f"[bold]tallystick[/] collector on [cyan]http://{host}:{port}[/] "
         f"({workers} worker{'s' if workers > 1 else ''}), data in [cyan]{settings.data}[/]"

@@ -2,11 +2,13 @@
 
 ``POST /v1/events`` accepts one event, a JSON array of events or ``{"events": [...]}``
 (optionally gzip). Valid events and the failed-event records of invalid ones are written to the
-spool and fsync'd before the response is sent; see docs/collector.md for the contract.
+spool and fsync'd before the response is sent; see docs/collector.md for the contract. Before
+its body is read, a request passes the edge (``collect.edge``): blocked ranges and rate limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import threading
@@ -20,17 +22,22 @@ import msgspec
 from tallystick import messages
 from tallystick.collect.asgi import Receive, Scope, Send, respond_json
 from tallystick.collect.body import ClientDisconnected, decode_content, read_body
+from tallystick.collect.edge import Edge
+from tallystick.collect.limits import retry_after
+from tallystick.collect.refusals import FLUSH_SECONDS, Refusals, write_quietly
 from tallystick.collect.validate import Checked, check_array, split_events
 from tallystick.config import Settings, from_env
+from tallystick.control.blocks import BLOCKED, RATE_LIMITED
 from tallystick.control.controls import Controls
 from tallystick.messages import Problem
 from tallystick.store import spool
 from tallystick.store.failed import SOURCE_HTTP, FailedEvent, truncate_raw
-from tallystick.store.spool import SpoolUnavailable, SpoolWriter
+from tallystick.store.spool import RequestContext, SpoolUnavailable, SpoolWriter
 
 if TYPE_CHECKING:
     from tallystick.control.store import ControlStore
     from tallystick.dashboard.app import Dashboard
+    from tallystick.enrich.client_ip import Address
 
 log = logging.getLogger("tallystick.collector")
 
@@ -100,6 +107,11 @@ class Collector:
             rotate_bytes=settings.spool_rotate_bytes,
             min_free_bytes=settings.min_free_bytes,
         )
+        self.edge = Edge(settings)
+        self.refusals = Refusals()
+        """Requests refused at the edge, not yet written (see ``collect.refusals``)."""
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._flushed_at = 0.0
         self.started = False
         self.store: ControlStore | None = None
         self.controls: Controls | None = None
@@ -179,6 +191,12 @@ class Collector:
                     f"({type(exc).__name__}: {exc}); check TALLYSTICK_CONTROL_URL and that the "
                     "database is reachable"
                 ) from exc
+            try:
+                self.edge.open()
+            except Exception:
+                self.store.close()
+                self.store = None
+                raise
             self.spool.start()
             self._watching.clear()
             self._watcher = threading.Thread(
@@ -192,7 +210,12 @@ class Collector:
             self._watching.set()
             if self._watcher is not None:
                 self._watcher.join()
+            if self._flush_at is not None:
+                self._flush_at.cancel()
+                self._flush_at = None
+            write_quietly(self.spool, self.refusals.take_frames())
             self.spool.close()
+            self.edge.close()
             if self.store is not None:
                 self.store.close()
             for app in (self._control_api, self._query):
@@ -217,6 +240,8 @@ class Collector:
                 if failing:
                     log.warning("control plane readable again")
                 failing = False
+                if self.edge.geo is not None:
+                    self.edge.geo.refresh()
             except Exception:
                 if not failing:
                     log.exception(
@@ -302,6 +327,9 @@ class Collector:
         settings = self.settings
         headers = _headers(scope)
         received_us = time.time_ns() // 1000
+        address = self.edge.client_address(scope)
+        if not await self._admitted(address, headers, received_us, send):
+            return
         declared = headers.get(b"content-length", b"")
         try:
             body = await read_body(
@@ -338,7 +366,9 @@ class Collector:
             problem = Problem(messages.NOT_READY, "the collector is starting. Retry later.")
             await respond_json(send, 503, _problem_body(problem), ((b"retry-after", b"1"),))
             return
-        frames = self._frames(checked, received_us, now, controls)
+        context = self.edge.context(address, headers.get(b"user-agent"))
+        del address  # what is kept of it is in the context: the address itself goes no further
+        frames = self._frames(checked, received_us, now, controls, context)
         try:
             await self.spool.append(frames)
         except SpoolUnavailable as exc:
@@ -364,14 +394,19 @@ class Collector:
         )
 
     def _frames(
-        self, checked: Checked, received_us: int, now: dt.datetime, controls: Controls
+        self,
+        checked: Checked,
+        received_us: int,
+        now: dt.datetime,
+        controls: Controls,
+        context: RequestContext,
     ) -> list[bytes]:
         """The spool frames of a request: one per stream that stores some of its events, then
         the failed-event records, which carry no client address (it is personal data, and the
         failed store keeps only what is needed to fix the client)."""
         frames = []
         if checked.events:
-            frames += self._stream_frames(checked, received_us, now, controls)
+            frames += self._stream_frames(checked, received_us, now, controls, context)
         if checked.rejected:
             limit = self.settings.failed_raw_max_bytes
             failed = []
@@ -394,13 +429,27 @@ class Collector:
 
     @staticmethod
     def _stream_frames(
-        checked: Checked, received_us: int, now: dt.datetime, controls: Controls
+        checked: Checked,
+        received_us: int,
+        now: dt.datetime,
+        controls: Controls,
+        context: RequestContext,
     ) -> list[bytes]:
         """Route, curate, sample and narrow the accepted events (see ``control.controls``).
         Events stored as sent keep the bytes the client sent; what streams declined is counted
-        in a frame of its own."""
+        in a frame of its own. Each stream's events go in one frame with the request's context
+        (``spool.context_frame``)."""
+
+        def frame(stream: str, events_json: bytes) -> bytes:
+            keep_user_agent = stream not in controls.drops_user_agent
+            return spool.context_frame(
+                msgspec.structs.replace(context, stream=stream, keep_user_agent=keep_user_agent),
+                received_us,
+                events_json,
+            )
+
         if controls.passthrough:
-            return [spool.stream_frame(controls.unrouted, received_us, checked.accepted_json())]
+            return [frame(controls.unrouted, checked.accepted_json())]
         raws = checked.accepted_raws()
         if controls.by_name_only:
             mappings: list[dict[str, object]] = [{"name": e.name} for e in checked.events]
@@ -412,10 +461,7 @@ class Collector:
             for placed in controls.place(fields, now, declined):
                 copy = bytes(raw) if placed.event is None else _encode(placed.event)
                 groups.setdefault(placed.stream, []).append(copy)
-        frames = [
-            spool.stream_frame(stream, received_us, b"[" + b",".join(items) + b"]")
-            for stream, items in groups.items()
-        ]
+        frames = [frame(stream, b"[" + b",".join(items) + b"]") for stream, items in groups.items()]
         if declined:
             counts = [
                 {"stream": stream, "reason": reason, "name": name, "count": n}
@@ -423,6 +469,58 @@ class Collector:
             ]
             frames.append(spool.frame(spool.DECLINED, received_us, _encode(counts)))
         return frames
+
+    async def _admitted(
+        self,
+        address: Address | None,
+        headers: dict[bytes, bytes],
+        received_us: int,
+        send: Send,
+    ) -> bool:
+        """Whether a request may be read: not from a blocked range (403), within the rate limits
+        (429 with ``Retry-After``). A refusal is answered here and counted, not recorded as a
+        failed event (its body is never read)."""
+        controls = self.controls
+        if address is not None and controls is not None and controls.blocks:
+            block = controls.blocks.match(address)
+            if block is not None:
+                self._count_refusal(BLOCKED, block.network, received_us)
+                problem = Problem(
+                    messages.IP_BLOCKED,
+                    "requests from your network are blocked by this collector's operator. "
+                    "Contact them if you think this is a mistake.",
+                )
+                await respond_json(send, 403, _problem_body(problem))
+                return False
+        if self.edge.limits:
+            limit, wait = self.edge.limits.check(address, headers.get(b"authorization"))
+            if limit:
+                self._count_refusal(RATE_LIMITED, limit, received_us)
+                seconds = retry_after(wait)
+                who = "your address" if limit == "ip" else "your write key"
+                problem = Problem(
+                    messages.RATE_LIMITED,
+                    f"too many requests from {who}: wait {seconds} s (Retry-After) and send "
+                    "again; batch events into fewer requests to stay under the limit.",
+                )
+                await respond_json(
+                    send, 429, _problem_body(problem), ((b"retry-after", str(seconds).encode()),)
+                )
+                return False
+        return True
+
+    def _count_refusal(self, reason: str, name: str, received_us: int) -> None:
+        """Count a refused request; write the counts at most once every ``FLUSH_SECONDS``."""
+        self.refusals.add(reason, name, received_us)
+        if self._flush_at is None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._flushed_at + FLUSH_SECONDS - loop.time())
+            self._flush_at = loop.call_later(delay, self._flush_refusals)
+
+    def _flush_refusals(self) -> None:
+        self._flush_at = None
+        self._flushed_at = asyncio.get_running_loop().time()
+        write_quietly(self.spool, self.refusals.take_frames())
 
     async def _refuse(self, send: Send, problem: Problem, body: bytes, received_us: int) -> None:
         """Refuse the whole request; keep a record of it in the failed-events store."""

@@ -4,7 +4,8 @@
 router; ``place`` decides, for one event received at a given time, which streams store it and
 what each stream stores: the event as sent (``None``, the common case, so the collector can
 store the bytes it received) or a copy without the attributes the stream does not keep and with
-the sample rate it was kept at. The collector swaps the whole snapshot when the configuration's
+the sample rate it was kept at. One exception: ``agent.user_agent`` stays in copies of streams
+that do not keep it, for the loader to parse before it drops it (``drops_user_agent``). The collector swaps the whole snapshot when the configuration's
 version changes, so one request never sees half of two configurations.
 """
 
@@ -58,6 +59,22 @@ def kept_attributes(event: Mapping[str, Any], keep: Iterable[str]) -> dict[str, 
     return out
 
 
+def keeps_user_agent(keep: Iterable[str]) -> bool:
+    """Whether a ``keep`` list keeps ``agent.user_agent`` (the ``agent`` group, or the field)."""
+    return any(k in ("agent", "agent.user_agent") for k in keep)
+
+
+def _restore_user_agent(source: Mapping[str, Any], copy: dict[str, Any]) -> None:
+    """Put ``agent.user_agent`` of ``source`` back into a narrowed ``copy``."""
+    agent = source.get("agent")
+    if isinstance(agent, Mapping) and agent.get("user_agent") is not None:
+        kept = copy.get("agent")
+        copy["agent"] = {
+            **(kept if isinstance(kept, Mapping) else {}),
+            "user_agent": agent["user_agent"],
+        }
+
+
 def _combined_sample(event: Mapping[str, Any], stream: Stream) -> dict[str, Any]:
     """The sample record of an event kept by a sampled stream. An event the client sampled
     already was kept with both probabilities: the smaller one when both sampled the same unit
@@ -82,6 +99,10 @@ class Controls:
     router: Router
     blocks: Blocklist = dataclasses.field(default_factory=Blocklist)
     """The active IP blocks (``control.blocks``): requests from them are refused."""
+    drops_user_agent: frozenset[str] = frozenset()
+    """Streams whose ``keep`` leaves ``agent.user_agent`` out. Their copies keep it all the same,
+    for the loader to parse (browser, OS, bots) before it drops the raw string (the spool frame
+    says so: ``RequestContext.keep_user_agent``)."""
     _routes: dict[str, tuple[str, ...]] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
@@ -103,7 +124,10 @@ class Controls:
             for s in by_name.values()
             if s.sample is not None and s.sample.rate < 1
         }
-        return cls(version, by_name, router, Blocklist(blocks), {}, thresholds)
+        drops = frozenset(
+            s.name for s in by_name.values() if s.keep is not None and not keeps_user_agent(s.keep)
+        )
+        return cls(version, by_name, router, Blocklist(blocks), drops, {}, thresholds)
 
     def routes(self, name: str) -> tuple[str, ...]:
         found = self._routes.get(name)
@@ -167,6 +191,9 @@ class Controls:
                     copy = dict(event)
                     copy["sample"] = _combined_sample(event, stream)
             if stream.keep is not None:
-                copy = kept_attributes(copy if copy is not None else event, stream.keep)
+                source = copy if copy is not None else event
+                copy = kept_attributes(source, stream.keep)
+                if target in self.drops_user_agent:
+                    _restore_user_agent(source, copy)
             placed.append(Placement(target, copy))
         return placed
