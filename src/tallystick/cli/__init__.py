@@ -21,6 +21,7 @@ from tallystick.cli import (
     status,
     streams,
 )
+from tallystick.cli import blocks as blocks_cmd
 from tallystick.cli import models as models_cmd
 from tallystick.config import ConfigError
 
@@ -64,6 +65,7 @@ streams.register(app)
 config_cmd.register(app)
 models_cmd.register(app)
 quality.register(app)
+blocks_cmd.register(app)
 
 
 def main() -> None:
