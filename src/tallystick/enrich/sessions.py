@@ -56,7 +56,7 @@ from tallystick.store.durable import replace_durably
 
 log = logging.getLogger("tallystick.enrich")
 
-MAX_PAGEVIEWS: Final = 200
+MAX_PAGEVIEWS: Final = 50
 STATE_VERSION: Final = 1
 SESSION_PREFIX: Final = "s~"
 
@@ -252,12 +252,10 @@ class SessionStore:
 
     def _load(self) -> State:
         try:
-            data = self.path.read_bytes()
+            state = _decode_state(self.path.read_bytes())
         except FileNotFoundError:
             return State()
-        try:
-            state = _decode_state(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning(
                 "the sessionization state %s cannot be read (%s); starting afresh: events "
                 "without a session id start new sessions",
