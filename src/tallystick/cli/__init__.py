@@ -23,6 +23,7 @@ from tallystick.cli import (
 )
 from tallystick.cli import blocks as blocks_cmd
 from tallystick.cli import models as models_cmd
+from tallystick.cli import quality_alerts as quality_alerts
 from tallystick.config import ConfigError
 
 app = typer.Typer(

@@ -379,6 +379,20 @@ def parse_alert(raw: Any, where: str) -> Alert:
     )
 
 
+def _check_kept(alerts: Sequence[Alert], keep: Sequence[str], where: str) -> None:
+    """A ``keys`` rule may not require a contextual attribute the stream does not store: every
+    event would lack it."""
+    for i, alert in enumerate(alerts):
+        for field, _ in alert.keys:
+            group = field.split(".")[0]
+            if group in CONTEXT_GROUPS and field not in keep and group not in keep:
+                raise DefinitionError(
+                    _join(_join(_join(where, i), "keys"), field),
+                    f"the stream does not keep {field} (keep: {', '.join(keep) or 'nothing'}), "
+                    "so every event would lack it: keep it, or do not require it",
+                )
+
+
 def parse_alerts(raw: Any, where: str) -> tuple[Alert, ...]:
     """A stream's ``alerts`` list; two rules with the same label are refused."""
     alerts = [parse_alert(a, _join(where, i)) for i, a in enumerate(_list(raw, where, "alerts"))]
@@ -536,6 +550,11 @@ def parse_stream(raw: Any, where: str = "") -> Stream:
             rules.append(parse_rule(rule))
         except RuleError as exc:
             raise DefinitionError(_join(spot, i), str(exc)) from None
+    alerts = parse_alerts(
+        [] if raw.get("alerts") is None else raw["alerts"], _join(where, "alerts")
+    )
+    if keep is not None:
+        _check_kept(alerts, keep, _join(where, "alerts"))
     return Stream(
         name=name,
         events=tuple(events),
@@ -548,9 +567,7 @@ def parse_stream(raw: Any, where: str = "") -> Stream:
         keep=keep,
         curation=tuple(rules),
         retention_days=_days(raw.get("retention_days"), _join(where, "retention_days")),
-        alerts=parse_alerts(
-            [] if raw.get("alerts") is None else raw["alerts"], _join(where, "alerts")
-        ),
+        alerts=alerts,
     )
 
 

@@ -17,6 +17,7 @@ that worked). Rows without a notice are pruned after ``KEEP_QUIET_DAYS``; notice
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,7 +28,11 @@ import sqlalchemy as sa
 from tallystick.control import tables as t
 
 if TYPE_CHECKING:
+    import duckdb
+
+    from tallystick.control.definitions import Stream
     from tallystick.control.store import ControlStore
+    from tallystick.store.lake import Lake
 
 KEEP_QUIET_DAYS: Final = 30
 """How long evaluations without a notice (a rule quiet, or still firing) are kept."""
@@ -141,24 +146,8 @@ def record(store: ControlStore, runs: Iterable[AlertRun]) -> list[AlertRun]:
                 )
             )
             key = result.inserted_primary_key
-            out.append(_with_id(r, None if key is None else int(key[0])))
+            out.append(dataclasses.replace(r, id=None if key is None else int(key[0])))
     return out
-
-
-def _with_id(run: AlertRun, id_: int | None) -> AlertRun:
-    return AlertRun(
-        run.at,
-        run.stream,
-        run.rule,
-        run.label,
-        run.spec,
-        run.fired,
-        run.value,
-        run.expected,
-        run.message,
-        run.delivery,
-        id_,
-    )
 
 
 def history(
@@ -206,3 +195,104 @@ def prune(store: ControlStore, before: dt.datetime) -> int:
         for start in range(0, len(doomed), 500):
             conn.execute(sa.delete(t.alert_runs).where(c.id.in_(doomed[start : start + 500])))
     return len(doomed)
+
+
+# -- evaluating -----------------------------------------------------------------------------------
+
+
+def evaluate(streams: Iterable[Stream], lake: Lake, at: dt.datetime) -> list[AlertRun]:
+    """Every alert rule of ``streams`` measured and judged at ``at`` (nothing recorded, nothing
+    delivered), on a fresh connection to ``lake`` (retried when compaction replaced a file
+    mid-read)."""
+    from tallystick.store.reader import with_retry
+
+    chosen = [s for s in streams if s.alerts]
+    return with_retry(lake, lambda con: evaluate_with(con, chosen, at)) if chosen else []
+
+
+def evaluate_with(
+    con: duckdb.DuckDBPyConnection, streams: Iterable[Stream], at: dt.datetime
+) -> list[AlertRun]:
+    """``evaluate`` on a connection from ``store.reader.connect``. A stream that is not
+    collecting at ``at`` (disabled, not started, expired) is not measured: its rules are quiet,
+    and say why."""
+    from tallystick.quality.alert_rules import judge
+    from tallystick.quality.alert_sql import measure, prepare
+
+    chosen = [s for s in streams if s.alerts]
+    prepare(con, [s for s in chosen if s.status(at) == "collecting"], at)
+    runs = []
+    for stream in chosen:
+        status = stream.status(at)
+        for alert in stream.alerts:
+            run = AlertRun(
+                at, stream.name, alert.rule, alert.label, alert.as_dict(), False, None, None, ""
+            )
+            if status != "collecting":
+                runs.append(
+                    dataclasses.replace(run, message=f"not evaluated: the stream is {status}")
+                )
+                continue
+            verdict = judge(alert, measure(con, stream, alert, at))
+            runs.append(
+                dataclasses.replace(
+                    run,
+                    fired=verdict.fired,
+                    value=verdict.value,
+                    expected=verdict.expected,
+                    message=verdict.message,
+                )
+            )
+    return runs
+
+
+def check(
+    store: ControlStore,
+    lake: Lake,
+    *,
+    at: dt.datetime | None = None,
+    stream: str | None = None,
+    webhook_url: str | None = None,
+    deliver: bool = True,
+    timeout: float | None = None,
+    retry_pause: float | None = None,
+) -> list[AlertRun]:
+    """Evaluate every alert rule (of ``stream``, or of every stream) at ``at`` (default: now),
+    deliver what changed since each rule's previous evaluation (the log, and ``webhook_url``
+    when given) and record every evaluation. With ``deliver=False`` nothing is sent and nothing
+    recorded (a dry run: the next evaluation still announces the change); each run's
+    ``delivery`` then says which notice it would have sent (``log`` false, no webhook).
+
+    Returns the runs (recorded ones with their ids). A KeyError names an unknown ``stream``."""
+    from tallystick.quality import alert_delivery
+    from tallystick.quality.alert_rules import notice
+
+    at = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    streams = store.configuration().streams
+    if stream is not None:
+        streams = tuple(s for s in streams if s.name == stream)
+        if not streams:
+            raise KeyError(stream)
+    runs = evaluate(streams, lake, at)
+    previous = current(store)
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        options["timeout"] = timeout
+    if retry_pause is not None:
+        options["retry_pause"] = retry_pause
+    out = []
+    for run in runs:
+        before = previous.get(run.key)
+        change = notice(None if before is None else before.fired, run.fired)
+        delivery: Mapping[str, Any] | None = None
+        if change is not None:
+            if deliver:
+                delivery = alert_delivery.deliver(run, change, webhook_url, **options)
+            else:
+                delivery = {"notice": change, "log": False, "webhook": None}
+        out.append(dataclasses.replace(run, delivery=delivery))
+    if not deliver:
+        return out
+    recorded = record(store, out)
+    prune(store, at - dt.timedelta(days=KEEP_QUIET_DAYS))
+    return recorded
