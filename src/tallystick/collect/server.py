@@ -2,10 +2,13 @@
 
 ``serve`` is what ``tally serve`` runs. ``ServerProcess`` starts ``tally serve`` as a child
 process on loopback and waits until it is ready; the demo, the tests and the benchmarks use it.
+``AlertLoop`` evaluates the alert rules every ``alert_interval_seconds`` in the process that runs
+``serve`` (one evaluator per data directory, however many workers).
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -20,9 +23,14 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Final
 
-from tallystick.config import Settings, from_env
+from tallystick.config import ConfigError, Settings, from_env
+
+log = logging.getLogger("tallystick.alerts")
+
+FIRST_ALERT_DELAY_SECONDS: Final = 10.0
+"""The first evaluation waits this long (or the interval, when shorter): the workers start first."""
 
 
 def app_from_env() -> object:
@@ -51,6 +59,7 @@ def serve(
     from tallystick.store.loader_main import run_loader_process
 
     settings.data.mkdir(parents=True, exist_ok=True)
+    check_alert_settings(settings)
     migrate_control_plane(settings)
     os.environ.update(settings.to_env())
     ctx = multiprocessing.get_context("spawn")
@@ -62,6 +71,7 @@ def serve(
         daemon=False,
     )
     loader.start()
+    alerts = AlertLoop(settings).start() if settings.alert_interval_seconds > 0 else None
     # uvicorn re-raises the signal that stopped it once it is done; with this handler installed
     # that is a no-op, so the loader below gets its orderly last pass.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
@@ -82,10 +92,80 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
+        if alerts is not None:
+            alerts.close()
         stop.set()
         loader.join(timeout=300)
         if loader.exitcode != 0:
             drain(settings)
+
+
+def check_alert_settings(settings: Settings) -> None:
+    """A webhook URL that cannot be used stops ``tally serve`` at once, saying why."""
+    from tallystick.quality.alert_delivery import WebhookError, check_url
+
+    if settings.alert_interval_seconds < 0:
+        raise ConfigError("alert_interval_seconds must be 0 (off) or more")
+    if settings.alert_webhook_url:
+        try:
+            check_url(settings.alert_webhook_url)
+        except WebhookError as exc:
+            raise ConfigError(f"alert_webhook_url: {exc}") from None
+
+
+class AlertLoop:
+    """Evaluates the alert rules every ``alert_interval_seconds`` in a thread, as ``tally quality
+    check`` does (notices on a change, to the log and ``alert_webhook_url``; every evaluation
+    recorded). A failed evaluation is logged and tried again at the next interval: alerts never
+    stop the server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="tallystick-alerts", daemon=True)
+        self.evaluations = 0
+        self.failures = 0
+
+    def start(self) -> AlertLoop:
+        if not log.hasHandlers():  # the server's log: its stderr
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+            log.addHandler(handler)
+        self.thread.start()
+        return self
+
+    def evaluate(self) -> None:
+        """One evaluation of every rule."""
+        from tallystick.control.store import ControlStore
+        from tallystick.quality.alerts import check
+        from tallystick.store.lake import Lake
+
+        with ControlStore.open(self.settings.control_database, migrate=False) as store:
+            check(store, Lake(self.settings.lake_dir), webhook_url=self.settings.alert_webhook_url)
+
+    def _run(self) -> None:
+        interval = self.settings.alert_interval_seconds
+        wait = min(interval, FIRST_ALERT_DELAY_SECONDS)
+        while not self.stopping.wait(wait):
+            wait = interval
+            try:
+                self.evaluate()
+                self.evaluations += 1
+            except Exception as exc:  # logged; the next interval tries again
+                self.failures += 1
+                log.error(
+                    "alert evaluation failed (%s: %s); trying again in %g s",
+                    type(exc).__name__,
+                    exc,
+                    interval,
+                    exc_info=self.failures == 1,  # the whole story once, then one line
+                )
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Stop after the evaluation under way (a webhook may take its timeout twice)."""
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
 
 
 def migrate_control_plane(settings: Settings) -> None:
