@@ -126,7 +126,7 @@ def test_which_user_agent_is_parsed_and_which_is_kept(tmp_path: Path) -> None:
         (None, "curl", True),  # the header of a script
         (CHROME, "Chrome", False),
         (None, None, None),  # nothing to judge: unknown, not "no bot"
-        (None, None, None),
+        (None, "Other", True),  # a request without a User-Agent header: automation
     ]
     assert rows[0]["agent_browser_version"] == "131"
     assert (rows[0]["agent_os"], rows[0]["agent_os_version"], rows[0]["agent_device"]) == (

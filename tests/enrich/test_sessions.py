@@ -52,7 +52,9 @@ def reference(rows: Sequence[Row], timeout: int = TIMEOUT) -> list[Answer]:
     out: list[Answer | None] = [None] * len(rows)
     keyed = []
     for i, r in enumerate(rows):
-        if r.session_id:
+        if r.session_id and not r.pageview_id:
+            out[i] = Answer(r.session_id, False, None)  # nothing to link
+        elif r.session_id:
             keyed.append(("s:" + r.session_id, r.time, r.received, i))
         elif r.anonymous_id:
             keyed.append(("a:" + r.anonymous_id, r.time, r.received, i))
@@ -143,7 +145,7 @@ def _in_batches(rows: list[Row], cuts: list[int], directory: Path, seed: int) ->
         part = order[start:end]
         shuffle(part)
         store = SessionStore(path, TIMEOUT)
-        got, pending = store.assign([rows[i] for i in part])
+        got, pending = store.sessionizer.assign([rows[i] for i in part])
         store.commit(pending)
         answers.update(zip(part, got, strict=True))
     return [answers[i] for i in range(len(rows))]
@@ -312,12 +314,12 @@ def test_assign_changes_nothing_until_commit() -> None:
 def test_the_state_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "state" / "sessions.json"
     store = SessionStore(path, TIMEOUT)
-    answers, pending = store.assign(
+    answers, pending = store.sessionizer.assign(
         [_row(0, pv="p1"), Row(T0, T0, session_id="s-9", pageview_id="q1")]
     )
     store.commit(pending)
     again = SessionStore(path, TIMEOUT)
-    later, _ = again.assign(
+    later, _ = again.sessionizer.assign(
         [_row(20, pv="p2"), Row(T0 + MIN, T0 + MIN, session_id="s-9", pageview_id="q2")]
     )
     assert later == [
@@ -341,7 +343,7 @@ def test_a_failed_state_write_changes_nothing(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     store = SessionStore(blocker / "sessions.json", TIMEOUT)  # its directory cannot be made
-    _, pending = store.assign([_row(0)])
+    _, pending = store.sessionizer.assign([_row(0)])
     with pytest.raises(FileExistsError):
         store.commit(pending)
     assert store.sessionizer.state.tracks == {}

@@ -1,7 +1,9 @@
 """The loader's enrichment of decoded events, in a documented order (docs/enrichment.md):
 
 1. **user agent** — the event's ``agent.user_agent``, else the request's ``User-Agent`` header
-   (from the spool frame's ``RequestContext``), is parsed into ``agent.browser``,
+   (from the spool frame's ``RequestContext``; a request without one counts as an empty one;
+   frames written before request contexts have no header: unknown), is parsed into
+   ``agent.browser``,
    ``browser_version``, ``os``, ``os_version`` and ``device`` (``enrich_user_agent``);
 2. **bots** — the same string is checked against the crawler list and the automation markers
    → ``agent.is_bot`` (``enrich_bots``);
@@ -37,7 +39,7 @@ import pyarrow.compute as pc
 
 from tallystick.config import Settings
 from tallystick.enrich.agents import AgentParser, versions
-from tallystick.enrich.sessions import Pending, Row, SessionStore
+from tallystick.enrich.sessions import Columns, Pending, SessionStore
 from tallystick.store.spool import RequestContext
 
 log = logging.getLogger("tallystick.enrich")
@@ -195,29 +197,21 @@ class Enricher:
 
     def _sessions(self, columns: dict[str, Any]) -> Pending:
         assert self.sessions is not None
-        times = pc.cast(columns["client_ts"], pa.int64()).to_pylist()
-        received = pc.cast(columns["received_ts"], pa.int64()).to_pylist()
-        rows = [
-            Row(t, r, s, a, u, p)
-            for t, r, s, a, u, p in zip(
-                times,
-                received,
-                columns["session_id"].to_pylist(),
+        given = columns["session_id"]
+        sessions, inferred, previous, pending = self.sessions.assign(
+            Columns(
+                pc.cast(columns["client_ts"], pa.int64()).to_pylist(),
+                pc.cast(columns["received_ts"], pa.int64()).to_pylist(),
+                given.to_pylist(),
                 columns["user_anonymous_id"].to_pylist(),
                 columns["user_id"].to_pylist(),
                 columns["page_pageview_id"].to_pylist(),
-                strict=True,
             )
-        ]
-        answers, pending = self.sessions.assign(rows)
-        inferred = pa.array([a.inferred for a in answers], pa.bool_())
-        columns["session_id"] = pc.if_else(
-            inferred, pa.array([a.session_id for a in answers], pa.string()), columns["session_id"]
         )
-        columns["session_inferred"] = inferred
-        columns["page_previous_pageview_id"] = pa.array(
-            [a.previous_pageview_id for a in answers], pa.string()
-        )
+        flags = pa.array(inferred, pa.bool_())
+        columns["session_id"] = pc.if_else(flags, pa.array(sessions, pa.string()), given)
+        columns["session_inferred"] = flags
+        columns["page_previous_pageview_id"] = pa.array(previous, pa.string())
         return pending
 
 
@@ -232,7 +226,10 @@ class _ContextColumns:
         if attribute == "keep_user_agent":
             flags = [True if c is None else c.keep_user_agent for c in self.contexts]
             return pc.take(pa.array(flags, pa.bool_()), self.frames)
-        values = [None if c is None else getattr(c, attribute) for c in self.contexts]
+        if attribute == "user_agent":  # a request that named none sent an empty one
+            values = [None if c is None else c.user_agent or "" for c in self.contexts]
+        else:
+            values = [None if c is None else getattr(c, attribute) for c in self.contexts]
         return pc.take(pa.array(values, pa.string()), self.frames)
 
 
