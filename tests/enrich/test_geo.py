@@ -129,7 +129,8 @@ def test_a_replaced_file_is_reloaded_and_a_bad_one_is_not(tmp_path: Path) -> Non
         replacement.rename(path)  # as geoipupdate does
         assert db.refresh()
         assert db.database_type == "GeoIP2-City"
-        assert db.lookup(ip("81.2.69.160")) == Location("GB", "GB-ENG")  # not the cached answer
+        assert db.lookup(ip("81.2.69.160")) == Location("GB", "GB-ENG")
+        assert db.generation == 1  # (the collector forgets what it remembered)
         broken = tmp_path / "broken.mmdb"
         broken.write_bytes(b"half a download")
         broken.rename(path)

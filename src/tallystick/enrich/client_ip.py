@@ -27,6 +27,11 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 FORWARDED_FOR: Final = b"x-forwarded-for"
+CACHE_SIZE: Final = 65_536
+"""Address strings each worker remembers the meaning of (memory only)."""
+MAX_CHARS: Final = 64
+"""The longest entry read as an address (an IPv6 address with a zone, brackets and a port is
+shorter): anything longer is not one, and is not remembered."""
 MAX_HOPS: Final = 32
 """``X-Forwarded-For`` entries looked at, from the right: a chain of proxies is short, a header
 stuffed by a client can be long."""
@@ -61,7 +66,6 @@ def parse_trusted_proxies(setting: str | None) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-@lru_cache(maxsize=4096)
 def parse_address(text: str) -> Address | None:
     """An address as a client or a proxy wrote it: plain, ``[v6]:port``, ``v4:port``; an
     IPv4-mapped IPv6 address (``::ffff:192.0.2.1``, a dual-stack socket) as IPv4. None when it
@@ -82,12 +86,13 @@ def parse_address(text: str) -> Address | None:
 
 class ClientAddress:
     """Finds the client's address of a request; built once from the ``trusted_proxies``
-    setting."""
+    setting. Remembers what it made of recent address strings (parsed, trusted or not)."""
 
-    __slots__ = ("_trusted",)
+    __slots__ = ("_classify", "_trusted")
 
     def __init__(self, trusted: Iterable[Network] = ()) -> None:
         self._trusted = tuple(trusted)
+        self._classify = lru_cache(maxsize=CACHE_SIZE)(self._classify_text)
 
     @classmethod
     def from_setting(cls, setting: str | None) -> ClientAddress:
@@ -96,30 +101,35 @@ class ClientAddress:
     def trusts(self, address: Address) -> bool:
         return any(address in network for network in self._trusted)
 
+    def _classify_text(self, text: str) -> tuple[Address | None, bool]:
+        address = parse_address(text)
+        return address, address is not None and self.trusts(address)
+
     def __call__(self, scope: Scope) -> Address | None:
         client = scope.get("client")
         if not client:
             return None
-        peer = parse_address(str(client[0]))
-        if peer is None or not self._trusted or not self.trusts(peer):
+        peer, trusted = self._classify(str(client[0]))
+        if not trusted:
             return peer
-        entries = forwarded_for(scope)
         address = peer
-        for entry in reversed(entries[-MAX_HOPS:]):
-            found = parse_address(entry)
+        for entry in reversed(forwarded_for(scope)[-MAX_HOPS:]):
+            text = entry.strip()
+            if not text:
+                continue  # "a, , b": an empty entry says nothing
+            found, trusted = self._classify(text) if len(text) <= MAX_CHARS else (None, False)
             if found is None:
                 return None  # a trusted hop named something that is not an address
             address = found
-            if not self.trusts(found):
+            if not trusted:
                 return found
         return address  # every hop is a proxy: the leftmost one we looked at is the client
 
 
 def forwarded_for(scope: Scope) -> list[str]:
     """The ``X-Forwarded-For`` entries of a request in order (several headers are joined, as
-    RFC 9110 says repeated fields combine)."""
-    entries: list[str] = []
-    for name, value in scope.get("headers") or ():
-        if name == FORWARDED_FOR:
-            entries += [e for e in value.decode("latin-1").split(",") if e.strip()]
-    return entries
+    RFC 9110 says repeated fields combine); entries are not stripped."""
+    values = [value for name, value in scope.get("headers") or () if name == FORWARDED_FOR]
+    if not values:
+        return []
+    return b",".join(values).decode("latin-1").split(",")
