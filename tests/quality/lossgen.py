@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import msgspec
@@ -287,3 +288,70 @@ def generate(rng: random.Random, sessions: int, unsequenced: int) -> Log:
     rows = gen.log.rows
     rng.shuffle(rows)
     return gen.log
+
+
+# -- generated traffic, for the real collector ---------------------------------------------------
+
+
+class RequestGenerator(Generator):
+    """The same log as ``Generator`` (and the same truth), as requests to ``POST /v1/events``
+    instead of stored rows: the collector decides the copies (its streams) and the received
+    times (one per request, in the order they are sent).
+
+    An event's first delivery goes into one of the first half of the requests; its retries
+    (the same payload) into the same or any later request — twice in one request is two
+    deliveries —, and a reused id (another payload) strictly later, so the event's first
+    delivery is always its original one, as the truth says."""
+
+    def __init__(self, rng: random.Random, requests: int) -> None:
+        super().__init__(rng)
+        self.requests: list[list[dict[str, Any]]] = [[] for _ in range(requests)]
+        self._first: dict[str, int] = {}
+
+    def _deliver(
+        self,
+        event_id: str,
+        name: str,
+        client_ts: dt.datetime,
+        data: str | None,
+        session: tuple[str, int] | None,
+        library: tuple[str, str] | None,
+        times: int,
+    ) -> None:
+        last = len(self.requests) - 1
+        event: dict[str, Any] = {
+            "event_id": event_id,
+            "name": name,
+            "client_ts": client_ts.isoformat(),
+        }
+        if library is not None:
+            event["client"] = {"library": library[0], "library_version": library[1]}
+        if session is not None:
+            event["session"] = {"id": session[0], "seq": session[1]}
+        if data is not None:
+            event["data"] = json.loads(data)
+        if event_id in self._first:  # another payload: after the first delivery
+            first = self._first[event_id]
+            slots = [self.rng.randint(first + 1, last) for _ in range(times)]
+        else:
+            first = self._first[event_id] = self.rng.randint(0, last // 2)
+            slots = [first] + [self.rng.randint(first, last) for _ in range(times - 1)]
+        for slot in slots:
+            self.requests[slot].append(dict(event))
+
+
+def generate_requests(
+    rng: random.Random, sessions: int, unsequenced: int, requests: int
+) -> tuple[list[list[dict[str, Any]]], Log]:
+    """Requests (lists of events, to send in order) and the log whose report they must give."""
+    gen = RequestGenerator(rng, requests)
+    kinds = ["session"] * sessions + ["unsequenced"] * unsequenced
+    rng.shuffle(kinds)
+    for kind in kinds:
+        if kind == "session":
+            gen.session()
+        else:
+            gen.unsequenced()
+    for request in gen.requests:
+        rng.shuffle(request)
+    return gen.requests, gen.log

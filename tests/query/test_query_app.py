@@ -251,6 +251,9 @@ def test_openapi_is_served_and_describes_every_analysis(client: TestClient) -> N
         "/v1/catalog",
         "/v1/meta",
         "/v1/health",
+        "/v1/quality/loss",
+        "/v1/quality/skew",
+        "/v1/quality/alerts",
         "/openapi.json",
     } | set(control.paths())
     operation_ids = []

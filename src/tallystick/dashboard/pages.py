@@ -64,7 +64,8 @@ PAGES: Final[tuple[Page, ...]] = (
         "data-health",
         "/data-health",
         "Data health",
-        "Events received and refused per day, why they were refused, and how fresh data is.",
+        "Events received and refused per day and why, how fresh data is, messages lost and "
+        "duplicated, clients' clock skew, and the alerts that fired.",
         (),
     ),
     Page(

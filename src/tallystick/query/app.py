@@ -4,7 +4,9 @@
 of the same parameters) answer ``{"analysis", "engine", "rows", "sql"}`` with dates as ISO
 strings; ``GET|POST /v1/metrics/<name>`` runs a catalog metric the same way; ``GET /v1/catalog``
 lists the catalog, ``GET /v1/meta`` what the lake holds and ``GET /v1/health`` how data is
-arriving; ``GET /openapi.json`` describes it all. With a ``read_key`` every endpoint but the
+arriving; ``GET /v1/quality/loss``, ``/v1/quality/skew`` and ``/v1/quality/alerts`` whether it
+can be trusted (loss and duplicates, clock skew, alert history); ``GET /openapi.json`` describes
+it all. With a ``read_key`` every endpoint but the
 OpenAPI document needs ``Authorization: Bearer <key>``. Queries and lake reads run in worker
 threads (at most ``QUERY_THREADS`` at a time per process), so the event loop, and with it
 ingestion, never waits for one. See docs/http-api.md.
@@ -15,10 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 import urllib.parse
 from collections.abc import Callable, Hashable
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -38,6 +41,7 @@ from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import MetricError
 from tallystick.metrics.registry import ANALYSES, REQUIRED, build, default_range, normalise
 from tallystick.query import auth, overview
+from tallystick.query import quality as quality_api
 from tallystick.query.answers import Answers
 from tallystick.query.catalog import CatalogFiles, listing
 from tallystick.query.openapi import (
@@ -52,8 +56,11 @@ from tallystick.query.openapi import (
     param,
     parameters,
 )
-from tallystick.store.lake import EVENTS, FAILED, Lake
+from tallystick.store.lake import EVENTS, FAILED, MESSAGES, Lake
 from tallystick.store.loader import QUARANTINE
+
+if TYPE_CHECKING:
+    from tallystick.control.store import ControlStore
 
 log = logging.getLogger("tallystick.query")
 
@@ -108,6 +115,9 @@ class QueryApp:
         self.runs = MetricRuns(settings, "http")
         self._limiter: anyio.CapacityLimiter | None = None
         self._openapi: bytes | None = None
+        # the control store, for the alert history (opened on first use)
+        self._store: ControlStore | None = None
+        self._opening = threading.Lock()
 
     def openapi(self) -> bytes:
         if self._openapi is None:
@@ -159,6 +169,9 @@ class QueryApp:
         if path == CATALOG_PATH:
             _only_get(method)
             return await anyio.to_thread.run_sync(self._listing)
+        if path.rstrip("/") in quality_api.PATHS:
+            _only_get(method)
+            return await self._quality(path.rstrip("/"), query_params(query_string))
         if path.startswith(METRICS_PREFIX) and path[len(METRICS_PREFIX) :].strip("/"):
             name = path[len(METRICS_PREFIX) :].rstrip("/")
             raw = await _params(method, query_string, receive)
@@ -202,6 +215,56 @@ class QueryApp:
             self._health_stamp,
             partial(overview.health_body, self.lake, self.settings.spool_dir, date_from, date_to),
         )
+
+    async def _quality(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The body of ``GET /v1/quality/loss``, ``/skew`` or ``/alerts``."""
+        from tallystick.quality import reports
+
+        try:
+            if path == quality_api.ALERTS_PATH:
+                alerts = quality_api.alert_query(params)
+                return await self._in_thread(self._alerts, alerts)
+            if path == quality_api.LOSS_PATH:
+                query = reports.loss_query(params)
+                # the whole ledger is read whatever the range (see quality.loss_sql)
+                return await self._in_thread(
+                    self._answer,
+                    ("quality-loss", query),
+                    lambda: self.lake.stamp(MESSAGES),
+                    partial(reports.loss_body, self.lake, query),
+                )
+            query = reports.skew_query(params)
+            return await self._in_thread(
+                self._answer,
+                ("quality-skew", query),
+                lambda: self.lake.stamp(EVENTS),
+                partial(reports.skew_body, self.lake, query),
+            )
+        except MetricError as exc:
+            raise _invalid(f"{exc}.") from None
+
+    def _alerts(self, query: quality_api.AlertQuery) -> dict[str, Any]:
+        """The alert history from the control store (a 503 when it cannot be read)."""
+        import sqlalchemy as sa
+
+        try:
+            with self._opening:
+                if self._store is None:
+                    from tallystick.control.store import ControlStore
+
+                    self._store = ControlStore.for_settings(self.settings)
+                store = self._store
+            return quality_api.alerts_body(store, query)
+        except (sa.exc.SQLAlchemyError, OSError):
+            log.exception("the alert history could not be read")
+            raise Refused(
+                503,
+                Problem(
+                    messages.NOT_READY,
+                    "the control-plane database could not be read just now (see the server's "
+                    "log): try again in a moment",
+                ),
+            ) from None
 
     def prime(self) -> None:
         """Compute what every dashboard page asks first (the lake summary, the catalog, the
@@ -281,8 +344,12 @@ class QueryApp:
             raise _invalid(str(exc)) from None
 
     def close(self) -> None:
-        """Release the control store opened to record query times."""
+        """Release the control stores opened to record query times and read alerts."""
         self.runs.close()
+        with self._opening:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     async def _refuse(self, send: Send, refused: Refused) -> None:
         body = {"error": refused.problem.as_dict()}
@@ -327,6 +394,7 @@ def _needs_key(path: str) -> bool:
         HEALTH_PATH,
         QUERY_PREFIX.rstrip("/"),
         METRICS_PREFIX.rstrip("/"),
+        *quality_api.PATHS,
     ) or path.startswith((QUERY_PREFIX, METRICS_PREFIX))
 
 

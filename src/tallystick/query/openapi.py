@@ -576,6 +576,7 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
         "Health",
         [_date_parameter("from"), _date_parameter("to")],
     )
+    paths |= _quality_paths()
     paths[OPENAPI_PATH] = {
         "get": {
             "operationId": "openapi",
@@ -600,6 +601,7 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
         "Catalog": _catalog_schema(),
         "Meta": _META,
         "Health": _HEALTH,
+        **_QUALITY_SCHEMAS,
     }
     paths |= control.paths()
     schemas |= control.schemas()
@@ -618,6 +620,11 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
             {"name": "query", "description": "Analyses"},
             {"name": "catalog", "description": "The metric catalog and its metrics"},
             {"name": "data", "description": "What the lake holds and how data arrives"},
+            {
+                "name": "quality",
+                "description": "Whether the data can be trusted: loss, duplicates, clock skew, "
+                "alerts",
+            },
             {"name": "meta", "description": "About the API"},
             *control.TAGS,
         ],
@@ -933,3 +940,257 @@ _HEALTH: Final[Schema] = _object(
         "notes": _TEXTS,
     }
 )
+
+
+# -- data quality: loss and duplicates, clock skew, alert history -------------------------------
+
+_MAYBE_RATE: Final[Schema] = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_MAYBE_MS: Final[Schema] = {"type": ["number", "null"]}
+_REPORT_QUERY: Final[dict[str, Schema]] = {
+    "from": {**_MAYBE_DAY, "description": "the first day asked for (null: unbounded)"},
+    "to": {**_MAYBE_DAY, "description": "the last day asked for (null: unbounded)"},
+    "library": {"type": ["string", "null"], "description": "the library asked for"},
+}
+_LOSS_COUNTS: Final[dict[str, Schema]] = {
+    "sessions": {**_INT, "description": "sessions with a seq that started this period"},
+    "expected": {**_INT, "description": "messages sent: the highest seq of each session, summed"},
+    "received": {**_INT, "description": "distinct seq values received"},
+    "lost": {**_INT, "description": "expected − received: the gaps"},
+    "loss_rate": {**_MAYBE_RATE, "description": "lost / expected (null when 0 expected)"},
+    "seq_conflicts": {**_INT, "description": "(session, seq) carried by two event ids"},
+    "events": {**_INT, "description": "distinct event ids first delivered this period"},
+    "duplicates_natural": {
+        **_INT,
+        "description": "deliveries of an event's payload beyond its first (retries)",
+    },
+    "duplicates_synthetic": {
+        **_INT,
+        "description": "payloads of an event id beyond its first (one id reused: a client bug)",
+    },
+}
+_CLIENT: Final[dict[str, Schema]] = {
+    "library": {"type": ["string", "null"], "description": "client.library (null: none named)"},
+    "version": {"type": ["string", "null"], "description": "client.library_version"},
+}
+
+
+def _loss_row() -> Schema:
+    period = {**_DAY, "description": "the UTC day, or the week's Monday (grain week)"}
+    row = _object({"day": period, **_CLIENT, **_LOSS_COUNTS})
+    row["required"] = [k for k in row["required"] if k != "day"]
+    row["properties"]["week"] = copy.deepcopy(period)
+    row["oneOf"] = [{"required": ["day"]}, {"required": ["week"]}]
+    return row
+
+
+def _skew_row() -> Schema:
+    period = {**_DAY, "description": "the UTC day received, or the week's Monday"}
+    row = _object(
+        {
+            **_CLIENT,
+            "events": {**_INT, "description": "events (each once) received in the period"},
+            "measured": {**_INT, "description": "events with a skew: they carried sent_ts"},
+            "median_skew_ms": {
+                **_MAYBE_MS,
+                "description": "median of received_ts − sent_ts (positive: the client's clock "
+                "is behind)",
+            },
+            "median_abs_skew_ms": {**_MAYBE_MS, "description": "median of |skew|"},
+            "p95_abs_skew_ms": {**_MAYBE_MS, "description": "95th percentile of |skew|"},
+            "max_abs_skew_ms": {"type": ["integer", "null"], "description": "largest |skew|"},
+            "corrected": {**_INT, "description": "events whose client_ts was corrected"},
+            "corrected_share": {**_MAYBE_RATE, "description": "corrected / measured"},
+        }
+    )
+    row["properties"] |= {"day": copy.deepcopy(period), "week": copy.deepcopy(period)}
+    return row
+
+
+_ALERT: Final[Schema] = _object(
+    {
+        "id": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time", "description": "when it was evaluated"},
+        "stream": _TEXT,
+        "rule": {**_TEXT, "description": "the kind of rule"},
+        "label": {**_TEXT, "description": "what names the rule in its stream"},
+        "spec": {"type": "object", "description": "the rule's definition"},
+        "fired": {"type": "boolean", "description": "whether the rule's condition held"},
+        "value": {"type": ["number", "null"], "description": "what was measured"},
+        "expected": {"type": ["number", "null"], "description": "what it was held against"},
+        "message": _TEXT,
+        "notice": {
+            "type": ["string", "null"],
+            "enum": ["fired", "resolved", None],
+            "description": "the change this evaluation announced, if any",
+        },
+        "delivery": {
+            "type": ["object", "null"],
+            "description": "where the notice went and whether that worked (null: no notice)",
+        },
+    }
+)
+
+_QUALITY_SCHEMAS: Final[dict[str, Schema]] = {
+    "LossReport": _object(
+        {
+            "grain": {"type": "string", "enum": ["day", "week"]},
+            **copy.deepcopy(_REPORT_QUERY),
+            "rows": {
+                "type": "array",
+                "items": _loss_row(),
+                "description": "by day (or week), then library and version, nulls last",
+            },
+            "totals": _object(copy.deepcopy(_LOSS_COUNTS), "the sums of the rows"),
+        }
+    ),
+    "SkewReport": _object(
+        {
+            "grain": {"type": "string", "enum": ["day", "week", "all"]},
+            **copy.deepcopy(_REPORT_QUERY),
+            "rows": {
+                "type": "array",
+                "items": _skew_row(),
+                "description": "by period (none for all), then library and version, nulls last",
+            },
+        }
+    ),
+    "AlertHistory": _object(
+        {
+            "since": {**_MAYBE_TIME, "description": "as asked"},
+            "limit": {"type": "integer", "minimum": 1},
+            "stream": {"type": ["string", "null"]},
+            "notices": {"type": "boolean"},
+            "alerts": {"type": "array", "items": _ALERT, "description": "newest first"},
+        }
+    ),
+}
+
+
+def _query_text(name: str, description: str, schema: Schema, example: Any = None) -> Schema:
+    out: Schema = {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+    if example is not None:
+        out["example"] = example
+    return out
+
+
+def _report_parameters(grains: Sequence[str], default: str) -> list[Schema]:
+    return [
+        _query_text(
+            "grain",
+            "One row per "
+            + " or ".join(g if g != "all" else "client over the whole range (all)" for g in grains)
+            + ". Weeks start on Monday.",
+            {"type": "string", "enum": list(grains), "default": default},
+            default,
+        ),
+        _query_text(
+            "from",
+            "First UTC date, inclusive (YYYY-MM-DD). Default: unbounded.",
+            {"type": "string", "format": "date"},
+            "2026-03-01",
+        ),
+        _query_text(
+            "to",
+            "Last UTC date, inclusive (YYYY-MM-DD). Default: unbounded.",
+            {"type": "string", "format": "date"},
+            "2026-03-31",
+        ),
+        _query_text(
+            "library",
+            "Only this client library (client.library, exact).",
+            {"type": "string"},
+            "tallystick-js",
+        ),
+    ]
+
+
+def _quality_get(
+    operation: str, summary: str, description: str, schema: str, query: list[Schema], bad: str
+) -> Schema:
+    return {
+        "get": {
+            "operationId": f"get_{operation}",
+            "tags": ["quality"],
+            "summary": summary,
+            "description": description,
+            "parameters": query,
+            "responses": {
+                "200": _ok(summary + ".", schema),
+                "400": _error(
+                    f"`{messages.INVALID_QUERY}`: {bad}; the message says what to write."
+                ),
+                "401": _unauthorized(),
+            },
+            "security": copy.deepcopy(_SECURITY),
+        }
+    }
+
+
+def _quality_paths() -> dict[str, Schema]:
+    from tallystick.query.quality import ALERTS_PATH, LOSS_PATH, MAX_ALERTS, SKEW_PATH
+
+    wrong = "a parameter is unknown, empty or wrong, or `from` is after `to`"
+    alerts = _quality_get(
+        "quality_alerts",
+        "Alert history",
+        "Evaluations of the streams' alert rules, newest first: what was measured, against "
+        "what, whether the rule fired, and the notice it sent (fired or resolved) with where it "
+        "went. Quiet evaluations are pruned after 30 days; notices are kept.",
+        "AlertHistory",
+        [
+            _query_text(
+                "since",
+                "Only evaluations at or after this date (UTC midnight) or date-time.",
+                {"type": "string"},
+                "2026-03-01",
+            ),
+            _query_text(
+                "limit",
+                f"At most this many (1–{MAX_ALERTS}).",
+                {"type": "integer", "minimum": 1, "maximum": MAX_ALERTS, "default": 200},
+            ),
+            _query_text("stream", "Only this stream's rules.", {"type": "string"}),
+            _query_text(
+                "notices",
+                "Only evaluations that announced a change (fired or resolved).",
+                {"type": "boolean", "default": False},
+            ),
+        ],
+        "a parameter is unknown, empty or wrong",
+    )
+    alerts["get"]["responses"]["503"] = _error(
+        f"`{messages.NOT_READY}`: the control-plane database could not be read just now."
+    )
+    return {
+        LOSS_PATH: _quality_get(
+            "quality_loss",
+            "Loss and duplicates",
+            "Per UTC day (or week) and client library version, from the per-session message "
+            "index `session.seq` and the delivery ledger (exact after compaction): sessions, "
+            "messages expected, received and lost, `loss_rate`, seq conflicts, events, and "
+            "duplicates — natural (the same payload delivered again: retries) and synthetic "
+            "(one event id with another payload: a client bug). A session counts on the day it "
+            "started, an event on its first delivery. See docs/data-trust.md.",
+            "LossReport",
+            _report_parameters(("day", "week"), "day"),
+            wrong,
+        ),
+        SKEW_PATH: _quality_get(
+            "quality_skew",
+            "Clock skew by client",
+            "Per client library version (and day or week the events were received, with "
+            "`grain`): events, those with a measured skew (`received_ts − sent_ts`), its median "
+            "and the median, 95th percentile and maximum of its absolute value in ms, and the "
+            "events whose `client_ts` the collector corrected. See docs/data-trust.md.",
+            "SkewReport",
+            _report_parameters(("day", "week", "all"), "all"),
+            wrong,
+        ),
+        ALERTS_PATH: alerts,
+    }

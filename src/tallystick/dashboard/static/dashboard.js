@@ -870,14 +870,37 @@
       el("dd", { dataset: raw === undefined || raw === null ? {} : { value: String(raw) } }, valueText, note ? el("small", { text: note }) : null));
   }
 
+  /** A client library and version as one label. */
+  const clientLabel = (r) => (r.library === null ? "(no library)" : `${r.library} ${r.version ?? "(no version)"}`);
+  function fmtMs(ms) {
+    if (ms === null || ms === undefined) return "—";
+    if (Math.abs(ms) < 1000) return `${numFormat.format(ms)} ms`;
+    return `${ms < 0 ? "−" : ""}${fmtSeconds(Math.abs(ms) / 1000)}`;
+  }
+
   async function renderHealth(ctx) {
     const charts = $("#charts");
     charts.replaceChildren();
     const tiles = $("#tiles");
+    const range = { from: ctx.range.from, to: ctx.range.to };
+    // Every answer is asked for at once; each section shows its own error.
+    const lossPromise = api("/v1/quality/loss", { ...range, grain: "day" });
+    const skewPromise = api("/v1/quality/skew", { ...range, grain: "all" });
+    const alertsPromise = api("/v1/quality/alerts", { since: range.from, notices: "true", limit: "100" });
+    [lossPromise, skewPromise, alertsPromise].forEach((p) => p.catch(() => {}));
     const health = await api("/v1/health", ctx.range);
+    let loss = null;
+    try {
+      loss = await lossPromise;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) throw error;
+    }
     const received = health.days.reduce((s, d) => s + d.received, 0);
     const failedTotal = health.days.reduce((s, d) => s + d.failed, 0);
     const rate = received + failedTotal ? failedTotal / (received + failedTotal) : null;
+    const totals = loss ? loss.totals : null;
+    const lossRate = totals ? totals.loss_rate : null;
+    const duplicates = totals ? totals.duplicates_natural + totals.duplicates_synthetic : null;
     tiles.replaceChildren(
       tile("Latest event", fmtTime(health.latest_event), { note: fmtAgo(health.latest_event), id: "tile-latest" }),
       tile("Latest received", fmtTime(health.latest_received), { note: fmtAgo(health.latest_received) }),
@@ -885,8 +908,15 @@
       tile("Events refused", fmtInt(failedTotal), { raw: failedTotal, id: "tile-failed", note: rate === null ? "" : `${fmtPct(rate)} of all sent` }),
       tile("Waiting in the spool", fmtInt(health.spool_backlog), { raw: health.spool_backlog, note: "segments not yet in the lake" }),
       tile("Quarantined segments", fmtInt(health.quarantined), { raw: health.quarantined, note: health.quarantined ? "see docs/storage.md" : "none" }),
-      tile("Loss rate", health.loss_rate === null ? "not measured yet" : fmtPct(health.loss_rate), { note: health.loss_rate === null ? "arrives with data trust" : "" }),
-      tile("Bot rate", health.bot_rate === null ? "not measured yet" : fmtPct(health.bot_rate), { note: health.bot_rate === null ? "arrives with data trust" : "" }),
+      tile("Loss rate", !totals ? "—" : lossRate === null ? "no sequenced messages" : fmtPct(lossRate), {
+        raw: lossRate, id: "tile-loss",
+        note: !totals ? "could not be measured" : lossRate === null ? "loss is measured from session.seq" : `${fmtInt(totals.lost)} of ${fmtInt(totals.expected)} messages`,
+      }),
+      tile("Duplicates", totals ? fmtInt(duplicates) : "—", {
+        raw: duplicates, id: "tile-duplicates",
+        note: totals ? `${fmtInt(totals.duplicates_natural)} retries, ${fmtInt(totals.duplicates_synthetic)} reused ids` : "",
+      }),
+      tile("Bot rate", health.bot_rate === null || health.bot_rate === undefined ? "not measured yet" : fmtPct(health.bot_rate), { note: health.bot_rate === null || health.bot_rate === undefined ? "arrives with data trust" : "" }),
     );
     const perDay = chartCard(charts, { id: "health-days", title: "Events per day", subtitle: "Received: by the UTC day the collector stored them. Happened: by the day of their client time (they differ for imported or late events). Refused: events the collector turned away, right axis." });
     if (!received && !failedTotal) {
@@ -917,7 +947,167 @@
         columns: [{ key: "code" }, { key: "count", num: true, format: fmtInt }, { key: "latest", format: fmtTime }, { key: "example", label: "example message" }],
       });
     }
-    if (health.notes && health.notes.length) charts.append(el("p", { class: "count" }, health.notes.join(" ")));
+    const notes = (health.notes || []).filter((n) => !/loss/.test(n) || !totals);
+    if (notes.length) charts.append(el("p", { class: "count" }, notes.join(" ")));
+    const trust = $("#trust");
+    trust.replaceChildren();
+    await renderLoss(trust, lossPromise, range);
+    await renderSkew(trust, skewPromise);
+    await section($("#alerts"), alertsPromise, (body) => renderAlerts(body, range));
+  }
+
+  const LOSS_COLUMNS = [
+    { key: "day" },
+    { key: "library", format: (v) => v ?? "(none)" },
+    { key: "version", format: (v) => v ?? "—" },
+    { key: "sessions", num: true, format: fmtInt },
+    { key: "expected", num: true, format: fmtInt },
+    { key: "received", num: true, format: fmtInt },
+    { key: "lost", num: true, format: fmtInt },
+    { key: "loss_rate", label: "loss rate", num: true, format: fmtPct },
+    { key: "seq_conflicts", label: "seq conflicts", num: true, format: fmtInt },
+    { key: "events", num: true, format: fmtInt },
+    { key: "duplicates_natural", label: "retries", num: true, format: fmtInt },
+    { key: "duplicates_synthetic", label: "reused ids", num: true, format: fmtInt },
+  ];
+
+  async function renderLoss(container, promise, range) {
+    const lossCard = chartCard(container, { id: "quality-loss", title: "Message loss per day", subtitle: "From session.seq, per client library version: the share of messages sent (1 to the highest seq of each session) that never arrived. A session counts on the day it started. `tally quality loss` prints the same." });
+    const dupCard = chartCard(container, { id: "quality-duplicates", title: "Duplicates per day", subtitle: "Retries: an event delivered again with the same payload (harmless, counted once). Reused ids: one event_id sent with a different payload — a client bug. Each event counts on the day it was first delivered." });
+    let loss;
+    try {
+      loss = await promise;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) throw error;
+      failed(lossCard, error);
+      failed(dupCard, error);
+      return;
+    }
+    const rows = loss.rows;
+    const sequenced = rows.filter((r) => r.expected > 0);
+    if (!sequenced.length) {
+      empty(lossCard, "No sequenced messages in this range.", "Loss is measured from session.seq: send it with each event (the SDKs do), or widen the dates.");
+      lossCard.table.replaceChildren(rows.length ? renderTable({ columns: LOSS_COLUMNS, rows, caption: "Loss and duplicates per day and client" }, lossCard.title) : "");
+      lossCard.rows = rows;
+      lossCard.columns = LOSS_COLUMNS;
+    } else {
+      await draw(lossCard, {
+        traces: linesByGroup(sequenced.map((r) => ({ ...r, client: clientLabel(r) })), "day", "loss_rate", "client"),
+        layout: {
+          // the page's days, as the events chart above shows them
+          xaxis: { type: "date", autorange: false, range: dayAxisRange(range), tickformat: "%b %-d" },
+          yaxis: { title: { text: "loss rate" }, tickformat: ".1%", range: [0, Math.max(0.05, ...sequenced.map((r) => r.loss_rate)) * 1.1] },
+        },
+        rows,
+        columns: LOSS_COLUMNS,
+        table: { columns: LOSS_COLUMNS, rows, caption: "Loss and duplicates per day and client" },
+      });
+      lossCard.table.replaceChildren(el("details", {}, el("summary", { text: "Table: every day and client" }), lossCard.table.firstChild));
+    }
+    const days = new Map();
+    for (const r of rows) {
+      const d = days.get(r.day) || { day: r.day, events: 0, duplicates_natural: 0, duplicates_synthetic: 0 };
+      d.events += r.events;
+      d.duplicates_natural += r.duplicates_natural;
+      d.duplicates_synthetic += r.duplicates_synthetic;
+      days.set(r.day, d);
+    }
+    const perDay = Array.from(days.values());
+    if (!perDay.some((d) => d.duplicates_natural || d.duplicates_synthetic)) {
+      empty(dupCard, "No duplicates in this range.", perDay.length ? "Every event arrived exactly once." : "No events in this range.");
+      return;
+    }
+    const x = perDay.map((d) => d.day);
+    const top = Math.max(...perDay.map((d) => d.duplicates_natural + d.duplicates_synthetic));
+    await draw(dupCard, {
+      traces: [
+        { type: "bar", name: "retries", x, y: perDay.map((d) => d.duplicates_natural), marker: { color: COLORS[5] } },
+        { type: "bar", name: "reused ids", x, y: perDay.map((d) => d.duplicates_synthetic), marker: { color: COLORS[4] } },
+      ],
+      layout: { barmode: "stack", xaxis: { type: "date", autorange: false, range: dayAxisRange(range), tickformat: "%b %-d" }, yaxis: { title: { text: "duplicates" }, ...countAxis(top) } },
+      rows: perDay,
+      columns: [{ key: "day" }, { key: "events", num: true, format: fmtInt }, { key: "duplicates_natural", label: "retries", num: true, format: fmtInt }, { key: "duplicates_synthetic", label: "reused ids", num: true, format: fmtInt }],
+    });
+    dupCard.table.replaceChildren(el("details", {}, el("summary", { text: "Table" }), dupCard.table.firstChild));
+  }
+
+  /** The page's days on a date axis, half a day of margin on each side (as bars have). */
+  function dayAxisRange(range) {
+    const at = (ms) => new Date(ms).toISOString().slice(0, 19).replace("T", " ");
+    return [at(dayMs(range.from) - DAY_MS / 2), at(dayMs(range.to) + DAY_MS / 2)];
+  }
+
+  const SKEW_UNITS = [["days", 86400000], ["hours", 3600000], ["minutes", 60000], ["seconds", 1000], ["milliseconds", 1]];
+
+  async function renderSkew(container, promise) {
+    const card = chartCard(container, { id: "quality-skew", title: "Clock skew by client", subtitle: "received_ts − sent_ts of each event that carried sent_ts (positive: the client's clock is behind), per client library version, for the events received in the range. Corrected: events whose client_ts the collector moved because the skew was beyond its threshold. `tally quality skew` prints the same." });
+    let skew;
+    try {
+      skew = await promise;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) throw error;
+      failed(card, error);
+      return;
+    }
+    const rows = skew.rows.map((r) => ({ ...r, client: clientLabel(r) }));
+    const columns = [
+      { key: "client" },
+      { key: "events", num: true, format: fmtInt },
+      { key: "measured", num: true, format: fmtInt },
+      { key: "median_skew_ms", label: "median skew", num: true, format: fmtMs },
+      { key: "median_abs_skew_ms", label: "median |skew|", num: true, format: fmtMs },
+      { key: "p95_abs_skew_ms", label: "p95 |skew|", num: true, format: fmtMs },
+      { key: "max_abs_skew_ms", label: "max |skew|", num: true, format: fmtMs },
+      { key: "corrected", num: true, format: fmtInt },
+      { key: "corrected_share", label: "corrected share", num: true, format: fmtPct },
+    ];
+    const measured = rows.filter((r) => r.measured > 0);
+    if (!measured.length) {
+      empty(card, rows.length ? "No event in this range carried sent_ts." : "No events in this range.", "The skew is measured from sent_ts, which the SDKs stamp on every batch.");
+      if (rows.length) card.table.replaceChildren(renderTable({ columns, rows, caption: "Clock skew per client" }, card.title));
+      card.rows = rows;
+      card.columns = columns;
+      return;
+    }
+    const shown = [...measured].reverse();
+    // One unit for the axis that suits the largest bar: skews run from milliseconds to days.
+    const top = Math.max(...shown.map((r) => r.p95_abs_skew_ms));
+    const [unit, per] = SKEW_UNITS.find(([, ms]) => top >= 2 * ms) || SKEW_UNITS[SKEW_UNITS.length - 1];
+    await draw(card, {
+      traces: [
+        { type: "bar", orientation: "h", name: "median |skew|", y: shown.map((r) => r.client), x: shown.map((r) => r.median_abs_skew_ms / per), marker: { color: COLORS[0] } },
+        { type: "bar", orientation: "h", name: "p95 |skew|", y: shown.map((r) => r.client), x: shown.map((r) => r.p95_abs_skew_ms / per), marker: { color: COLORS[1] } },
+      ],
+      layout: { barmode: "group", hovermode: "closest", margin: { l: 200 }, height: Math.max(240, 56 * shown.length + 100), xaxis: { type: "linear", rangemode: "tozero", title: { text: unit } }, yaxis: { type: "category", rangemode: "normal" } },
+      rows,
+      columns,
+      table: { columns, rows, caption: "Clock skew per client" },
+    });
+  }
+
+  function renderAlerts(body, range) {
+    const end = `${range.to}T23:59:59.999999Z`;
+    const alerts = body.alerts.filter((a) => a.at <= end);
+    const node = $("#alerts");
+    node.dataset.count = String(alerts.length);
+    if (!alerts.length) {
+      node.replaceChildren(message("empty", "No alert fired or resolved in this range.", "Alert rules are set per stream (see docs/data-trust.md); `tally quality check` evaluates them now."));
+      return;
+    }
+    const columns = [
+      { key: "at", label: "when", format: fmtTime },
+      { key: "notice", format: (v) => badge(v, v === "fired" ? "status-expired" : "status-collecting") },
+      { key: "stream" },
+      { key: "label", label: "rule" },
+      { key: "message" },
+      { key: "delivery", label: "sent to", format: (v) => {
+        if (!v) return "—";
+        const hook = v.webhook;
+        if (!hook) return "the log";
+        return `the log and the webhook (${hook.status === "sent" ? "delivered" : "not delivered"})`;
+      } },
+    ];
+    node.replaceChildren(renderTable({ columns, rows: alerts, caption: "Alert notices, newest first" }, "Alert history"));
   }
 
   const PAGE_OF = { kpis: "/", "core-actions": "/core-actions", funnel: "/funnel", retention: "/retention", explore: "/explore" };
