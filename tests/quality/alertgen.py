@@ -12,11 +12,15 @@ and a few failed-event records arrive every day (under 0.5 %).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime as dt
+import functools
 import http.server
 import json
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,12 +29,13 @@ from typing import Any, Final
 import pyarrow as pa
 
 from tallystick.control.definitions import Configuration, parse_configuration
+from tallystick.control.store import ControlStore
 from tallystick.store.failed import FailedEvent
 from tallystick.store.lake import EVENT_SCHEMA, EVENTS, FAILED, MESSAGES, Lake
 
 AT: Final = dt.datetime(2026, 3, 30, 12, 0, tzinfo=dt.UTC)
 """The evaluation time: a Monday, noon."""
-DAYS: Final = 40
+DAYS: Final = 36
 WINDOW: Final = dt.timedelta(hours=24)
 SINCE: Final = (AT - WINDOW).date()
 """The first day an anomaly touches."""
@@ -60,6 +65,25 @@ CONFIG: Final[dict[str, Any]] = {
 
 def configuration() -> Configuration:
     return parse_configuration(CONFIG)
+
+
+@functools.cache
+def _migrated() -> Path:
+    """An empty control-plane database at the newest schema, made once per run."""
+    folder = Path(tempfile.mkdtemp(prefix="alert-control-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    ControlStore.open(f"sqlite:///{folder / 'control.db'}").close()
+    return folder / "control.db"
+
+
+def control_store(path: Path, config: dict[str, Any] | None = None) -> ControlStore:
+    """A control-plane database at ``path`` (a copy of a migrated one: migrating anew for every
+    test costs more than the test) holding ``config`` (default: ``CONFIG``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_migrated(), path)
+    store = ControlStore.open(f"sqlite:///{path}")
+    store.apply(parse_configuration(CONFIG if config is None else config), "test")
+    return store
 
 
 Row = dict[str, Any]

@@ -247,8 +247,7 @@ def test_a_stream_that_is_not_collecting_is_not_evaluated(
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ControlStore]:
-    with ControlStore.open(f"sqlite:///{tmp_path / 'control.db'}") as store:
-        store.apply(g.configuration(), "test")
+    with g.control_store(tmp_path / "control.db") as store:
         yield store
 
 

@@ -14,8 +14,6 @@ from typer.testing import CliRunner, Result
 from quality import alertgen as g
 from tallystick.cli import app as cli
 from tallystick.config import Settings
-from tallystick.control.definitions import parse_configuration
-from tallystick.control.store import ControlStore
 from tallystick.store.lake import Lake
 
 runner = CliRunner(env={"COLUMNS": "250", "TALLYSTICK_ALERT_WEBHOOK_URL": None})
@@ -39,8 +37,7 @@ def base(normal: g.Data, tmp_path_factory: pytest.TempPathFactory) -> Lake:
 def directory(root: Path, data: g.Data, base: Lake, config: dict[str, Any]) -> Path:
     """A data directory holding ``data`` and a control plane configured with ``config``."""
     data.lake(Settings(data=root).lake_dir, base)
-    with ControlStore.for_settings(Settings(data=root)) as store:
-        store.apply(parse_configuration(config), "test")
+    g.control_store(root / "control.db", config).close()
     return root
 
 

@@ -219,7 +219,7 @@ EVENT = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     events=st.lists(st.one_of(st.none(), EVENT), min_size=1, max_size=12),
     k_type=st.sampled_from(TYPES),

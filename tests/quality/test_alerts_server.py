@@ -43,8 +43,7 @@ def _prepare(data: Path) -> Settings:
         for i in range(30)
     ]
     Lake(settings.lake_dir).write_events(g.table(rows), "fixture")
-    with ControlStore.for_settings(settings) as store:
-        store.apply(parse_configuration(_config(0.05)), "test")
+    g.control_store(settings.data / "control.db", _config(0.05)).close()
     return settings
 
 
