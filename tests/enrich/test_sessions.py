@@ -334,9 +334,18 @@ def test_an_unreadable_state_starts_afresh(
     path = tmp_path / "sessions.json"
     path.write_text("{not json")
     with caplog.at_level(logging.WARNING, logger="tallystick.enrich"):
-        store = SessionStore(path, TIMEOUT)
+        assert SessionStore(path, TIMEOUT).sessionizer.state == State()
     assert "starting afresh" in caplog.text
-    assert store.sessionizer.state == State()
+
+
+def test_the_state_is_read_when_first_needed(tmp_path: Path) -> None:
+    """A loader waiting for the lock must use the state the previous one left."""
+    path = tmp_path / "sessions.json"
+    waiting = SessionStore(path, TIMEOUT)
+    first = SessionStore(path, TIMEOUT)
+    answers, pending = first.sessionizer.assign([_row(0)])
+    first.commit(pending)
+    assert waiting.sessionizer.assign([_row(10)])[0] == answers
 
 
 def test_a_failed_state_write_changes_nothing(tmp_path: Path) -> None:

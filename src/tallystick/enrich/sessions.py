@@ -292,11 +292,22 @@ _decode_state = msgspec.json.Decoder(State).decode
 
 
 class SessionStore:
-    """A ``Sessionizer`` whose state lives in a JSON file, replaced atomically on commit."""
+    """A ``Sessionizer`` whose state lives in a JSON file, replaced atomically on commit.
+
+    The file is read when the state is first needed, not when the store is made: a loader is
+    built before it waits for the data directory's lock, and the state must be the one the
+    previous holder of the lock left."""
 
     def __init__(self, path: Path, timeout_us: int) -> None:
         self.path = path
-        self.sessionizer = Sessionizer(timeout_us, self._load())
+        self.timeout_us = timeout_us
+        self._sessionizer: Sessionizer | None = None
+
+    @property
+    def sessionizer(self) -> Sessionizer:
+        if self._sessionizer is None:
+            self._sessionizer = Sessionizer(self.timeout_us, self._load())
+        return self._sessionizer
 
     def _load(self) -> State:
         try:
@@ -329,12 +340,13 @@ class SessionStore:
         """Write the new state to disk, then use it (a failed write changes nothing)."""
         if not pending.tracks:
             return
-        current = self.sessionizer.state
+        sessionizer = self.sessionizer
+        current = sessionizer.state
         trial = Sessionizer(
-            self.sessionizer.timeout,
+            sessionizer.timeout,
             State(current.version, current.newest_received, dict(current.tracks)),
         )
         trial.commit(pending)
         encoded = _encode_state(trial.state)
         replace_durably(self.path, lambda tmp: tmp.write_bytes(encoded))
-        self.sessionizer.state = trial.state
+        sessionizer.state = trial.state
