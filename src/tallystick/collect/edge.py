@@ -26,7 +26,7 @@ from tallystick.enrich.client_ip import Address, ClientAddress
 from tallystick.enrich.geo import GeoDatabase, network
 from tallystick.store.spool import RequestContext
 
-ORIGIN_CACHE_SIZE: Final = 65_536
+ORIGIN_CACHE_SIZE: Final = 16_384
 USER_AGENT_MAX_CHARS: Final = 2048
 """The longest User-Agent header kept (the schema's cap on ``agent.user_agent``)."""
 

@@ -28,8 +28,8 @@ from typing import Final, Generic, TypeVar
 K = TypeVar("K")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-MAX_BUCKETS: Final = 65_536
-"""Buckets per map and worker (about 150 bytes each: some 10 MB at most)."""
+MAX_BUCKETS: Final = 16_384
+"""Buckets per map and worker (about 240 bytes each with the map: some 4 MB a map at most)."""
 IPV6_BUCKET_PREFIX: Final = 64
 
 

@@ -27,7 +27,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 FORWARDED_FOR: Final = b"x-forwarded-for"
-CACHE_SIZE: Final = 65_536
+CACHE_SIZE: Final = 16_384
 """Address strings each worker remembers the meaning of (memory only)."""
 MAX_CHARS: Final = 64
 """The longest entry read as an address (an IPv6 address with a zone, brackets and a port is
