@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from query.responses import valid
 from tallystick.admin.app import ControlApi
 from tallystick.config import Settings
 from tallystick.control.config_file import ConfigFileError, dump, load
@@ -195,6 +196,9 @@ def test_the_control_plane_api_takes_and_answers_alert_rules(local: TestClient) 
     created = local.post("/v1/admin/streams", json=stream)
     assert created.status_code == 201, created.text
     assert created.json()["stream"]["alerts"][1]["spike"] == 2.5
+    valid("StreamChanged", created.json())  # the OpenAPI document describes them
+    valid("Stream", local.get("/v1/admin/streams/product").json())
+    valid("StreamDefinition", {"name": "x", "alerts": ALERTS})
     patched = local.patch("/v1/admin/streams/product", json={"alerts": [{"rule": "loss_rate"}]})
     assert patched.status_code == 200, patched.text
     assert patched.json()["stream"]["alerts"] == [

@@ -10,7 +10,13 @@ from typing import Any, Final
 
 from tallystick import messages
 from tallystick.control.curation import OPS
-from tallystick.control.definitions import CHECK_TYPES, CONTEXT_GROUPS, MATERIALIZATIONS
+from tallystick.control.definitions import (
+    ALERT_RULES,
+    CHECK_TYPES,
+    CONTEXT_GROUPS,
+    KEY_TYPES,
+    MATERIALIZATIONS,
+)
 from tallystick.control.sampling import UNIT_FIELDS
 
 Schema = dict[str, Any]
@@ -97,6 +103,34 @@ _STREAM_DEFINITION: Final[dict[str, Schema]] = {
         "description": "rules: an event that matches one is dropped",
     },
     "retention_days": {"type": ["integer", "null"], "minimum": 1},
+    "alerts": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "rule": {"type": "string", "enum": list(ALERT_RULES)},
+                "window_hours": {"type": "number", "exclusiveMinimum": 0, "maximum": 168},
+                "drop": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+                "spike": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                "weeks": {"type": "integer", "minimum": 1},
+                "keys": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "additionalProperties": {"type": "string", "enum": list(KEY_TYPES)},
+                        },
+                        _TEXTS,
+                    ],
+                    "description": "keys every event must have: {field: type}, or a list",
+                },
+                "max_rate": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                "min_events": {"type": "integer", "minimum": 1},
+            },
+            "required": ["rule"],
+            "additionalProperties": False,
+        },
+        "description": "alert rules: volume, keys, failed_rate, loss_rate (docs/data-trust.md)",
+    },
 }
 _STREAM_EXTRA: Final[dict[str, Schema]] = {
     "status": {"type": "string", "enum": ["collecting", "disabled", "expired", "scheduled"]},

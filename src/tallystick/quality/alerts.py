@@ -291,7 +291,7 @@ def check(
             else:
                 delivery = {"notice": change, "log": False, "webhook": None}
         out.append(dataclasses.replace(run, delivery=delivery))
-    if not deliver:
+    if not deliver or not out:
         return out
     recorded = record(store, out)
     prune(store, at - dt.timedelta(days=KEEP_QUIET_DAYS))
