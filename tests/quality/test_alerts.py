@@ -229,7 +229,7 @@ def test_without_enough_baseline_a_volume_rule_is_quiet_and_says_so(
     assert "1 of the 4 earlier weeks have data, 2 needed" in volume.message
 
 
-def test_a_stream_that_is_not_collecting_is_not_evaluated(
+def test_streams_that_are_not_collecting_are_not_evaluated(
     lakes: Lakes,
 ) -> None:
     _, lake = lakes["volume drop"]
@@ -240,6 +240,10 @@ def test_a_stream_that_is_not_collecting_is_not_evaluated(
     assert all(not r.fired and r.value is None for r in product)
     assert {r.message for r in product} == {"not evaluated: the stream is disabled"}
     assert next(r for r in runs if r.key == SIGNIN_VOLUME).fired
+    config = {"streams": [{**s, "enabled": False} for s in g.CONFIG["streams"]]}
+    runs = evaluate(parse_configuration(config).streams, lake, g.AT)
+    assert len(runs) == 6
+    assert not any(r.fired for r in runs)
 
 
 # -- history and delivery --------------------------------------------------------------------

@@ -25,7 +25,7 @@ ALERTS: list[dict[str, Any]] = [
     {"rule": "volume", "drop": 0.5, "spike": None, "weeks": 3},
     {"rule": "volume", "window_hours": 1, "spike": 2.5},
     {"rule": "keys", "keys": {"data.project_id": "string", "user.id": "any", "data.a.b": "array"}},
-    {"rule": "keys", "keys": ["session.seq"], "max_rate": 0},
+    {"rule": "keys", "keys": ["session.seq"], "max_rate": 0, "window_hours": 6},
     {"rule": "failed_rate", "max_rate": 0.01, "min_events": 100},
     {"rule": "loss_rate", "window_hours": 6},
 ]
@@ -42,7 +42,7 @@ def test_alert_rules_take_their_defaults_and_are_written_back_whole() -> None:
             keys=(("data.project_id", "string"), ("user.id", "any"), ("data.a.b", "array")),
             max_rate=0.05,
         ),
-        Alert("keys", 24.0, keys=(("session.seq", "any"),), max_rate=0.0),
+        Alert("keys", 6.0, keys=(("session.seq", "any"),), max_rate=0.0),
         Alert("failed_rate", 24.0, max_rate=0.01, min_events=100),
         Alert("loss_rate", 6.0, max_rate=0.02),
     )
@@ -50,7 +50,7 @@ def test_alert_rules_take_their_defaults_and_are_written_back_whole() -> None:
         "volume(24h)",
         "volume(1h)",
         "keys(data.project_id,user.id,data.a.b)",
-        "keys(session.seq)",
+        "keys(session.seq; 6h)",
         "failed_rate(24h)",
         "loss_rate(6h)",
     ]

@@ -227,10 +227,12 @@ class Alert:
     @property
     def label(self) -> str:
         """What names the rule within its stream, across evaluations (``volume(24h)``,
-        ``keys(data.project_id,user.id)``): two rules of a stream never share one."""
+        ``keys(data.project_id,user.id)``, ``keys(user.id; 6h)``): two rules of a stream never
+        share one."""
         hours = f"{self.window_hours:g}h"
-        if self.rule == "keys":
-            return f"keys({','.join(k for k, _ in self.keys)})"[:200]
+        if self.rule == "keys":  # the window only when it is not the default day
+            window = "" if self.window_hours == 24 else f"; {hours}"
+            return f"keys({','.join(k for k, _ in self.keys)}{window})"[:200]
         return f"{self.rule}({hours})"
 
     def as_dict(self) -> dict[str, Any]:

@@ -72,6 +72,8 @@ def prepare(con: duckdb.DuckDBPyConnection, streams: Sequence[Stream], at: dt.da
     they can look at (their streams, from the earliest window start to ``at``) into
     ``EVENTS_TABLE``: one scan of the lake per evaluation, not one per rule."""
     alerts = [a for s in streams for a in s.alerts]
+    if not alerts:
+        return
     spans = [a.window + (a.weeks * _WEEK if a.rule == "volume" else dt.timedelta()) for a in alerts]
     lo = at - max(spans, default=dt.timedelta())
     columns = ["event_id", "name", "received_ts", "stream", "data"]
