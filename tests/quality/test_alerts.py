@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from quality import alertgen as g
 from tallystick.collect.server import free_port
 from tallystick.control.definitions import Alert, Stream, parse_configuration
 from tallystick.control.store import ControlStore
+from tallystick.quality.alert_delivery import post
 from tallystick.quality.alerts import (
     AlertRun,
     check,
@@ -423,3 +426,25 @@ def test_old_runs_that_announced_nothing_are_pruned_but_notices_and_states_stay(
     assert prune(store, g.AT + dt.timedelta(days=10)) == 2
     assert [(r.at - g.AT).days for r in history(store)] == [40, 4, 2, 0]
     assert history(store)[-1].as_dict()["at"] == "2026-03-30T12:00:00Z"
+
+
+def test_a_receiver_that_answers_nonsense_is_a_failed_delivery() -> None:
+    """Not HTTP at all (http.client raises neither URLError nor OSError for it)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            for _ in range(2):  # the attempt and its retry
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"nonsense\r\n\r\n")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        port = listener.getsockname()[1]
+        got = post(f"http://127.0.0.1:{port}/", {"x": 1}, timeout=2, retry_pause=0.01)
+        thread.join(5)
+    assert got["status"] == "failed"
+    assert got["attempts"] == 2
+    assert got["http_status"] is None
+    assert got["error"].startswith("BadStatusLine")

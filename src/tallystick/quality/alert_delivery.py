@@ -13,6 +13,7 @@ Mattermost) show it as it is, and every field of the evaluation for programs.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import time
@@ -83,7 +84,7 @@ def _attempt(url: str, body: bytes, timeout: float) -> tuple[int | None, str | N
     except urllib.error.HTTPError as exc:
         exc.close()
         return int(exc.code), f"HTTP {exc.code} {exc.reason}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return None, f"{type(reason).__name__}: {reason}"
 
