@@ -293,7 +293,10 @@ def test_the_command_prints_json_csv_and_a_table(data: Path) -> None:
     assert result.stdout.splitlines()[0] == ",".join(["week", *COLUMNS])
     result = runner.invoke(cli, base)
     assert result.exit_code == 0, result.output
-    assert "33.33%" in result.stdout  # one of the three measured JS events was corrected
+    assert "Clock skew in ms, the first day to the last day" in result.stdout
+    result = runner.invoke(cli, [*base, "--format", "json", "--library", "tallystick-js"])
+    [js] = json.loads(result.stdout)
+    assert js["corrected_share"] == pytest.approx(1 / 3)  # one of three measured was corrected
 
 
 @pytest.mark.parametrize(

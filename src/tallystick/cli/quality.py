@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
@@ -108,10 +108,13 @@ def loss(
         + f", {totals['duplicates_natural']:,} retries, "
         f"{totals['duplicates_synthetic']:,} reused event ids"
     )
-    rows = body["rows"]
-    if fmt is Format.table:  # a share reads better as a percentage on screen
-        rows = [{**r, "loss_rate": _percent(r["loss_rate"])} for r in rows]
-    render(rows, fmt, title=title, columns=[query.grain, *COLUMNS])
+    columns = [query.grain, *COLUMNS]
+    if fmt is not Format.table:
+        render(body["rows"], fmt, title=title, columns=columns)
+        return
+    # on screen: a share as a percentage, and short headers so that a terminal holds them all
+    rows = [{**r, "loss_rate": _percent(r["loss_rate"])} for r in body["rows"]]
+    _table(rows, columns, _LOSS_LABELS, title)
 
 
 @quality_app.command("skew")
@@ -139,18 +142,53 @@ def skew(
     params = {"grain": grain, "from": date_from, "to": date_to, "library": library}
     query, body = _report(params, skew_query, skew_body, data)
     columns = list(COLUMNS) if query.grain == "all" else [query.grain, *COLUMNS]
-    rows = body["rows"]
-    if fmt is Format.table:
-        rows = [
-            {
-                **r,
-                **{c: _round(r[c]) for c in ("median_skew_ms", "median_abs_skew_ms")},
-                "p95_abs_skew_ms": _round(r["p95_abs_skew_ms"]),
-                "corrected_share": _percent(r["corrected_share"]),
-            }
-            for r in rows
-        ]
-    render(rows, fmt, title=f"Clock skew, {_range_title(query)}", columns=columns)
+    title = f"Clock skew in ms, {_range_title(query)}"
+    if fmt is not Format.table:
+        render(body["rows"], fmt, title=title, columns=columns)
+        return
+    rows = [
+        {
+            **r,
+            **{c: _round(r[c]) for c in ("median_skew_ms", "median_abs_skew_ms")},
+            "p95_abs_skew_ms": _round(r["p95_abs_skew_ms"]),
+            "corrected_share": _percent(r["corrected_share"]),
+        }
+        for r in body["rows"]
+    ]
+    _table(rows, columns, _SKEW_LABELS, title)
+
+
+_LOSS_LABELS: Final = {
+    "sessions": "sess.",
+    "expected": "expect.",
+    "received": "recv.",
+    "loss_rate": "loss",
+    "seq_conflicts": "seq\nconfl.",
+    "duplicates_natural": "retries",
+    "duplicates_synthetic": "reused\nids",
+}
+_SKEW_LABELS: Final = {
+    "measured": "meas.",
+    "median_skew_ms": "median",
+    "median_abs_skew_ms": "median\n|skew|",
+    "p95_abs_skew_ms": "p95\n|skew|",
+    "max_abs_skew_ms": "max\n|skew|",
+    "corrected": "corr.",
+    "corrected_share": "corr.\nshare",
+}
+
+
+def _table(
+    rows: list[dict[str, Any]], columns: list[str], labels: dict[str, str], title: str
+) -> None:
+    """A Rich table with short headers (JSON and CSV keep the full names)."""
+    shown = [labels.get(c, c) for c in columns]
+    render(
+        [{labels.get(k, k): v for k, v in r.items()} for r in rows],
+        Format.table,
+        title=title,
+        columns=shown,
+    )
 
 
 def _percent(share: float | None) -> str | None:
