@@ -148,3 +148,14 @@ def test_a_bad_webhook_setting_exits_2(quiet: Path) -> None:
     assert result.exit_code == 2
     assert "alert_webhook_url: the webhook must be an http" in result.output
     assert os.environ.get("TALLYSTICK_ALERT_WEBHOOK_URL") is None
+
+
+def test_what_stops_the_evaluation_exits_2_so_that_1_always_means_firing(quiet: Path) -> None:
+    bad_url = tally(quiet, "check", "--control-url", "nosuchdb://nowhere")
+    assert bad_url.exit_code == 2
+    assert "cannot open the control plane's database" in bad_url.output
+    broken = quiet / "lake" / "events" / "date=2026-03-30" / "broken.parquet"
+    broken.write_bytes(b"not parquet")
+    unreadable = tally(quiet, "check", "--at", AT)
+    assert unreadable.exit_code == 2
+    assert "cannot read the lake in" in " ".join(unreadable.output.split())

@@ -16,7 +16,7 @@ from tallystick.cli.control import ControlUrlOption, fail, opened
 from tallystick.cli.options import DEFAULT_DATA, DataOption, FormatOption
 from tallystick.cli.output import Format, render
 from tallystick.cli.quality import quality_app
-from tallystick.config import from_env
+from tallystick.config import Settings, from_env
 
 if TYPE_CHECKING:
     from tallystick.quality.alerts import AlertRun
@@ -93,6 +93,49 @@ def _print(runs: Sequence[AlertRun], fmt: Format, title: str) -> None:
     render(_rows(runs), fmt, title=title, columns=COLUMNS)
 
 
+def _evaluate(
+    settings: Settings,
+    at: dt.datetime | None,
+    stream: str | None,
+    webhook: str | None,
+    *,
+    deliver: bool,
+) -> list[AlertRun]:
+    """``quality.alerts.check``; whatever stops it exits 2, so that 1 always means "firing"."""
+    import duckdb
+
+    from tallystick.control.definitions import DefinitionError
+    from tallystick.control.store import ControlStore
+    from tallystick.quality.alerts import check as run_check
+    from tallystick.store.lake import Lake
+
+    try:
+        store = ControlStore.for_settings(settings)
+    except Exception as exc:
+        fail(
+            f"cannot open the control plane's database ({type(exc).__name__}: {exc}); check "
+            "--control-url / TALLYSTICK_CONTROL_URL",
+            2,
+        )
+    try:
+        return run_check(
+            store,
+            Lake(settings.lake_dir),
+            at=at,
+            stream=stream,
+            webhook_url=webhook,
+            deliver=deliver,
+        )
+    except KeyError:
+        fail(f"no stream {stream!r}; `tally streams list` shows the streams", 2)
+    except DefinitionError as exc:
+        fail(f"a stored definition cannot be used: {exc}", 2)
+    except (duckdb.Error, OSError) as exc:
+        fail(f"cannot read the lake in {settings.lake_dir} ({type(exc).__name__}: {exc})", 2)
+    finally:
+        store.close()
+
+
 @quality_app.command("check")
 def check(
     data: DataOption = DEFAULT_DATA,
@@ -132,8 +175,6 @@ def check(
     """Evaluate the streams' alert rules; exit 0 when all are quiet, 1 when one fires, 2 on a
     usage or configuration error. Notices (fired, resolved) go to the log and the webhook."""
     from tallystick.quality.alert_delivery import WebhookError, check_url
-    from tallystick.quality.alerts import check as run_check
-    from tallystick.store.lake import Lake
 
     settings = from_env(data=data, control_url=control_url)
     when = _time(at, "--at") if at is not None else None
@@ -149,18 +190,7 @@ def check(
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
     logger.addHandler(handler)
     try:
-        with opened(data, control_url) as store:
-            try:
-                runs = run_check(
-                    store,
-                    Lake(settings.lake_dir),
-                    at=when,
-                    stream=stream,
-                    webhook_url=url or None,
-                    deliver=not no_deliver,
-                )
-            except KeyError:
-                fail(f"no stream {stream!r}; `tally streams list` shows the streams", 2)
+        runs = _evaluate(settings, when, stream, url or None, deliver=not no_deliver)
     finally:
         logger.removeHandler(handler)
     if not runs:
