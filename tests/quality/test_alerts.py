@@ -207,7 +207,7 @@ def test_each_rule_fires_on_its_anomaly_only_and_measures_what_python_counts(
         assert run.at == g.AT
 
 
-def test_a_normal_week_is_quiet_at_every_hour_of_it(lakes: Lakes) -> None:
+def test_a_normal_week_stays_quiet_on_every_day_of_it(lakes: Lakes) -> None:
     _, lake = lakes["normal"]
     streams = g.configuration().streams
     con = connect(lake)
