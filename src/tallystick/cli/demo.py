@@ -99,12 +99,13 @@ def _build(
 ) -> None:
     from tallystick.demo.extras import invalid, undeclared
     from tallystick.demo.generator import generate as gen
+    from tallystick.demo.replay import as_sent_now
     from tallystick.demo.send import send as post
     from tallystick.store.lake import Lake
     from tallystick.store.reader import count_events
 
     started = time.monotonic()
-    events = gen(users=params["users"], days=params["days"], seed=params["seed"])
+    events = as_sent_now(gen(users=params["users"], days=params["days"], seed=params["seed"]))
     end = dt.datetime.now(dt.UTC).date()
     gaps = [
         *undeclared(end=end, days=params["days"], seed=params["seed"]),
