@@ -361,7 +361,7 @@ def test_unreliable_sources(result: Report) -> None:
             "ask": "whoever sends it: the payloads are in tally failed",
         },
     ]
-    assert "not measured" in result.section("unreliable_sources").note
+    assert "tally quality loss" in result.section("unreliable_sources").note
 
 
 def test_fields_that_look_personal(result: Report) -> None:

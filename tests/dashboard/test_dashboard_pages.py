@@ -126,7 +126,9 @@ def test_data_health_totals_are_the_api_totals(dash: Watched) -> None:
     received = sum(d["received"] for d in health["days"])
     assert received > 0
     assert page.locator("#tile-received dd").get_attribute("data-value") == str(received)
-    assert "not measured yet" in page.inner_text("#tiles")
+    bots = sum(d["bots"] for d in health["days"])
+    assert health["bot_rate"] == bots / received
+    assert "Bot rate" in page.inner_text("#tiles")
 
 
 def test_catalog_lists_every_definition(dash: Watched) -> None:

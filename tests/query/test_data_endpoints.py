@@ -15,6 +15,7 @@ from tallystick import messages
 from tallystick.collect.app import Collector
 from tallystick.config import Settings
 from tallystick.metrics.registry import default_range
+from tallystick.query.overview import NO_LOSS
 from tallystick.schema import FIELDS
 
 D = dt.date.fromisoformat
@@ -135,8 +136,10 @@ def test_health_counts_received_and_failed_events_per_day(
     assert _time(body["latest_event"]) == dt.datetime(2026, 1, 10, 8, tzinfo=dt.UTC)
     assert before <= _time(body["latest_received"]) <= after
     assert (body["spool_backlog"], body["quarantined"]) == (0, 0)
-    assert (body["loss_rate"], body["bot_rate"]) == (None, None)
-    assert body["notes"] == ["loss and bot rates are measured once data trust (issue 6) lands"]
+    assert body["loss_rate"] is None  # no event carries session.seq
+    assert body["notes"] == [NO_LOSS]
+    received = sum(d["received"] for d in body["days"])
+    assert body["bot_rate"] == sum(d["bots"] for d in body["days"]) / received
 
 
 def test_health_reports_the_spool_backlog(

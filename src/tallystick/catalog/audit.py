@@ -205,8 +205,8 @@ NO_COSTS: Final = (
     "(tally metrics run, GET /v1/metrics/NAME)."
 )
 LOSS_NOTE: Final = (
-    "Loss rate (events sent but never received) is not measured yet: it arrives with the "
-    "data-trust work (message indexes per session)."
+    "Messages sent but never received are counted per client library and version from the "
+    "per-session message index: tally quality loss (GET /v1/quality/loss, the data-health page)."
 )
 
 

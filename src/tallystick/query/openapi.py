@@ -135,6 +135,13 @@ PARAMS: Final[dict[str, Param]] = {
         {"type": "string"},
         "app.instance",
     ),
+    "include_bots": Param(
+        "bool",
+        "Count events from bots too (`agent.is_bot`); by default they are left out. Quarantined "
+        "data is left out either way.",
+        {"type": "boolean", "default": False},
+        True,
+    ),
     "actions": Param("names", "The core actions.", _NAMES, "project.commit,dataset.create"),
     "active": Param("names", "The actions that make a unit active.", _NAMES, "user.login"),
     "stickiness": Param(
@@ -572,7 +579,9 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
         "Data health",
         "Per UTC day of the range: events received (each event once, on the day its first copy "
         "arrived) and failed-event records received; failures by error code; the spool backlog. "
-        "`loss_rate` and `bot_rate` are null until data trust (issue 6) measures them.",
+        "`loss_rate`: messages lost of those expected from `session.seq` (sessions that started "
+        "in the range; null when none carries a sequence); `bot_rate`: the share of received "
+        "events flagged `agent.is_bot`.",
         "Health",
         [_date_parameter("from"), _date_parameter("to")],
     )
@@ -695,13 +704,14 @@ def _metric_operations() -> Schema:
         "example": "weekly_active_users",
     }
     grain = {**param("grain").body, "description": "Default: the definition's grain."}
+    bots_help = param("include_bots").description + " Default: the definition's, else false."
     responses: Schema = {
         "200": _ok(
             "The metric's rows, the SQL that produced them and its definition.", "MetricResult"
         ),
         "400": _error(
-            f"`{messages.INVALID_QUERY}`: a parameter is wrong or is not one of from, to and "
-            f"grain. `{messages.MALFORMED_JSON}`: the body is not JSON."
+            f"`{messages.INVALID_QUERY}`: a parameter is wrong or is not one of from, to, "
+            f"grain and include_bots. `{messages.MALFORMED_JSON}`: the body is not JSON."
         ),
         "401": _unauthorized(),
         "404": _error(f"`{messages.NOT_FOUND}`: no such metric (the message suggests a name)."),
@@ -712,6 +722,7 @@ def _metric_operations() -> Schema:
         "from": {**param("from").body, "description": param("from").description},
         "to": {**param("to").body, "description": param("to").description},
         "grain": grain,
+        "include_bots": {**param("include_bots").body, "description": bots_help},
     }
     return {
         "get": {
@@ -730,6 +741,14 @@ def _metric_operations() -> Schema:
                     "description": grain["description"],
                     "schema": {k: v for k, v in grain.items() if k != "default"},
                     "example": "week",
+                },
+                {
+                    "name": "include_bots",
+                    "in": "query",
+                    "required": False,
+                    "description": bots_help,
+                    "schema": {"type": "boolean"},
+                    "example": True,
                 },
             ],
             "responses": responses,
@@ -915,6 +934,7 @@ _HEALTH: Final[Schema] = _object(
                         "description": "stored events whose client_ts falls on this UTC day",
                     },
                     "failed": {**_INT, "description": "failed-event records received this day"},
+                    "bots": {**_INT, "description": "of received, events flagged as bots"},
                 }
             ),
             "description": "every day of the range, in order",
@@ -935,8 +955,14 @@ _HEALTH: Final[Schema] = _object(
         "latest_received": {**_MAYBE_TIME, "description": "the newest received_ts stored"},
         "spool_backlog": {**_INT, "description": "sealed spool segments waiting to be loaded"},
         "quarantined": {**_INT, "description": "spool segments the loader set aside"},
-        "loss_rate": {"type": ["number", "null"], "description": "null until data trust lands"},
-        "bot_rate": {"type": ["number", "null"], "description": "null until data trust lands"},
+        "loss_rate": {
+            "type": ["number", "null"],
+            "description": "lost / expected over the range's sessions (null: nothing expected)",
+        },
+        "bot_rate": {
+            "type": ["number", "null"],
+            "description": "bots / received over the range (null: nothing received)",
+        },
         "notes": _TEXTS,
     }
 )

@@ -11,14 +11,18 @@ from typing import Any, Final
 
 from tallystick.metrics.params import MetricError, check_field, parse_date
 from tallystick.metrics.registry import default_range
+from tallystick.quality.loss import total
+from tallystick.quality.reports import ReportQuery, loss_rows
 from tallystick.schema import FIELDS
 from tallystick.store.health import health, summary
 from tallystick.store.lake import Lake
 
 HEALTH_PARAMS: Final = ("from", "to")
+NO_LOSS: Final = (
+    "loss cannot be measured in this range: no stored event carries session.id and session.seq"
+)
 MAX_HEALTH_DAYS: Final = 3660
 """The longest range ``/v1/health`` answers (about ten years of days)."""
-NOTES: Final = ("loss and bot rates are measured once data trust (issue 6) lands",)
 
 
 def filter_fields() -> list[str]:
@@ -81,11 +85,19 @@ def health_body(
 ) -> dict[str, Any]:
     """The body of ``GET /v1/health``."""
     h = health(lake, spool_dir, date_from, date_to)
+    received = sum(d.received for d in h.days)
+    loss = total(loss_rows(lake, ReportQuery("day", date_from, date_to)))
     return {
         "from": h.date_from,
         "to": h.date_to,
         "days": [
-            {"day": d.day, "received": d.received, "occurred": d.occurred, "failed": d.failed}
+            {
+                "day": d.day,
+                "received": d.received,
+                "occurred": d.occurred,
+                "failed": d.failed,
+                "bots": d.bots,
+            }
             for d in h.days
         ],
         "failed_by_reason": [
@@ -96,7 +108,7 @@ def health_body(
         "latest_received": h.latest_received,
         "spool_backlog": h.spool_backlog,
         "quarantined": h.quarantined,
-        "loss_rate": None,
-        "bot_rate": None,
-        "notes": list(NOTES),
+        "loss_rate": loss["loss_rate"],
+        "bot_rate": sum(d.bots for d in h.days) / received if received else None,
+        "notes": [NO_LOSS] if not loss["expected"] else [],
     }

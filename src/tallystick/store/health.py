@@ -75,6 +75,8 @@ class DayCount:
     occurred: int = 0
     """Stored events (de-duplicated) whose ``client_ts`` falls on this UTC day: when they
     happened, which differs from when they arrived for imported or late-sent events."""
+    bots: int = 0
+    """Of ``received``, the events the collector flagged as bots (``agent.is_bot``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +189,9 @@ def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) ->
 
     def work(
         con: duckdb.DuckDBPyConnection,
-    ) -> tuple[_PerDay, _PerDay, _PerDay, list[Failure], Any, Any]:
+    ) -> tuple[_PerDay, _PerDay, _PerDay, _PerDay, list[Failure], Any, Any]:
         received: dict[dt.date, int] = {}
+        bots: dict[dt.date, int] = {}
         occurred: dict[dt.date, int] = {}
         latest_received = latest_event = None
         event_files = lake.files(EVENTS)
@@ -196,18 +199,24 @@ def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) ->
             # One row per (event_id, name): when its first copy arrived (the copy the events
             # view keeps), then per day of that in the range; the NULL day holds the rest.
             # The kept copy's client_ts gives the day it happened.
+            source = _files(lake, event_files)
+            described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+            columns = {str(r[0]) for r in described}
+            bot = "coalesce(bool_or(agent_is_bot), false)" if "agent_is_bot" in columns else "false"
             con.execute(
                 "CREATE TEMP TABLE stored AS SELECT min(received_ts) AS first, "
                 "max(received_ts) AS last, max(client_ts) AS latest, "
-                f"arg_min(client_ts, received_ts) AS happened FROM {_files(lake, event_files)} "
+                f"arg_min(client_ts, received_ts) AS happened, {bot} AS bot FROM {source} "
                 "GROUP BY event_id, name"
             )
             rows = con.execute(
                 "SELECT CASE WHEN first >= $lo AND first < $hi THEN CAST(first AS DATE) END, "
-                "count(*), max(last), max(latest) FROM stored GROUP BY 1",
+                "count(*), max(last), max(latest), count(*) FILTER (WHERE bot) "
+                "FROM stored GROUP BY 1",
                 {"lo": lo, "hi": hi},
             ).fetchall()
             received = {r[0]: int(r[1]) for r in rows if r[0] is not None}
+            bots = {r[0]: int(r[4]) for r in rows if r[0] is not None}
             latest_received = max((t for r in rows if (t := _utc(r[2]))), default=None)
             latest_event = max((t for r in rows if (t := _utc(r[3]))), default=None)
             occurred = {
@@ -245,15 +254,21 @@ def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) ->
                     {"lo": lo, "hi": hi},
                 ).fetchall()
             ]
-        return received, occurred, failed, reasons, latest_received, latest_event
+        return received, occurred, bots, failed, reasons, latest_received, latest_event
 
-    received, occurred, failed, reasons, latest_received, latest_event = _read(work)
+    received, occurred, bots, failed, reasons, latest_received, latest_event = _read(work)
     backlog, quarantined = spool_counts(spool_dir)
     return Health(
         date_from=date_from,
         date_to=date_to,
         days=tuple(
-            DayCount(day, received.get(day, 0), failed.get(day, 0), occurred.get(day, 0))
+            DayCount(
+                day,
+                received.get(day, 0),
+                failed.get(day, 0),
+                occurred.get(day, 0),
+                bots.get(day, 0),
+            )
             for day in _days(date_from, date_to)
         ),
         failed_by_reason=tuple(reasons),

@@ -268,7 +268,7 @@ class Lake:
         """Write events, and their rows of the delivery ledger first (``store.ledger``): a
         crash in between leaves a ledger row that the next load writes again, never an event
         the ledger does not know."""
-        written = self.write(MESSAGES, ledger_table(table), name) if table.num_rows else []
+        written = self.write(MESSAGES, ledger_table(conform(table)), name) if table.num_rows else []
         return written + self.write(EVENTS, table, name)
 
     def write_failed(self, failed: Sequence[FailedEvent], name: str) -> list[str]:

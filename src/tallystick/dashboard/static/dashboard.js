@@ -916,7 +916,7 @@
         raw: duplicates, id: "tile-duplicates",
         note: totals ? `${fmtInt(totals.duplicates_natural)} retries, ${fmtInt(totals.duplicates_synthetic)} reused ids` : "",
       }),
-      tile("Bot rate", health.bot_rate === null || health.bot_rate === undefined ? "not measured yet" : fmtPct(health.bot_rate), { note: health.bot_rate === null || health.bot_rate === undefined ? "arrives with data trust" : "" }),
+      tile("Bot rate", health.bot_rate === null || health.bot_rate === undefined ? "–" : fmtPct(health.bot_rate), { note: health.bot_rate === null || health.bot_rate === undefined ? "nothing received" : "crawlers and automation, left out of analyses" }),
     );
     const perDay = chartCard(charts, { id: "health-days", title: "Events per day", subtitle: "Received: by the UTC day the collector stored them. Happened: by the day of their client time (they differ for imported or late events). Refused: events the collector turned away, right axis." });
     if (!received && !failedTotal) {
