@@ -150,7 +150,7 @@ def test_without_dates_a_metric_runs_over_the_default_range(client: TestClient) 
         ("GET", "sample_cont", {}, 404, "not_found", "did you mean 'sample_count'?"),
         ("GET", "", {}, 404, "not_found", "name the metric: use /v1/metrics/<name>"),
         ("GET", "sample_count", {"event": "login"}, 400, "invalid_query",
-         "a catalog metric takes only from, to and grain, not event"),
+         "a catalog metric takes only from, to, grain and include_bots, not event"),
         ("POST", "sample_count", {"where": "a=b", "unit": "x"}, 400, "invalid_query",
          "not unit, where: its other parameters are in its definition (metrics/sample.yaml:"),
         ("GET", "sample_count", {"grain": "year"}, 400, "invalid_query",

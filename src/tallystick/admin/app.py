@@ -77,7 +77,14 @@ _REPORT_HEADERS: Final = (
 _LIST_HINTS: Final = {
     "`tally streams list` shows the streams": "GET /v1/admin/streams lists them",
     "`tally models list` shows the models": "GET /v1/admin/models lists them",
+    "`tally quarantine list` shows the rules": "GET /v1/admin/quarantine lists them",
+    "`tally block list` shows the blocks": "GET /v1/admin/blocks lists them",
+    "`tally block list` shows it": "GET /v1/admin/blocks lists it",
 }
+QUARANTINE_EXAMPLE: Final = '{"user": "u-123", "reason": "load-test account"}'
+BLOCK_EXAMPLE: Final = '{"network": "203.0.113.0/24", "reason": "scraper"}'
+#: what a quarantine rule is written as in a request: one of these, with its value
+QUARANTINE_KINDS: Final = ("user", "session", "ip", "where")
 
 
 @dataclass
@@ -262,6 +269,12 @@ class ControlApi:
                 "/v1/admin/models/{name}",
                 {"GET": self.get_model, "PUT": self.put_model, "DELETE": self.delete_model},
             ),
+            Route.of(
+                "/v1/admin/quarantine", {"GET": self.list_quarantine, "POST": self.add_quarantine}
+            ),
+            Route.of("/v1/admin/quarantine/{id}/lift", {"POST": self.lift_quarantine}),
+            Route.of("/v1/admin/blocks", {"GET": self.list_blocks, "POST": self.add_block}),
+            Route.of("/v1/admin/blocks/{id}", {"DELETE": self.remove_block}),
             Route.of("/v1/admin/checks", {"GET": self.list_checks}),
             Route.of("/v1/admin/audit-log", {"GET": self.audit_log}),
             Route.of("/v1/admin/config", {"GET": self.get_config}),
@@ -479,6 +492,104 @@ class ControlApi:
 
         return await self._with_store(work)
 
+    # -- quarantine and IP blocks ----------------------------------------------------------------
+
+    async def list_quarantine(self, call: Call) -> Reply:
+        everything = _flag(call.only("all").get("all", "false"), "all")
+        from tallystick.control.quarantine import list_rules
+        from tallystick.store.purge import matched_events
+
+        def work(store: ControlStore) -> Reply:
+            rules = list_rules(store, include_lifted=everything)
+            active = [r for r in rules if r.active]
+            counts = matched_events(self.lake, active) if self.lake.files(EVENTS) else {}
+            return Reply(
+                {
+                    "rules": [
+                        r.as_dict() | {"events": counts.get(r.id, 0) if r.active else None}
+                        for r in rules
+                    ]
+                }
+            )
+
+        return await self._with_store(work)
+
+    async def add_quarantine(self, call: Call) -> Reply:
+        body = await call.json(QUARANTINE_EXAMPLE)
+        kind, value = _quarantine_kind(body)
+        from tallystick.control.quarantine import add_rule
+
+        def work(store: ControlStore) -> Reply:
+            rule = add_rule(
+                store,
+                kind,
+                value,
+                reason=_optional_text(body, "reason"),
+                actor=call.who,
+                time_from=_optional_text(body, "from"),
+                time_to=_optional_text(body, "to"),
+            )
+            return Reply({"rule": rule.as_dict()}, 201)
+
+        return await self._with_store(work)
+
+    async def lift_quarantine(self, call: Call) -> Reply:
+        await _no_settings(call, "lift")
+        rule_id = _id(call, "quarantine rule")
+        from tallystick.control.quarantine import lift_rule
+
+        def work(store: ControlStore) -> Reply:
+            return Reply({"rule": lift_rule(store, rule_id, call.who).as_dict()})
+
+        return await self._with_store(work)
+
+    async def list_blocks(self, call: Call) -> Reply:
+        everything = _flag(call.only("all").get("all", "false"), "all")
+        from tallystick.control.blocks import hits, list_blocks
+
+        def work(store: ControlStore) -> Reply:
+            blocks = list_blocks(store, include_removed=True)
+            counts = hits(self.lake, blocks)
+            return Reply(
+                {
+                    "blocks": [
+                        b.as_dict()
+                        | {
+                            "requests_refused": counts[b.id].count if b.id in counts else 0,
+                            "last_hit": _iso(counts[b.id].last if b.id in counts else None),
+                        }
+                        for b in blocks
+                        if everything or b.active
+                    ]
+                }
+            )
+
+        return await self._with_store(work)
+
+    async def add_block(self, call: Call) -> Reply:
+        body = await call.json(BLOCK_EXAMPLE)
+        unknown = sorted(set(body) - {"network", "reason"})
+        if unknown:
+            raise invalid(f"unknown key {unknown[0]!r}: a block has network and reason")
+        from tallystick.control.blocks import add_block
+
+        def work(store: ControlStore) -> Reply:
+            network = _optional_text(body, "network") or ""
+            block = add_block(store, network, _optional_text(body, "reason") or "", call.who)
+            return Reply({"block": block.as_dict()}, 201)
+
+        return await self._with_store(work)
+
+    async def remove_block(self, call: Call) -> Reply:
+        call.only()
+        block_id = _id(call, "block")
+        from tallystick.control.blocks import remove_block
+
+        def work(store: ControlStore) -> Reply:
+            return Reply({"block": remove_block(store, block_id, call.who).as_dict()})
+
+        return await self._with_store(work)
+
     # -- the configuration and its audit log -----------------------------------------------------
 
     async def audit_log(self, call: Call) -> Reply:
@@ -650,6 +761,52 @@ def _engine_busy() -> Iterator[None]:
         ) from None
     except ModelError as exc:
         raise Refused(400, Problem(messages.INVALID_DEFINITION, str(exc))) from None
+
+
+def _flag(raw: str, name: str) -> bool:
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no", ""):
+        return False
+    raise invalid(f"{name} must be true or false, got {raw!r}")
+
+
+def _id(call: Call, what: str) -> int:
+    raw = call.params["id"]
+    if not raw.isdigit():
+        raise not_found(f"no {what} {raw!r}: ids are whole numbers")
+    return int(raw)
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return None if at is None else at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _optional_text(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise invalid(f"{key} must be a string, got {value!r}")
+
+
+def _quarantine_kind(body: Mapping[str, Any]) -> tuple[str, str]:
+    """The rule's kind and value: exactly one of ``user``, ``session``, ``ip``, ``where``."""
+    allowed = {*QUARANTINE_KINDS, "from", "to", "reason"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise invalid(
+            f"unknown key {unknown[0]!r}: a quarantine rule has one of "
+            f"{', '.join(QUARANTINE_KINDS)}, and reason, from, to"
+        )
+    chosen = [k for k in QUARANTINE_KINDS if body.get(k) is not None]
+    if len(chosen) != 1:
+        raise invalid(
+            "give exactly one of user, session, ip or where (FIELD=VALUE)"
+            + (f", not {' and '.join(chosen)}" if chosen else "")
+        )
+    value = _optional_text(body, chosen[0])
+    assert value is not None
+    return chosen[0], value
 
 
 def _http_hints(message: str) -> str:

@@ -199,6 +199,84 @@ _CHECK_RESULT: Final[Schema] = _object(
 )
 
 
+_QUARANTINE_RULE: Final[Schema] = _object(
+    {
+        "id": _INT,
+        "kind": {"type": "string", "enum": ["user", "session", "ip", "where"]},
+        "field": {**_TEXT, "description": "the field compared: user.id, geo.network, data.plan…"},
+        "value": {**_TEXT, "description": "the id, the network (CIDR) or the field's value"},
+        "from": {**_MAYBE_TIME, "description": "only events with client_ts from then on"},
+        "to": {**_MAYBE_TIME, "description": "only events with client_ts before then"},
+        "matches": {**_TEXT, "description": "the rule in words"},
+        "reason": _TEXT,
+        "active": {"type": "boolean", "description": "false once lifted"},
+        "created_at": _TIME,
+        "created_by": _TEXT,
+        "lifted_at": _MAYBE_TIME,
+        "lifted_by": {"type": ["string", "null"]},
+        "purged_at": {
+            **_MAYBE_TIME,
+            "description": "when `tally purge` last deleted what it matched from the lake",
+        },
+        "events": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": "events the rule matches in the lake now (null once lifted)",
+        },
+    },
+    [
+        "id",
+        "kind",
+        "field",
+        "value",
+        "from",
+        "to",
+        "matches",
+        "reason",
+        "active",
+        "created_at",
+        "created_by",
+        "lifted_at",
+        "lifted_by",
+        "purged_at",
+    ],
+)
+_NEW_QUARANTINE: Final[Schema] = {
+    "type": "object",
+    "properties": {
+        "user": {**_TEXT, "description": "a user.id"},
+        "session": {**_TEXT, "description": "a session.id"},
+        "ip": {
+            **_TEXT,
+            "description": "a network in CIDR notation, /24 or wider (IPv4), /48 or wider "
+            "(IPv6): the lake keeps clients' networks, never addresses",
+        },
+        "where": {**_TEXT, "description": "FIELD=VALUE, such as app.version=1.4.2"},
+        "from": {**_TEXT, "description": "a date or time (client_ts); a date is its midnight, UTC"},
+        "to": {**_TEXT, "description": "a date (up to the end of that day, UTC) or a time"},
+        "reason": {**_TEXT, "minLength": 1, "maxLength": 500},
+    },
+    "required": ["reason"],
+    "oneOf": [{"required": [k]} for k in ("user", "session", "ip", "where")],
+    "additionalProperties": False,
+}
+_BLOCK: Final[Schema] = _object(
+    {
+        "id": _INT,
+        "network": {**_TEXT, "description": "CIDR, normalised"},
+        "reason": _TEXT,
+        "active": {"type": "boolean", "description": "false once removed"},
+        "created_at": _TIME,
+        "created_by": _TEXT,
+        "removed_at": _MAYBE_TIME,
+        "removed_by": {"type": ["string", "null"]},
+        "requests_refused": {**_INT, "description": "requests the block refused (lake counts)"},
+        "last_hit": _MAYBE_TIME,
+    },
+    ["id", "network", "reason", "active", "created_at", "created_by", "removed_at", "removed_by"],
+)
+
+
 def _with(definition: dict[str, Schema], extra: dict[str, Schema], required: list[str]) -> Schema:
     return _object({**copy.deepcopy(definition), **extra}, required)
 
@@ -226,6 +304,13 @@ def schemas() -> dict[str, Schema]:
             {"unrouted_stream": _NAME, "streams": {"type": "array", "items": _ref("Stream")}}
         ),
         "StreamChanged": _object({"stream": _ref("Stream"), "changes": changes}),
+        "QuarantineRule": copy.deepcopy(_QUARANTINE_RULE),
+        "QuarantineRules": _object({"rules": {"type": "array", "items": _ref("QuarantineRule")}}),
+        "QuarantineRuleChanged": _object({"rule": _ref("QuarantineRule")}),
+        "NewQuarantineRule": copy.deepcopy(_NEW_QUARANTINE),
+        "Block": copy.deepcopy(_BLOCK),
+        "Blocks": _object({"blocks": {"type": "array", "items": _ref("Block")}}),
+        "BlockChanged": _object({"block": _ref("Block")}),
         "ModelDefinition": _object(
             copy.deepcopy(_MODEL_DEFINITION), ["name", "stream", "fields"], closed=False
         ),
@@ -397,6 +482,16 @@ def _name(what: str) -> Schema:
         "required": True,
         "description": f"The {what}'s name.",
         "schema": _NAME,
+    }
+
+
+def _id(what: str) -> Schema:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": f"The {what}'s id.",
+        "schema": {"type": "integer", "minimum": 1},
     }
 
 
@@ -682,6 +777,93 @@ def paths() -> dict[str, Schema]:
                 _json({"type": "object"}, "The results."),
                 write=True,
                 errors={"404": _NOT_FOUND},
+            ),
+        },
+        "/v1/admin/quarantine": {
+            "get": _operation(
+                "list_quarantine",
+                "admin",
+                "Quarantine rules",
+                "The rules in force (every one with `all=true`), oldest first, each with the "
+                "events it matches in the lake now. Analyses leave those events out.",
+                _json(_ref("QuarantineRules"), "The rules."),
+                parameters=[_query("all", "Include lifted rules.", {"type": "boolean"})],
+                errors={"400": f"`{messages.INVALID_QUERY}`: a parameter is wrong."},
+            ),
+            "post": _operation(
+                "add_quarantine",
+                "admin",
+                "Quarantine data",
+                "Leave out of every analysis the events of a user, a session, a network or "
+                "with a field's value (optionally only with client_ts in `from`..`to`), as "
+                "`tally quarantine add`. Applies from the next analysis; reversible (lift). "
+                "Refused (409) when the same rule is in force.",
+                _json(_ref("QuarantineRuleChanged"), "The rule."),
+                write=True,
+                body=_body(
+                    _ref("NewQuarantineRule"),
+                    {"user": "u-123", "reason": "load-test account", "from": "2026-03-01"},
+                    creates=True,
+                ),
+                errors={
+                    "400": _INVALID + " A network narrower than /24 (/48) is refused: the lake "
+                    "keeps clients' networks, never addresses.",
+                    "409": _CONFLICT,
+                },
+            ),
+        },
+        "/v1/admin/quarantine/{id}/lift": {
+            "parameters": [_id("quarantine rule")],
+            "post": _operation(
+                "lift_quarantine",
+                "admin",
+                "Lift a quarantine rule",
+                "No body. Its events count again from the next analysis, except what "
+                "`tally purge` deleted; the rule stays listed (`all=true`).",
+                _json(_ref("QuarantineRuleChanged"), "The rule, lifted."),
+                write=True,
+                errors={"404": _NOT_FOUND, "409": f"`{messages.CONFLICT}`: lifted already."},
+            ),
+        },
+        "/v1/admin/blocks": {
+            "get": _operation(
+                "list_blocks",
+                "admin",
+                "Blocked IP ranges",
+                "The blocks in force (every one with `all=true`), with the requests each "
+                "refused and the time of the last one, as `tally block list`.",
+                _json(_ref("Blocks"), "The blocks."),
+                parameters=[_query("all", "Include removed blocks.", {"type": "boolean"})],
+                errors={"400": f"`{messages.INVALID_QUERY}`: a parameter is wrong."},
+            ),
+            "post": _operation(
+                "add_block",
+                "admin",
+                "Block an IP range",
+                "The collector answers requests from the network with 403 and counts them; "
+                "running collectors apply it within `control_poll_seconds`. Refused (409) when "
+                "the network is blocked already.",
+                _json(_ref("BlockChanged"), "The block."),
+                write=True,
+                body=_body(
+                    _object({"network": _TEXT, "reason": {**_TEXT, "minLength": 1}}),
+                    {"network": "203.0.113.0/24", "reason": "scraper"},
+                    creates=True,
+                ),
+                errors={"400": _INVALID, "409": _CONFLICT},
+            ),
+        },
+        "/v1/admin/blocks/{id}": {
+            "parameters": [_id("block")],
+            "delete": _operation(
+                "remove_block",
+                "admin",
+                "Remove an IP block",
+                "Collectors take requests from the network again; the block stays listed "
+                "(`all=true`) with its counts.",
+                _json(_ref("BlockChanged"), "The block, removed."),
+                write=True,
+                errors={"404": _NOT_FOUND, "409": f"`{messages.CONFLICT}`: removed already."},
             ),
         },
         "/v1/admin/checks": {

@@ -24,6 +24,7 @@ from tallystick.cli import (
 from tallystick.cli import blocks as blocks_cmd
 from tallystick.cli import models as models_cmd
 from tallystick.cli import quality_alerts as quality_alerts
+from tallystick.cli import quarantine as quarantine_cmd
 from tallystick.config import ConfigError
 
 app = typer.Typer(
@@ -67,6 +68,7 @@ config_cmd.register(app)
 models_cmd.register(app)
 quality.register(app)
 blocks_cmd.register(app)
+quarantine_cmd.register(app)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from tallystick.cli.metrics import (
     EngineOption,
     EngineUrlOption,
     FromOption,
+    IncludeBotsOption,
     ShowSqlOption,
     ToOption,
     _fail,
@@ -293,6 +294,7 @@ def run(
     ] = None,
     date_from: FromOption = None,
     date_to: ToOption = None,
+    include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -313,6 +315,7 @@ def run(
             grain=grain,
             date_from=None if date_from is None else parse_date(date_from, "--from"),
             date_to=None if date_to is None else parse_date(date_to, "--to"),
+            include_bots=include_bots or None,
         )
         lake_engine = open_engine(data, str(engine), engine_url)
         with _spinner(err, f"running {metric.name} on {engine}…"), _runs(data, config_dir) as runs:
@@ -365,6 +368,7 @@ def materialize(
 ) -> None:
     """Write weekly and monthly results of catalog metrics to DATA/lake/metrics/ as Parquet,
     recomputing only the periods whose events changed."""
+    from tallystick.control.quarantine import ActiveRules, RulesUnavailable
     from tallystick.metrics.engines import DuckDBEngine
     from tallystick.metrics.materialize import execute, plan_all, select
     from tallystick.metrics.params import MetricError, parse_date
@@ -390,7 +394,12 @@ def materialize(
             "`tally import` wrote (--data DIR or TALLYSTICK_DATA)"
         )
     lake = Lake(settings.lake_dir)
-    plans = plan_all(lake, metrics, full=full, since=start)
+    quarantine = ActiveRules(settings)
+    try:
+        rules = quarantine.rules()
+    except RulesUnavailable as exc:
+        raise _fail(str(exc)) from None
+    plans = plan_all(lake, metrics, full=full, since=start, rules=rules)
     total = sum(len(p.todo) for p in plans)
     if total == 0:
         periods = sum(len(p.periods) for p in plans)
@@ -402,7 +411,7 @@ def materialize(
     reports = []
     try:
         with progress_display(err) as progress:
-            session = DuckDBEngine(lake)
+            session = DuckDBEngine(lake, quarantine=quarantine)
             task = progress.add_task("materialising", total=total)
             for plan in plans:
                 progress.update(task, description=_describe(plan))

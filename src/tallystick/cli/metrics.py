@@ -82,6 +82,13 @@ BreakdownOption = Annotated[
         "--breakdown", metavar="FIELD", help="Split the results by this field.", show_default=False
     ),
 ]
+IncludeBotsOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-bots",
+        help="Count events from bots too (agent.is_bot); by default they are left out.",
+    ),
+]
 ShowSqlOption = Annotated[
     bool, typer.Option("--show-sql", help="Print the SQL that ran to stderr.")
 ]
@@ -133,6 +140,7 @@ def core(
     unit: UnitOption = None,
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
+    include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -159,6 +167,7 @@ def active(
     unit: UnitOption = None,
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
+    include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -178,6 +187,7 @@ def count(
     unit: UnitOption = None,
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
+    include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -202,6 +212,7 @@ def ratio(
     unit: UnitOption = None,
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
+    include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -225,6 +236,7 @@ def percentile(
     unit: UnitOption = None,
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
+    include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -255,6 +267,7 @@ def funnel(
     unit: UnitOption = None,
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
+    include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -290,6 +303,7 @@ def retention(
     unit: UnitOption = None,
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
+    include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,

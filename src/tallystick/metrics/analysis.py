@@ -12,12 +12,15 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from sqlglot import exp
 
 from tallystick.metrics.engines import Engine
 from tallystick.metrics.params import Scope
+
+if TYPE_CHECKING:
+    from tallystick.control.quarantine import Rule
 
 Row: TypeAlias = dict[str, Any]
 
@@ -51,11 +54,20 @@ class Analysis(ABC):
     def shape(self, rows: list[Row]) -> list[Row]:
         """The documented result rows from the rows the SQL returned."""
 
-    def run(self, engine: Engine) -> Outcome:
+    def run(self, engine: Engine, rules: tuple[Rule, ...] | None = None) -> Outcome:
+        """Run on ``engine``, leaving out bots (unless the scope includes them) and what the
+        quarantine ``rules`` match (default: the engine's rules in force now)."""
+        from tallystick.metrics.exclusion import Exclusion, apply
+
+        if rules is None:
+            quarantine = getattr(engine, "quarantine", None)
+            rules = quarantine.rules() if quarantine is not None else ()
         # Build over a placeholder and put the engine's source (which may list hundreds of
         # files) in at the end: sqlglot's builders copy the tree at each step.
         tree = self.build(exp.to_table(_PLACEHOLDER))
-        source = engine.source(*self.read_window())
+        source = apply(
+            engine.source(*self.read_window()), Exclusion(self.scope.include_bots, rules)
+        )
         for table in list(tree.find_all(exp.Table)):
             if table.name == _PLACEHOLDER and not table.args.get("db"):
                 table.replace(source.copy())

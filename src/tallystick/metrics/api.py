@@ -35,6 +35,8 @@ from tallystick.store.lake import Lake
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tallystick.control.quarantine import Rule
+
 __all__ = [
     "EngineChoice",
     "QueryFailed",
@@ -71,14 +73,19 @@ class QueryFailed(MetricError):
 def open_engine(
     data: str | Path | None = None, engine: str = "duckdb", engine_url: str | None = None
 ) -> Engine:
-    """The engine ``engine`` over the lake of data directory ``data`` (or at ``engine_url``)."""
+    """The engine ``engine`` over the lake of data directory ``data`` (or at ``engine_url``),
+    leaving out what the data directory's control plane quarantines."""
     settings = from_env(data=data)
     if not engine_url and not settings.data.is_dir():
         raise MetricError(
             f"no data directory at {settings.data}: pass the directory `tally serve` or "
             "`tally import` wrote (--data DIR, data=..., or TALLYSTICK_DATA)"
         )
-    return make_engine(Lake(settings.lake_dir), engine, engine_url)
+    from tallystick.control.quarantine import ActiveRules
+
+    return make_engine(
+        Lake(settings.lake_dir), engine, engine_url, quarantine=ActiveRules(settings)
+    )
 
 
 def _engine_reason(exc: Exception) -> str | None:
@@ -96,17 +103,24 @@ def _is_io_error(exc: Exception) -> bool:
     return type(exc).__name__ == "IOException" and type(exc).__module__.endswith("duckdb")
 
 
-def run(analysis: Analysis, engine: Engine) -> Outcome:
+def run(analysis: Analysis, engine: Engine, rules: tuple[Rule, ...] | None = None) -> Outcome:
     """Run ``analysis`` on ``engine``; an engine's error becomes :class:`QueryFailed`.
 
-    A DuckDB read that failed because compaction replaced a file is tried again (the files
-    are listed anew each time).
+    Bots are left out unless the analysis includes them, and so is what the quarantine
+    ``rules`` match (default: the engine's rules in force; rules that cannot be read are a
+    :class:`QueryFailed` too: nothing is counted that may be quarantined). A DuckDB read that
+    failed because compaction replaced a file is tried again (the files are listed anew each
+    time).
     """
+    from tallystick.control.quarantine import RulesUnavailable
+
     for attempt in range(_IO_RETRIES):
         try:
-            return analysis.run(engine)
+            return analysis.run(engine, rules)
         except MetricError:
             raise
+        except RulesUnavailable as exc:
+            raise QueryFailed(str(exc)) from exc
         except Exception as exc:
             if _is_io_error(exc) and attempt < _IO_RETRIES - 1:
                 time.sleep(0.05 * (attempt + 1))
@@ -166,6 +180,7 @@ def core(
     unit: str = DEFAULT_UNIT,
     where: Where | None = None,
     breakdown: str | None = None,
+    include_bots: bool = False,
     data: str | Path | None = None,
     engine: EngineChoice = "duckdb",
     engine_url: str | None = None,
@@ -184,6 +199,7 @@ def core(
         unit: the field that identifies what is counted (default ``user.id``).
         where: filters, e.g. ``["app.environment=prod", ("data.plan", "in", ["a", "b"])]``.
         breakdown: a field to split the results by.
+        include_bots: count events from bots too (``agent.is_bot``; left out by default).
         data: the data directory (default ``TALLYSTICK_DATA`` or ``./tally-data``).
         engine: ``duckdb`` or ``clickhouse``; engine_url: a ClickHouse server's URL.
     """
@@ -200,6 +216,7 @@ def active(
     unit: str = DEFAULT_UNIT,
     where: Where | None = None,
     breakdown: str | None = None,
+    include_bots: bool = False,
     data: str | Path | None = None,
     engine: EngineChoice = "duckdb",
     engine_url: str | None = None,
@@ -221,6 +238,7 @@ def stickiness(
     unit: str = DEFAULT_UNIT,
     where: Where | None = None,
     breakdown: str | None = None,
+    include_bots: bool = False,
     data: str | Path | None = None,
     engine: EngineChoice = "duckdb",
     engine_url: str | None = None,
@@ -243,6 +261,7 @@ def count(
     unit: str = DEFAULT_UNIT,
     where: Where | None = None,
     breakdown: str | None = None,
+    include_bots: bool = False,
     data: str | Path | None = None,
     engine: EngineChoice = "duckdb",
     engine_url: str | None = None,
@@ -265,6 +284,7 @@ def ratio(
     unit: str = DEFAULT_UNIT,
     where: Where | None = None,
     breakdown: str | None = None,
+    include_bots: bool = False,
     data: str | Path | None = None,
     engine: EngineChoice = "duckdb",
     engine_url: str | None = None,
@@ -288,6 +308,7 @@ def percentile(
     grain: str = "week",
     where: Where | None = None,
     breakdown: str | None = None,
+    include_bots: bool = False,
     data: str | Path | None = None,
     engine: EngineChoice = "duckdb",
     engine_url: str | None = None,
@@ -311,6 +332,7 @@ def funnel(
     unit: str = DEFAULT_UNIT,
     where: Where | None = None,
     breakdown: str | None = None,
+    include_bots: bool = False,
     data: str | Path | None = None,
     engine: EngineChoice = "duckdb",
     engine_url: str | None = None,
@@ -337,6 +359,7 @@ def retention(
     unit: str = DEFAULT_UNIT,
     where: Where | None = None,
     breakdown: str | None = None,
+    include_bots: bool = False,
     data: str | Path | None = None,
     engine: EngineChoice = "duckdb",
     engine_url: str | None = None,

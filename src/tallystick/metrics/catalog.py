@@ -229,14 +229,18 @@ class MetricDef:
         grain: str | None = None,
         date_from: Any = None,
         date_to: Any = None,
+        include_bots: bool | None = None,
     ) -> dict[str, Any]:
-        """Registry parameters: the definition's, its grain (or ``grain``) and the dates."""
+        """Registry parameters: the definition's, its grain (or ``grain``), the dates and
+        (when given) ``include_bots``."""
         out: dict[str, Any] = {k: _plain(v) for k, v in self.params.items()}
         out["grain"] = grain or self.grain
         if date_from is not None:
             out["from"] = date_from
         if date_to is not None:
             out["to"] = date_to
+        if include_bots is not None:
+            out["include_bots"] = include_bots
         return out
 
     def build(
@@ -246,11 +250,15 @@ class MetricDef:
         date_from: Any = None,
         date_to: Any = None,
         today: Any = None,
+        include_bots: bool | None = None,
     ) -> Analysis:
-        """The analysis this metric runs (defaults: its grain, the registry's date range)."""
+        """The analysis this metric runs (defaults: its grain, the registry's date range, and
+        the definition's ``include_bots``, else bots left out)."""
         return registry.build(
             self.type,
-            self.parameters(grain=grain, date_from=date_from, date_to=date_to),
+            self.parameters(
+                grain=grain, date_from=date_from, date_to=date_to, include_bots=include_bots
+            ),
             today=today,
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
@@ -15,7 +15,11 @@ from sqlglot import exp
 
 from tallystick.metrics.params import MetricError
 from tallystick.metrics.sql import EngineName, render
+from tallystick.schema import FIELDS
 from tallystick.store.lake import EVENT_SCHEMA, Lake
+
+if TYPE_CHECKING:
+    from tallystick.control.quarantine import Rule
 
 CLICKHOUSE_SETTINGS: Final = {
     "session_timezone": "UTC",
@@ -44,6 +48,39 @@ _SQL_TYPES: Final[dict[str, dict[pa.DataType, str]]] = {
         pa.float64(): "Nullable(Float64)",
     },
 }
+_LATE_COLUMNS: Final = frozenset([f.column for f in FIELDS if f.origin == "server"] + ["stream"])
+"""Columns added to the lake after its first version (the stream of a copy; what the collector
+and the loader derive): files written before lack them, and engines read them as NULL there."""
+
+
+def _clickhouse_type(field: pa.Field) -> str:
+    """The type chDB reads a lake column as (what it infers from a file that has it)."""
+    if pa.types.is_map(field.type):
+        return "Map(String, Nullable(String))"
+    nullable = _SQL_TYPES["clickhouse"][field.type]
+    return nullable if field.nullable else nullable.removeprefix("Nullable(")[:-1]
+
+
+_CLICKHOUSE_STRUCTURE: Final = ", ".join(f"{f.name} {_clickhouse_type(f)}" for f in EVENT_SCHEMA)
+"""The structure chDB reads the lake's files with: every column, those a file lacks as NULL."""
+
+
+def _with_late_columns(scan: exp.Expr) -> exp.Expr:
+    """DuckDB: ``scan``, plus the late columns as NULL when none of its files has them (with
+    ``union_by_name`` a column that some file has is NULL in the others already; the empty
+    side costs nothing: DuckDB drops it and pushes projections and filters into the scan)."""
+    types = _SQL_TYPES["duckdb"]
+    cols = ", ".join(
+        f"CAST(NULL AS {types[f.type]}) AS {f.name}"
+        for f in EVENT_SCHEMA
+        if f.name in _LATE_COLUMNS
+    )
+    empty = sqlglot.parse_one(f"SELECT {cols} WHERE 1 = 0", read="duckdb")
+    assert isinstance(empty, exp.Select)
+    union = exp.Union(
+        this=exp.select("*").from_(scan), expression=empty, distinct=False, by_name=True
+    )
+    return exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier("lake")))
 
 
 def _empty_source(engine: EngineName) -> exp.Expr:
@@ -57,10 +94,19 @@ def _empty_source(engine: EngineName) -> exp.Expr:
     return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("lake")))
 
 
+class Quarantine(Protocol):
+    """Where an engine finds the quarantine rules in force (``control.quarantine.ActiveRules``)."""
+
+    def rules(self) -> tuple[Rule, ...]: ...
+
+
 class Engine(Protocol):
-    """Where analyses run. ``source`` is the lake's events dated in a range (None: unbounded)."""
+    """Where analyses run. ``source`` is the lake's events dated in a range (None: unbounded),
+    every column present (NULL where an older file lacks it); ``quarantine`` says what is
+    quarantined (None: nothing)."""
 
     name: EngineName
+    quarantine: Quarantine | None
 
     def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr: ...
 
@@ -84,9 +130,12 @@ class DuckDBEngine:
 
     name: EngineName = "duckdb"
 
-    def __init__(self, lake: Lake, *, threads: int | None = None) -> None:
+    def __init__(
+        self, lake: Lake, *, threads: int | None = None, quarantine: Quarantine | None = None
+    ) -> None:
         self.lake = lake
         self.threads = threads
+        self.quarantine = quarantine
 
     def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr:
         files = [p for paths in _files(self.lake, day_from, day_to).values() for p in paths]
@@ -97,7 +146,8 @@ class DuckDBEngine:
             exp.EQ(this=exp.column(key), expression=exp.Boolean(this=value))
             for key, value in (("union_by_name", True), ("hive_partitioning", False))
         ]
-        return exp.Table(this=exp.Anonymous(this="read_parquet", expressions=[listed, *options]))
+        scan = exp.Table(this=exp.Anonymous(this="read_parquet", expressions=[listed, *options]))
+        return _with_late_columns(scan)
 
     def run(self, tree: exp.Expr) -> tuple[pa.Table, str]:
         """Run ``tree``. A file replaced by compaction mid-read raises ``duckdb.IOException``;
@@ -146,8 +196,9 @@ class ChDBEngine:
 
     name: EngineName = "clickhouse"
 
-    def __init__(self, lake: Lake) -> None:
+    def __init__(self, lake: Lake, *, quarantine: Quarantine | None = None) -> None:
         self.lake = lake
+        self.quarantine = quarantine
 
     def source(self, day_from: dt.date | None, day_to: dt.date | None) -> exp.Expr:
         days = _files(self.lake, day_from, day_to)
@@ -157,9 +208,11 @@ class ChDBEngine:
         names = [f"date={d.isoformat()}" for d in days]
         folder = names[0] if len(names) == 1 else "{" + ",".join(names) + "}"
         pattern = f"{root}/{folder}/*.parquet"
+        structure = exp.Literal.string(_CLICKHOUSE_STRUCTURE)
         return exp.Table(
             this=exp.Anonymous(
-                this="file", expressions=[exp.Literal.string(pattern), exp.var("Parquet")]
+                this="file",
+                expressions=[exp.Literal.string(pattern), exp.var("Parquet"), structure],
             )
         )
 
@@ -184,12 +237,14 @@ class ClickHouseServerEngine:
 
     ``url`` is ``clickhouse://user:password@host:8123/database?table=events``; the table must
     hold the lake's columns (load it with ``INSERT INTO events SELECT * FROM s3(...)`` or
-    ``clickhouse-client`` from the Parquet files).
+    ``clickhouse-client`` from the Parquet files), ``agent_is_bot`` and ``geo_network``
+    included: analyses leave out bots and quarantined data there too.
     """
 
     name: EngineName = "clickhouse"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, quarantine: Quarantine | None = None) -> None:
+        self.quarantine = quarantine
         parts = urlsplit(url)
         if parts.scheme not in ("clickhouse", "clickhouses", "http", "https"):
             raise MetricError(
@@ -231,12 +286,21 @@ class ClickHouseServerEngine:
         return table, sql
 
 
-def make_engine(lake: Lake, engine: str = "duckdb", url: str | None = None) -> Engine:
-    """The engine named ``engine`` (``duckdb`` or ``clickhouse``; with ``url``, a server)."""
+def make_engine(
+    lake: Lake,
+    engine: str = "duckdb",
+    url: str | None = None,
+    *,
+    quarantine: Quarantine | None = None,
+) -> Engine:
+    """The engine named ``engine`` (``duckdb`` or ``clickhouse``; with ``url``, a server),
+    leaving out what ``quarantine`` says is quarantined."""
     if engine == "duckdb":
         if url:
             raise MetricError("--engine-url is for --engine clickhouse; DuckDB reads the lake")
-        return DuckDBEngine(lake)
+        return DuckDBEngine(lake, quarantine=quarantine)
     if engine == "clickhouse":
-        return ClickHouseServerEngine(url) if url else ChDBEngine(lake)
+        if url:
+            return ClickHouseServerEngine(url, quarantine=quarantine)
+        return ChDBEngine(lake, quarantine=quarantine)
     raise MetricError(f"unknown engine {engine!r}: use duckdb or clickhouse")

@@ -20,8 +20,10 @@ whole history; a retention cohort's range runs to the end of its last followed p
 cohorts of one run are computed by one analysis, which gives each the same row.)
 
 Incremental: a period is computed again only when its *input fingerprint* changes: a hash of the
-definition (type and parameters), the grain, the analysis range and every lake event file (path,
-size, modification time) in the dates the analysis reads (``Analysis.read_window``). Editing a
+definition (type and parameters), the grain, the analysis range, every lake event file (path,
+size, modification time) in the dates the analysis reads (``Analysis.read_window``) and the
+quarantine rules in force (results leave out quarantined data, as every analysis does: adding or
+lifting a rule recomputes every period). Editing a
 definition recomputes every period and drops the results computed with the old one. The results
 file and the state file are written atomically (temporary file, fsync, rename), results first, so
 an interrupted run only leaves periods to recompute.
@@ -50,7 +52,7 @@ from tallystick.store.durable import replace_durably
 from tallystick.store.lake import Lake
 
 if TYPE_CHECKING:
-    pass
+    from tallystick.control.quarantine import Rule
 
 FORMAT: Final = 1
 """Version of the layout and of the computation; a new one recomputes everything."""
@@ -153,6 +155,8 @@ class Plan:
     reset: bool
     """Whether earlier results are dropped (a new definition, or no usable earlier state)."""
     kind: Kind = "period"
+    rules: tuple[Rule, ...] = ()
+    """The quarantine rules the periods are computed with (part of each fingerprint)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +181,20 @@ def _period_range(
 
 
 def _fingerprint(
-    metric: MetricDef, grain: Grain, lo: dt.date, hi: dt.date, files: list[tuple[str, int, int]]
+    metric: MetricDef,
+    grain: Grain,
+    lo: dt.date,
+    hi: dt.date,
+    files: list[tuple[str, int, int]],
+    rules: Sequence[Rule] = (),
 ) -> str:
-    text = json.dumps(
-        [FORMAT, metric.definition_hash(), grain, lo.isoformat(), hi.isoformat(), files],
-        separators=(",", ":"),
-    )
+    from tallystick.control.quarantine import rules_key
+
+    items: list[Any] = [FORMAT, metric.definition_hash(), grain, lo.isoformat(), hi.isoformat()]
+    items.append(files)
+    if rules:  # without rules, fingerprints stay those of earlier versions
+        items.append(repr(rules_key(rules)))
+    text = json.dumps(items, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -207,13 +219,15 @@ def plan(
     inputs: Inputs | None = None,
     full: bool = False,
     since: dt.date | None = None,
+    rules: tuple[Rule, ...] = (),
 ) -> Plan:
-    """The periods of ``metric`` at ``grain`` and which of them need computing."""
+    """The periods of ``metric`` at ``grain`` and which of them need computing, with the
+    quarantine ``rules`` in force."""
     inputs = inputs or Inputs(lake)
     path = results_path(metric.name, grain)
     first, last = inputs.first, inputs.last
     if first is None or last is None:
-        return Plan(metric, grain, path, (), (), False, kind_of(metric.build(grain=grain)))
+        return Plan(metric, grain, path, (), (), False, kind_of(metric.build(grain=grain)), rules)
     probe = metric.build(grain=grain, date_from=first, date_to=last)
     kind = kind_of(probe)
     followed = int(getattr(probe, "periods", 0))
@@ -223,7 +237,8 @@ def plan(
         lo, hi = _period_range(p, grain, kind, followed, first, last)
         analysis = metric.build(grain=grain, date_from=lo, date_to=hi)
         files = inputs.files(*analysis.read_window())
-        periods.append(Period(p, lo, hi, _fingerprint(metric, grain, lo, hi, files), len(files)))
+        fingerprint = _fingerprint(metric, grain, lo, hi, files, rules)
+        periods.append(Period(p, lo, hi, fingerprint, len(files)))
     state = read_state(lake, metric.name, grain)
     usable = (
         state is not None
@@ -242,7 +257,7 @@ def plan(
             if not isinstance(done.get(p.start.isoformat()), dict)
             or done[p.start.isoformat()].get("fingerprint") != p.fingerprint
         ]
-    return Plan(metric, grain, path, tuple(periods), tuple(todo), not usable, kind)
+    return Plan(metric, grain, path, tuple(periods), tuple(todo), not usable, kind, rules)
 
 
 def _stamp(plan: Plan, period: dt.date, rows: list[Row], computed_at: dt.datetime) -> list[Row]:
@@ -281,7 +296,8 @@ def compute(
             date_from=min(p.date_from for p in periods),
             date_to=max(p.date_to for p in periods),
         )
-        rows = run(analysis, engine).rows  # engine errors as QueryFailed, retried after compaction
+        # engine errors as QueryFailed, retried after compaction
+        rows = run(analysis, engine, plan.rules).rows
         for period in periods:
             cohort = [r for r in rows if r["cohort"] == period.start]
             out += _stamp(plan, period.start, cohort, computed_at)
@@ -290,7 +306,7 @@ def compute(
         return out
     for period in periods:
         analysis = metric.build(grain=grain, date_from=period.date_from, date_to=period.date_to)
-        rows = run(analysis, engine).rows
+        rows = run(analysis, engine, plan.rules).rows
         if plan.kind == "period":
             rows = [r for r in rows if r["period"] == period.start]
         out += _stamp(plan, period.start, rows, computed_at)
@@ -404,11 +420,13 @@ def plan_all(
     *,
     full: bool = False,
     since: dt.date | None = None,
+    rules: tuple[Rule, ...] = (),
 ) -> list[Plan]:
-    """The plans of every metric at each of its grains, from one snapshot of the lake."""
+    """The plans of every metric at each of its grains, from one snapshot of the lake (and of
+    the quarantine ``rules``)."""
     inputs = Inputs(lake)
     return [
-        plan(lake, m, g, inputs=inputs, full=full, since=since)
+        plan(lake, m, g, inputs=inputs, full=full, since=since, rules=rules)
         for m in metrics
         for g in grains_for(m)
     ]
@@ -423,7 +441,9 @@ def materialize(
     engine: Engine | None = None,
     now: dt.datetime | None = None,
 ) -> list[Report]:
-    """Materialise ``metrics`` (every grain of each); see the module docstring."""
-    plans = plan_all(lake, metrics, full=full, since=since)
+    """Materialise ``metrics`` (every grain of each) with ``engine``'s quarantine rules; see the
+    module docstring."""
     engine = engine or DuckDBEngine(lake)
+    rules = engine.quarantine.rules() if engine.quarantine is not None else ()
+    plans = plan_all(lake, metrics, full=full, since=since, rules=rules)
     return [execute(lake, p, engine, now=now) for p in plans]

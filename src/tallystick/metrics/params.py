@@ -202,13 +202,15 @@ def percentile_key(p: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """What every analysis is restricted to: dates (inclusive, UTC), filters, unit, breakdown."""
+    """What every analysis is restricted to: dates (inclusive, UTC), filters, unit, breakdown;
+    bots (``agent.is_bot``) are left out unless ``include_bots``."""
 
     date_from: dt.date
     date_to: dt.date
     unit: str = DEFAULT_UNIT
     where: tuple[Filter, ...] = field(default_factory=tuple)
     breakdown: str | None = None
+    include_bots: bool = False
 
     def __post_init__(self) -> None:
         if self.date_to < self.date_from:

@@ -11,6 +11,7 @@ grain          ``day``, ``week`` or ``month`` (default ``week``)
 unit           what is counted (default ``user.id``; ``event`` for ratio only)
 where          list of filters ``FIELD=VALUE``, ``FIELD!=VALUE``, ``FIELD in A,B``
 breakdown      a field to split results by
+include_bots   count events from bots too (bool; default false: they are left out)
 actions        core: the core actions (list or ``a,b``)
 active         core/active: the actions that make a unit active (list or ``a,b``)
 stickiness     active: report average DAU / MAU per month instead (bool)
@@ -62,7 +63,7 @@ ANALYSES: Final[dict[str, tuple[str, str]]] = {
     "retention": ("retention", "Retention"),
 }
 
-COMMON: Final = ("from", "to", "grain", "unit", "where", "breakdown")
+COMMON: Final = ("from", "to", "grain", "unit", "where", "breakdown", "include_bots")
 #: the parameters of each analysis besides COMMON (required ones first)
 SPECIFIC: Final[dict[str, tuple[str, ...]]] = {
     "core": ("actions", "active"),
@@ -182,6 +183,7 @@ def build(name: str, params: Mapping[str, Any], *, today: dt.date | None = None)
         unit=str(p.get("unit", DEFAULT_UNIT)),
         where=as_filters(_where(p.get("where", ()))),
         breakdown=p.get("breakdown") or None,
+        include_bots=_bool(p.get("include_bots", False), "include_bots"),
     )
     grain = check_grain(str(p.get("grain", "week")))
     kwargs: dict[str, Any] = {"scope": scope}

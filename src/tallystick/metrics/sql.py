@@ -10,6 +10,7 @@ read only the named events dated inside the read window, collapse copies of an e
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
@@ -53,6 +54,20 @@ class TimestampValue(exp.Expression, exp.Func):
     """A UTC timestamp literal at midnight of a date (``this``: ``YYYY-MM-DD``)."""
 
     arg_types: ClassVar[dict[str, Any]] = {"this": True}
+
+
+class InstantValue(exp.Expression, exp.Func):
+    """A UTC timestamp literal (``this``: ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+
+    arg_types: ClassVar[dict[str, Any]] = {"this": True}
+
+
+class InNetwork(exp.Expression, exp.Func):
+    """Whether ``this``, a network as the lake stores it in ``geo_network`` (``a.b.c.0/24``,
+    ``h:h:h::/48``), lies inside the network from ``low`` to ``high`` (its first and last
+    address, as text) of IP ``version`` 4 or 6; false for other text and NULL."""
+
+    arg_types: ClassVar[dict[str, Any]] = {"this": True, "low": True, "high": True, "version": True}
 
 
 class KeyHash(exp.Expression, exp.Func):
@@ -153,6 +168,35 @@ def _duck_json_number(self: Generator, e: exp.Expr) -> str:
     )
 
 
+def _network_bounds(e: exp.Expr) -> tuple[int, str, str]:
+    return int(e.args["version"].name), str(e.args["low"].name), str(e.args["high"].name)
+
+
+def _duck_in_network(self: Generator, e: exp.Expr) -> str:
+    # DuckDB has no IP functions without an extension, so the stored network's leading bits
+    # are read from its text: the first three octets of a.b.c.0/24 (24 bits), the first three
+    # groups of h:h:h::/48 (48 bits; a group left out by "::" is 0), compared with the range's.
+    this = self.sql(e, "this")
+    version, low, high = _network_bounds(e)
+    if version == 4:
+        parts = [f"TRY_CAST(split_part({this}, '.', {i}) AS BIGINT)" for i in (1, 2, 3)]
+        key = f"({parts[0]} * 65536 + {parts[1]} * 256 + {parts[2]})"
+        lo = int(ipaddress.IPv4Address(low)) >> 8
+        hi = int(ipaddress.IPv4Address(high)) >> 8
+        family = f"{this} LIKE '%.%.%.%'"
+    else:
+        head = f"split_part({this}, '::', 1)"
+        groups = [
+            f"TRY_CAST('0x' || coalesce(nullif(split_part({head}, ':', {i}), ''), '0') AS BIGINT)"
+            for i in (1, 2, 3)
+        ]
+        key = f"({groups[0]} * 4294967296 + {groups[1]} * 65536 + {groups[2]})"
+        lo = int(ipaddress.IPv6Address(low)) >> 80
+        hi = int(ipaddress.IPv6Address(high)) >> 80
+        family = f"{this} LIKE '%:%' AND NOT {this} LIKE '%.%'"
+    return f"coalesce({family} AND {key} BETWEEN {lo} AND {hi}, FALSE)"
+
+
 class TallyDuckDB(DuckDB):
     class Generator(DuckDBGenerator):
         TRANSFORMS: ClassVar[dict[type[exp.Expr], Any]] = {
@@ -161,6 +205,8 @@ class TallyDuckDB(DuckDB):
             UtcDate: lambda self, e: _duck_utc_date(self.sql(e, "this")),
             DateValue: lambda self, e: f"DATE {_q(e.this.name)}",
             TimestampValue: lambda self, e: f"TIMESTAMPTZ {_q(e.this.name + ' 00:00:00+00')}",
+            InstantValue: lambda self, e: f"TIMESTAMPTZ {_q(e.this.name + '+00')}",
+            InNetwork: _duck_in_network,
             KeyHash: lambda self, e: f"hash({self.expressions(e, flat=True)})",
             JsonText: _duck_json_text,
             JsonNumber: _duck_json_number,
@@ -204,6 +250,21 @@ def _ch_period_index(self: Generator, e: exp.Expr) -> str:
     return days if grain == "day" else f"intDiv({days}, 7)"
 
 
+def _ch_in_network(self: Generator, e: exp.Expr) -> str:
+    this = self.sql(e, "this")
+    version, low, high = _network_bounds(e)
+    address = f"splitByChar('/', ifNull({this}, ''))[1]"
+    if version == 4:
+        value = f"toIPv4OrNull({address})"
+        bounds = f"toIPv4({_q(low)}) AND toIPv4({_q(high)})"
+        family = f"position(ifNull({this}, ''), '.') > 0"
+    else:
+        value = f"toIPv6OrNull({address})"
+        bounds = f"toIPv6({_q(low)}) AND toIPv6({_q(high)})"
+        family = f"position(ifNull({this}, ''), '.') = 0"
+    return f"ifNull({family} AND {value} BETWEEN {bounds}, false)"
+
+
 class TallyClickHouse(ClickHouse):
     class Generator(ClickHouseGenerator):
         TRANSFORMS: ClassVar[dict[type[exp.Expr], Any]] = {
@@ -212,6 +273,8 @@ class TallyClickHouse(ClickHouse):
             UtcDate: lambda self, e: f"toDate({self.sql(e, 'this')})",
             DateValue: lambda self, e: f"toDate({_q(e.this.name)})",
             TimestampValue: lambda self, e: f"toDateTime64({_q(e.this.name)}, 6, 'UTC')",
+            InstantValue: lambda self, e: f"toDateTime64({_q(e.this.name)}, 6, 'UTC')",
+            InNetwork: _ch_in_network,
             KeyHash: lambda self, e: f"cityHash64({self.expressions(e, flat=True)})",
             JsonText: _ch_json_text,
             JsonNumber: _ch_json_number,
@@ -261,6 +324,23 @@ def date(value: dt.date) -> exp.Expr:
 def timestamp(day: dt.date) -> exp.Expr:
     """Midnight UTC at the start of ``day``, as a timestamp literal."""
     return TimestampValue(this=exp.Literal.string(day.isoformat()))
+
+
+def instant(at: dt.datetime) -> exp.Expr:
+    """``at`` (an aware time) as a UTC timestamp literal, to the microsecond."""
+    text = at.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return InstantValue(this=exp.Literal.string(text))
+
+
+def in_network(value: exp.Expr, version: int, low: str, high: str) -> exp.Expr:
+    """Whether the stored network ``value`` lies in the range ``low``..``high`` (see
+    :class:`InNetwork`)."""
+    return InNetwork(
+        this=value,
+        low=exp.Literal.string(low),
+        high=exp.Literal.string(high),
+        version=exp.Literal.number(version),
+    )
 
 
 def period(ts: exp.Expr, grain: Grain) -> exp.Expr:

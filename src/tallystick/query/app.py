@@ -33,6 +33,7 @@ from tallystick.collect.asgi import Receive, Scope, Send, respond_json
 from tallystick.collect.body import ClientDisconnected
 from tallystick.collect.requests import Refused, json_object, read_body
 from tallystick.config import Settings
+from tallystick.control.quarantine import ActiveRules, Rule, RulesUnavailable, rules_key
 from tallystick.messages import Problem
 from tallystick.metrics.analysis import Analysis, Outcome
 from tallystick.metrics.api import QueryFailed, run
@@ -68,7 +69,7 @@ QUERY_THREADS: Final = 2
 MAX_KEPT_ROWS: Final = 10_000
 """Answers with more rows than this are not kept (see ``query.answers``)."""
 MAX_BODY_BYTES: Final = 64 * 1024
-METRIC_PARAMS: Final = ("from", "to", "grain")
+METRIC_PARAMS: Final = ("from", "to", "grain", "include_bots")
 """What ``/v1/metrics/<name>`` takes; everything else is in the metric's definition."""
 
 T = TypeVar("T")
@@ -106,7 +107,9 @@ class QueryApp:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.lake = Lake(settings.lake_dir)
-        self.engine: Engine = engine or DuckDBEngine(self.lake)
+        # the quarantine rules in force, read for every analysis (see ``_execute``)
+        self.quarantine = ActiveRules(settings)
+        self.engine: Engine = engine or DuckDBEngine(self.lake, quarantine=self.quarantine)
         # Answers are reused while the lake files they read are unchanged; an engine given from
         # outside may read something else than this lake, so its answers are never kept.
         self.answers: Answers | None = Answers() if engine is None else None
@@ -326,26 +329,42 @@ class QueryApp:
     async def _execute(self, analysis: Analysis, metric: str | None = None) -> Outcome:
         """Run ``analysis`` (or reuse its kept answer); a computation of catalog metric
         ``metric`` has its query time recorded."""
-        compute: Callable[[], Outcome] = partial(run, analysis, self.engine)
-        if metric is not None:
-            compute = partial(self.runs.timed, metric, compute)
-        try:
-            return await self._in_thread(
-                self._answer,
+        window = analysis.read_window()
+
+        def answer() -> Outcome:
+            # The answer depends on the lake files and on the quarantine rules (read once here,
+            # and the same rules applied); whether bots count is part of the analysis.
+            rules = self._rules()
+            compute: Callable[[], Outcome] = partial(run, analysis, self.engine, rules)
+            if metric is not None:
+                compute = partial(self.runs.timed, metric, compute)
+            return self._answer(
                 ("analysis", repr(analysis)),
-                lambda: self.lake.stamp(EVENTS, *analysis.read_window()),
+                lambda: (self.lake.stamp(EVENTS, *window), rules_key(rules)),
                 compute,
                 lambda outcome: len(outcome.rows) <= MAX_KEPT_ROWS,
             )
+
+        try:
+            return await self._in_thread(answer)
         except QueryFailed as exc:
             log.warning("query %s failed: %s", analysis.name, exc)
             raise Refused(500, Problem(messages.QUERY_FAILED, f"{exc}. Try again later.")) from None
         except MetricError as exc:
             raise _invalid(str(exc)) from None
 
+    def _rules(self) -> tuple[Rule, ...]:
+        """The quarantine rules the engine applies now; QueryFailed when unreadable."""
+        quarantine = getattr(self.engine, "quarantine", None)
+        try:
+            return quarantine.rules() if quarantine is not None else ()
+        except RulesUnavailable as exc:
+            raise QueryFailed(str(exc)) from None
+
     def close(self) -> None:
         """Release the control stores opened to record query times and read alerts."""
         self.runs.close()
+        self.quarantine.close()
         with self._opening:
             if self._store is not None:
                 self._store.close()
@@ -372,16 +391,26 @@ def _metric_analysis(metric: MetricDef, raw: dict[str, Any]) -> Analysis:
         unknown = sorted(set(params) - set(METRIC_PARAMS))
         if unknown:
             raise MetricError(
-                f"a catalog metric takes only from, to and grain, not {', '.join(unknown)}: "
+                f"a catalog metric takes only from, to, grain and include_bots, not "
+                f"{', '.join(unknown)}: "
                 f"its other parameters are in its definition ({metric.file}:{metric.line}); "
                 f"for other ones use /v1/query/{metric.type}"
             )
         params = {k: check(k, v) for k, v in params.items()}
+        bots = params.get("include_bots")
         return metric.build(
-            grain=params.get("grain"), date_from=params.get("from"), date_to=params.get("to")
+            grain=params.get("grain"),
+            date_from=params.get("from"),
+            date_to=params.get("to"),
+            include_bots=None if bots is None else _flag(bots),
         )
     except MetricError as exc:
         raise _invalid(str(exc)) from None
+
+
+def _flag(value: object) -> bool:
+    """A checked boolean parameter (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
 
 
 def _needs_key(path: str) -> bool:

@@ -3,6 +3,10 @@
 Every query and export goes through the ``events`` view defined here, which keeps the first
 received copy of each event (same ``event_id`` and ``name``; of copies received together — one
 per stream — the fullest): re-sent and re-imported events count exactly once.
+
+Given an ``Exclusion`` (``metrics.exclusion``), ``events`` also leaves out what analyses leave
+out — bots unless included, and quarantined events (every copy of one) — with the same SQL the
+analysis engines apply; ``raw_events`` always holds every stored copy.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -27,6 +31,9 @@ from tallystick.store.lake import (
     Lake,
 )
 from tallystick.store.ledger import MESSAGES_SQL
+
+if TYPE_CHECKING:
+    from tallystick.metrics.exclusion import Exclusion
 
 T = TypeVar("T")
 
@@ -49,11 +56,12 @@ def _source(con: duckdb.DuckDBPyConnection, lake: Lake, kind: str, schema: pa.Sc
     return name
 
 
-def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with views ``events`` (de-duplicated), ``raw_events``
-    (every stored copy), ``failed_events``, ``declined_events`` (counts of events streams
-    were routed but did not store) and ``messages`` (the delivery ledger: one row per stored
-    copy as it arrived, never de-duplicated; see ``store.ledger``)."""
+def connect(lake: Lake, exclusion: Exclusion | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with views ``events`` (de-duplicated; without what
+    ``exclusion`` leaves out, when given), ``raw_events`` (every stored copy),
+    ``failed_events``, ``declined_events`` (counts of events streams were routed but did not
+    store) and ``messages`` (the delivery ledger: one row per stored copy as it arrived, never
+    de-duplicated; see ``store.ledger``)."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no bar on a command's stderr
@@ -61,8 +69,12 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         f"CREATE VIEW _stored_events AS SELECT * FROM {_source(con, lake, EVENTS, EVENT_SCHEMA)}"
     )
     con.execute(f"CREATE VIEW raw_events AS {_complete(con, '_stored_events', EVENT_SCHEMA)}")
+    counted = "raw_events"
+    if exclusion is not None:
+        con.execute(f"CREATE VIEW _counted_events AS {excluding_sql('raw_events', exclusion)}")
+        counted = "_counted_events"
     con.execute(
-        "CREATE VIEW events AS SELECT * FROM raw_events "
+        f"CREATE VIEW events AS SELECT * FROM {counted} "
         "QUALIFY row_number() OVER "
         f"(PARTITION BY event_id, name ORDER BY received_ts, client_ts, {_MISSING}) = 1"
     )
@@ -78,6 +90,17 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     else:  # a lake written before the ledger: what its stored copies still show
         con.execute(f"CREATE VIEW messages AS {MESSAGES_SQL}")
     return con
+
+
+def excluding_sql(relation: str, exclusion: Exclusion) -> str:
+    """A DuckDB SELECT of the rows of ``relation`` (with the lake's columns) that
+    ``exclusion`` keeps."""
+    from sqlglot import exp
+
+    from tallystick.metrics.exclusion import apply
+    from tallystick.metrics.sql import render
+
+    return "SELECT * FROM " + render(apply(exp.to_table(relation), exclusion), "duckdb")
 
 
 def _complete(con: duckdb.DuckDBPyConnection, view: str, schema: pa.Schema) -> str:
@@ -116,11 +139,16 @@ def retry_io(attempt: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def with_retry(lake: Lake, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-    """Run ``work`` on a fresh connection to the lake, retrying when files changed mid-read."""
+def with_retry(
+    lake: Lake,
+    work: Callable[[duckdb.DuckDBPyConnection], T],
+    exclusion: Exclusion | None = None,
+) -> T:
+    """Run ``work`` on a fresh connection to the lake (``connect(lake, exclusion)``), retrying
+    when files changed mid-read."""
 
     def attempt() -> T:
-        con = connect(lake)
+        con = connect(lake, exclusion)
         try:
             return work(con)
         finally:
