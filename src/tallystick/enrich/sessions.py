@@ -62,7 +62,9 @@ STATE_VERSION: Final = 1
 SESSION_PREFIX: Final = "s~"
 
 
-class Session(msgspec.Struct, array_like=True):
+# ``gc=False``: these hold no reference cycles, so the cyclic garbage collector need not track
+# them (collections over many small sessions cost a third of the loader's sessionization time).
+class Session(msgspec.Struct, array_like=True, gc=False):
     id: str
     start: int
     """Event time of its first event, µs since the epoch."""
@@ -72,7 +74,7 @@ class Session(msgspec.Struct, array_like=True):
     """The page view that started last in it."""
 
 
-class Track(msgspec.Struct, array_like=True):
+class Track(msgspec.Struct, array_like=True, gc=False):
     """What is remembered of one key (``a:<anonymous id>``, ``u:<user id>``) or one client
     session (``s:<session id>``)."""
 
@@ -122,6 +124,18 @@ class Columns:
     anonymous_ids: Sequence[str | None]
     user_ids: Sequence[str | None]
     pageview_ids: Sequence[str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Sorted:
+    """The rows sessionization looks at, as columns sorted by (key, time, received, index)."""
+
+    keys: Sequence[str]
+    times: Sequence[int]
+    received: Sequence[int]
+    pageview_ids: Sequence[str | None]
+    index: Sequence[int]
+    """Each row's place in the batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,13 +192,9 @@ class Sessionizer:
     def assign_columns(
         self, c: Columns
     ) -> tuple[list[str | None], list[bool], list[str | None], Pending]:
-        """``assign`` over columns, for speed: (session id, inferred, previous page view) per
-        row — ``None``, ``False``, ``None`` for rows it leaves alone (no key; a client session
-        id without a page view) — and the changes to commit."""
-        n = len(c.times)
-        out_session: list[str | None] = [None] * n
-        out_inferred = [False] * n
-        out_previous: list[str | None] = [None] * n
+        """``assign`` over columns: (session id, inferred, previous page view) per row —
+        ``None``, ``False``, ``None`` for rows it leaves alone (no key; a client session id
+        without a page view) — and the changes to commit."""
         keyed: list[tuple[str, int, int, int]] = []
         add = keyed.append
         times, received, given, anonymous, users, pageviews = (
@@ -195,7 +205,7 @@ class Sessionizer:
             c.user_ids,
             c.pageview_ids,
         )
-        for i in range(n):
+        for i in range(len(times)):
             sid = given[i]
             if sid:
                 if pageviews[i]:  # a client session matters only for page-view linkage
@@ -205,6 +215,26 @@ class Sessionizer:
             elif u := users[i]:
                 add(("u:" + u, times[i], received[i], i))
         keyed.sort()
+        return self.assign_sorted(
+            Sorted(
+                [k[0] for k in keyed],
+                [k[1] for k in keyed],
+                [k[2] for k in keyed],
+                [pageviews[k[3]] for k in keyed],
+                [k[3] for k in keyed],
+            ),
+            len(times),
+        )
+
+    def assign_sorted(
+        self, rows: Sorted, n: int
+    ) -> tuple[list[str | None], list[bool], list[str | None], Pending]:
+        """The core: rows that have a track key (``s:<session id>`` for a client session's
+        page-view events, ``a:<anonymous id>``, ``u:<user id>``), sorted by (key, time,
+        received, index); answers for all ``n`` rows of the batch."""
+        out_session: list[str | None] = [None] * n
+        out_inferred = [False] * n
+        out_previous: list[str | None] = [None] * n
         touched: dict[str, Track] = {}
         late: dict[str, Session] = {}
         newest = self.state.newest_received
@@ -212,7 +242,9 @@ class Sessionizer:
         retention, timeout = self.retention, self.timeout
         last_key = ""
         track = Track(0)
-        for key, t, r, i in keyed:
+        for key, t, r, pageview, i in zip(
+            rows.keys, rows.times, rows.received, rows.pageview_ids, rows.index, strict=True
+        ):
             if r > newest:
                 newest = r
             if key != last_key:
@@ -227,54 +259,45 @@ class Sessionizer:
                 late.pop(key, None)
             if r > track.seen:
                 track.seen = r
-            pageview = pageviews[i] or None
+            pageviews = track.pageviews
             current = track.current
-            if key[0] == "s":
+            if not pageview:
+                pageview = None
+            elif (known := pageviews.get(pageview)) is not None:  # a page view stays whole
+                out_session[i], out_previous[i] = known
+                out_inferred[i] = key[0] != "s"
+                if current is not None and current.id == known[0] and t > current.last:
+                    current.last = t
+                continue
+            if key[0] == "s":  # a client session: only its page views are tracked
                 if current is None:
                     current = track.current = Session(key[2:], t, t)
                 elif t > current.last:
                     current.last = t
-                out_session[i] = current.id
-                out_previous[i] = self._link(track, current, pageview)
-                continue
-            out_inferred[i] = True
-            if pageview is not None and (known := track.pageviews.get(pageview)) is not None:
-                out_session[i], out_previous[i] = known
-                if current is not None and current.id == known[0] and t > current.last:
-                    current.last = t
-                continue
-            if current is None or t > current.last + timeout:
-                session = track.current = Session(session_id(key, t), t, t)
-            elif t >= current.start - timeout:
                 session = current
-                if t > session.last:
-                    session.last = t
-            else:  # older than the current session: an earlier, forgotten session
-                run = late.get(key)
-                if run is None or t > run.last + timeout:
-                    run = late[key] = Session(session_id(key, t), t, t)
-                elif t > run.last:
-                    run.last = t
-                session = run
+            else:
+                out_inferred[i] = True
+                if current is None or t > current.last + timeout:
+                    session = track.current = Session(session_id(key, t), t, t)
+                elif t >= current.start - timeout:
+                    session = current
+                    if t > session.last:
+                        session.last = t
+                else:  # older than the current session: an earlier, forgotten session
+                    run = late.get(key)
+                    if run is None or t > run.last + timeout:
+                        run = late[key] = Session(session_id(key, t), t, t)
+                    elif t > run.last:
+                        run.last = t
+                    session = run
             out_session[i] = session.id
-            if pageview is not None:
-                out_previous[i] = self._link(track, session, pageview)
+            if pageview is not None:  # a new page view: it follows the session's last one
+                previous = out_previous[i] = session.last_pageview
+                pageviews[pageview] = (session.id, previous)
+                session.last_pageview = pageview
+                if len(pageviews) > MAX_PAGEVIEWS:
+                    del pageviews[next(iter(pageviews))]
         return out_session, out_inferred, out_previous, Pending(touched, newest)
-
-    @staticmethod
-    def _link(track: Track, session: Session, pageview: str | None) -> str | None:
-        """The previous page view of ``pageview`` in ``session`` (recording a new one)."""
-        if pageview is None:
-            return None
-        known = track.pageviews.get(pageview)
-        if known is not None:
-            return known[1]
-        previous = session.last_pageview
-        track.pageviews[pageview] = (session.id, previous)
-        session.last_pageview = pageview
-        if len(track.pageviews) > MAX_PAGEVIEWS:
-            del track.pageviews[next(iter(track.pageviews))]
-        return previous
 
     def commit(self, pending: Pending) -> None:
         """Apply a batch's changes, then forget keys not received for ``2 × timeout``."""
@@ -332,9 +355,9 @@ class SessionStore:
         return state
 
     def assign(
-        self, columns: Columns
+        self, rows: Sorted, n: int
     ) -> tuple[list[str | None], list[bool], list[str | None], Pending]:
-        return self.sessionizer.assign_columns(columns)
+        return self.sessionizer.assign_sorted(rows, n)
 
     def commit(self, pending: Pending) -> None:
         """Write the new state to disk, then use it (a failed write changes nothing)."""
