@@ -10,7 +10,9 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
 
+from enrich.sessiongen import TIMEOUT, histories
 from support import make_event
 from tallystick.config import Settings
 from tallystick.enrich.pipeline import (
@@ -20,7 +22,7 @@ from tallystick.enrich.pipeline import (
     merged_metadata,
     shared_agent_parser,
 )
-from tallystick.enrich.sessions import session_id
+from tallystick.enrich.sessions import Answer, Row, session_id
 from tallystick.store.decode import decode_frames
 from tallystick.store.spool import RequestContext
 
@@ -202,3 +204,61 @@ def test_each_table_records_what_enriched_it(tmp_path: Path) -> None:
     assert merged is not None
     assert enrichment_of(merged) == [record]
     assert enrichment_of({METADATA_KEY: json.dumps([record, bare]).encode()}) == [record, bare]
+
+
+def test_chunked_tables_are_enriched_row_by_row(tmp_path: Path) -> None:
+    """Decoded batches arrive in several chunks: each row still gets its own user agent's
+    answer and its own frame's context."""
+    import pyarrow as pa
+
+    agents = [CHROME, FIREFOX, "curl/8.5.0", "", CHROME]
+    parts = []
+    contexts = []
+    for n, ua in enumerate(agents):
+        payload = msgspec.json.encode([_agent(ua), _agent()])
+        table, _ = decode_frames([payload], [RECEIVED_US])
+        parts.append(table)
+        contexts.append(RequestContext("web", user_agent=agents[-1 - n], country=str(n)))
+    table = pa.concat_tables(parts)
+    frames = pa.array([n for n in range(len(agents)) for _ in range(2)], pa.int32())
+    rows = Enricher(Settings(data=tmp_path)).apply(table, frames, contexts).table.to_pylist()
+    parser = shared_agent_parser()
+    expected = []
+    for n, ua in enumerate(agents):
+        expected += [parser(ua or agents[-1 - n]).browser, parser(agents[-1 - n]).browser]
+    assert [r["agent_browser"] for r in rows] == expected
+    assert [r["geo_country"] for r in rows] == [str(n) for n in range(len(agents)) for _ in "ab"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=histories)
+def test_arrow_keys_and_order_agree_with_the_python_path(rows: list[Row]) -> None:
+    """The loader computes track keys and the order in Arrow; same answers as the plain path."""
+    import pyarrow as pa
+
+    from tallystick.enrich.pipeline import session_keys
+    from tallystick.enrich.sessions import Sessionizer, Sorted
+
+    def column(name: str) -> pa.Array:
+        return pa.array([getattr(r, name) for r in rows], pa.string())
+
+    keys = session_keys(
+        column("session_id"), column("anonymous_id"), column("user_id"), column("pageview_id")
+    ).to_pylist()
+    order = sorted(
+        (i for i, k in enumerate(keys) if k is not None),
+        key=lambda i: (keys[i], rows[i].time, rows[i].received, i),
+    )
+    sorted_rows = Sorted(
+        [keys[i] for i in order],
+        [rows[i].time for i in order],
+        [rows[i].received for i in order],
+        [rows[i].pageview_id for i in order],
+        order,
+    )
+    answers, _ = Sessionizer(TIMEOUT).assign(rows)
+    sessions, inferred, previous, _ = Sessionizer(TIMEOUT).assign_sorted(sorted_rows, len(rows))
+    assert [
+        Answer(s, f, p) if s is not None else Answer(r.session_id or None, False, None)
+        for s, f, p, r in zip(sessions, inferred, previous, rows, strict=True)
+    ] == answers

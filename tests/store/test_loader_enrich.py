@@ -10,8 +10,10 @@ from typing import Any
 
 import msgspec
 import pyarrow.parquet as pq
+from starlette.testclient import TestClient
 
-from support import make_event
+from support import load, make_event
+from tallystick.collect.app import Collector
 from tallystick.config import Settings
 from tallystick.enrich.pipeline import enrichment_of
 from tallystick.store import spool
@@ -201,3 +203,24 @@ def test_with_every_step_off_the_rows_are_as_decoded(settings: Settings) -> None
     assert [row[c] for c in enriched] == [None] * len(enriched)
     assert row["client_ts"] == NOW
     assert not (off.data / "state").exists()
+
+
+def test_through_the_collector(settings: Settings, app: Collector, collector: TestClient) -> None:
+    """The real collector spools the request's User-Agent header with the events; an event
+    without its own user agent is judged by it."""
+    own = make_event(agent={"user_agent": CHROME}, session={}, user={"anonymous_id": "a-1"})
+    bare = make_event(session={}, user={"anonymous_id": "a-1"})
+    response = collector.post("/v1/events", json=[own, bare], headers={"User-Agent": "curl/8.5.0"})
+    assert response.status_code == 200
+    load(settings, app)
+    rows = {r["event_id"]: r for r in _rows(settings)}
+    assert (rows[own["event_id"]]["agent_browser"], rows[own["event_id"]]["agent_is_bot"]) == (
+        "Chrome",
+        False,
+    )
+    assert rows[own["event_id"]]["agent_user_agent"] == CHROME
+    assert (rows[bare["event_id"]]["agent_user_agent"], rows[bare["event_id"]]["agent_is_bot"]) == (
+        None,
+        True,
+    )
+    assert rows[own["event_id"]]["session_id"] == rows[bare["event_id"]]["session_id"]
