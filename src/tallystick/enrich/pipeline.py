@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from tallystick.config import Settings
 from tallystick.enrich.agents import AgentParser, versions
-from tallystick.enrich.sessions import Columns, Pending, SessionStore
+from tallystick.enrich.sessions import Pending, SessionStore, Sorted
 from tallystick.store.spool import RequestContext
 
 log = logging.getLogger("tallystick.enrich")
@@ -196,23 +196,57 @@ class Enricher:
         columns["client_ts"] = pc.if_else(beyond, shifted, client)
 
     def _sessions(self, columns: dict[str, Any]) -> Pending:
+        """Keys and sort order are computed in Arrow; only the walk over the sorted rows runs
+        in Python (``Sessionizer.assign_sorted``)."""
         assert self.sessions is not None
-        given = columns["session_id"]
-        sessions, inferred, previous, pending = self.sessions.assign(
-            Columns(
-                pc.cast(columns["client_ts"], pa.int64()).to_pylist(),
-                pc.cast(columns["received_ts"], pa.int64()).to_pylist(),
-                given.to_pylist(),
-                columns["user_anonymous_id"].to_pylist(),
-                columns["user_id"].to_pylist(),
-                columns["page_pageview_id"].to_pylist(),
-            )
+        given, pageviews = columns["session_id"], columns["page_pageview_id"]
+        keys = session_keys(given, columns["user_anonymous_id"], columns["user_id"], pageviews)
+        index = pc.indices_nonzero(pc.is_valid(keys))
+        keyed = pa.table(
+            {
+                "key": pc.take(keys, index),
+                "time": pc.take(pc.cast(columns["client_ts"], pa.int64()), index),
+                "received": pc.take(pc.cast(columns["received_ts"], pa.int64()), index),
+                "index": index,
+            }
         )
+        order = pc.sort_indices(keyed, [(name, "ascending") for name in keyed.column_names])
+        keyed = keyed.take(order)
+        rows = Sorted(
+            keyed["key"].to_pylist(),
+            keyed["time"].to_pylist(),
+            keyed["received"].to_pylist(),
+            pc.take(pageviews, keyed["index"]).to_pylist(),
+            keyed["index"].to_pylist(),
+        )
+        sessions, inferred, previous, pending = self.sessions.assign(rows, len(given))
         flags = pa.array(inferred, pa.bool_())
         columns["session_id"] = pc.if_else(flags, pa.array(sessions, pa.string()), given)
         columns["session_inferred"] = flags
         columns["page_previous_pageview_id"] = pa.array(previous, pa.string())
         return pending
+
+
+def session_keys(given: Any, anonymous: Any, users: Any, pageviews: Any) -> pa.Array:
+    """Each row's track key (see ``enrich.sessions``), null for rows sessionization leaves
+    alone: ``s:<session id>`` for a client session's page-view events, else ``a:<anonymous
+    id>``, else ``u:<user id>``."""
+
+    def present(values: Any) -> Any:
+        return pc.fill_null(pc.not_equal(values, ""), False)
+
+    def prefixed(prefix: str, values: Any) -> Any:
+        return pc.binary_join_element_wise(prefix, values, "")
+
+    none = pa.scalar(None, pa.string())
+    device = pc.if_else(
+        present(anonymous),
+        prefixed("a:", anonymous),
+        pc.if_else(present(users), prefixed("u:", users), none),
+    )
+    client = pc.if_else(present(pageviews), prefixed("s:", given), none)
+    keys = pc.if_else(present(given), client, device)
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
 
 
 class _ContextColumns:
