@@ -7,7 +7,10 @@ Measures, in one run:
 - idle RSS of ``tally serve`` (collector process(es) and the loader process);
 - how long after its acknowledgement an event becomes queryable in the lake;
 - the collector again with streams configured (``STREAMS``: routing by prefix, a curation rule, a
-  ``keep`` list and a 10 % session sample, so every event is judged field by field).
+  ``keep`` list and a 10 % session sample, so every event is judged field by field);
+- the collector behind a "proxy" (``trusted_proxies`` = 127.0.0.1, every request naming one of
+  ``GEO_CLIENTS`` addresses in ``X-Forwarded-For``) with geography off (``enrich_geo=false``) and
+  on (MaxMind's City test database): the cost of the client address, the lookup and the network.
 
 Run: ``make bench`` (or ``.venv/bin/python bench/ingest.py --help``). Prints a table and writes
 ``bench/results/ingest-<time>.json`` and ``bench/results/ingest-latest.json``.
@@ -41,6 +44,8 @@ from tallystick.store.reader import count_events, with_retry
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+GEO_DATABASE = HERE.parent / "tests" / "data" / "maxmind" / "GeoIP2-City-Test.mmdb"
+GEO_CLIENTS = 2000
 console = Console()
 
 
@@ -82,18 +87,39 @@ def apply_streams(data: Path) -> None:
         store.apply(parse_configuration(STREAMS), actor="bench")
 
 
-def lua_script(path: Path, bodies: list[bytes]) -> None:
-    """A wrk script cycling through pre-built bodies (each with its own event ids)."""
+def client_addresses(n: int) -> list[str]:
+    """``n`` client addresses: a third in networks the City test database knows (GB, SE, US,
+    CN, JP, with and without a region), the rest public addresses it does not know."""
+    known = ["81.2.69.{}", "89.160.20.{}", "216.160.83.{}", "175.16.199.{}", "2001:218::{:x}"]
+    out = []
+    for i in range(n):
+        if i % 3 == 0:
+            out.append(known[i % len(known)].format(128 + i % 64))
+        else:
+            out.append(f"{23 + i % 150}.{(i * 7) % 256}.{(i * 13) % 256}.{i % 250 + 1}")
+    return out
+
+
+def lua_script(path: Path, bodies: list[bytes], clients: list[str] | None = None) -> None:
+    """A wrk script cycling through pre-built bodies (each with its own event ids) and, when
+    given, through client addresses sent as ``X-Forwarded-For``."""
     lines = ["local bodies = {"]
     for b in bodies:
         lines.append("[==[" + b.decode() + "]==],")
+    lines += ["}", "local clients = {"]
+    lines += [f'"{c}",' for c in clients or []]
     lines += [
         "}",
         "local i = 0",
+        "local c = 0",
         'wrk.method = "POST"',
         'wrk.headers["Content-Type"] = "application/json"',
         "request = function()",
         "  i = i % #bodies + 1",
+        "  if #clients > 0 then",
+        "    c = c % #clients + 1",
+        '    wrk.headers["X-Forwarded-For"] = clients[c]',
+        "  end",
         '  return wrk.format(nil, "/v1/events", nil, bodies[i])',
         "end",
     ]
@@ -247,6 +273,12 @@ def main() -> None:
         action="store_false",
         help="skip the run with streams configured",
     )
+    parser.add_argument(
+        "--no-geo",
+        dest="geo",
+        action="store_false",
+        help="skip the runs with geography off and on behind a proxy",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `make bench` (it installs wrk) or apt-get install wrk")
@@ -260,6 +292,10 @@ def main() -> None:
     batch_lua, single_lua = work / "batch.lua", work / "single.lua"
     lua_script(batch_lua, batch_bodies)
     lua_script(single_lua, single_bodies)
+    clients = client_addresses(GEO_CLIENTS)
+    batch_proxied, single_proxied = work / "batch-proxied.lua", work / "single-proxied.lua"
+    lua_script(batch_proxied, batch_bodies, clients)
+    lua_script(single_proxied, single_bodies, clients)
     rows: list[dict[str, Any]] = []
 
     # The bare decode-only endpoint: the ceiling.
@@ -321,6 +357,28 @@ def main() -> None:
                 drain(work / "streams" / "spool")
         finally:
             server.stop()
+    if args.geo:
+        proxied = {"TALLYSTICK_TRUSTED_PROXIES": "127.0.0.1"}
+        for target, env in (
+            ("collector, geo off", {**proxied, "TALLYSTICK_ENRICH_GEO": "false"}),
+            ("collector, geo on", {**proxied, "TALLYSTICK_GEOIP_DATABASE": str(GEO_DATABASE)}),
+        ):
+            data = work / target.replace(", ", "-").replace(" ", "-")
+            server = ServerProcess(data, workers=args.workers, env=env).start()
+            try:
+                time.sleep(2)
+                for label, script in (("batched", batch_proxied), ("single", single_proxied)):
+                    console.print(f"{target}, {label} …")
+                    r = run_wrk(
+                        server.url + "/v1/events",
+                        script,
+                        seconds=args.seconds,
+                        connections=args.connections,
+                    )
+                    rows.append({"target": target, "load": label, **r})
+                    drain(data / "spool")
+            finally:
+                server.stop()
     stored = count_events(Lake(work / "data" / "lake"))
     expected = len(batch_bodies) * 100 + len(single_bodies) + 5
     if stored != expected:
