@@ -5,8 +5,9 @@ router; ``place`` decides, for one event received at a given time, which streams
 what each stream stores: the event as sent (``None``, the common case, so the collector can
 store the bytes it received) or a copy without the attributes the stream does not keep and with
 the sample rate it was kept at. One exception: ``agent.user_agent`` stays in copies of streams
-that do not keep it, for the loader to parse before it drops it (``drops_user_agent``). The collector swaps the whole snapshot when the configuration's
-version changes, so one request never sees half of two configurations.
+that do not keep it, for the loader to parse before it drops it (``drops_user_agent``). The
+snapshot also carries the active IP blocks. The collector swaps the whole snapshot when the
+configuration's version changes, so one request never sees half of two configurations.
 """
 
 from __future__ import annotations
