@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from support import make_event
 from tallystick.config import Settings
 from tallystick.store import spool
-from tallystick.store.lake import EVENTS, Lake
+from tallystick.store.lake import EVENTS, MESSAGES, Lake
 from tallystick.store.loader import Loader
 from tallystick.store.reader import connect, count_events
 from tallystick.store.spool import SpoolWriter
@@ -57,13 +57,32 @@ def test_compaction_merges_and_dedupes(settings: Settings) -> None:
     assert raw is not None
     assert raw[0] == 10 + 4 * 3
     assert count_events(lake) == 14
-    assert loader.compact(min_files=2) == 5
+    assert len(lake.files(MESSAGES)) == 5  # the delivery ledger: one file per load
+    assert loader.compact(min_files=2) == 5 + 5
     files = lake.files(EVENTS)
     assert len(files) == 1
     assert "compact-" in files[0]
     table = pq.read_table(lake.absolute(files)[0])
     assert table.num_rows == 14
     assert count_events(lake) == 14
+    # the ledger's files are merged too, every copy kept: retries stay countable
+    ledger = lake.files(MESSAGES)
+    assert len(ledger) == 1
+    assert pq.read_table(lake.absolute(ledger)[0]).num_rows == 10 + 4 * 3
+
+
+def test_a_lake_without_a_ledger_gets_one_from_its_event_files(settings: Settings) -> None:
+    lake = Lake(settings.lake_dir)
+    loader = Loader(settings)
+    events = [make_event(session={"id": "s1", "seq": n}) for n in (1, 2, 4)]
+    _spool(settings, events)
+    loader.load_once()
+    for path in lake.files(MESSAGES):  # as written by a version before the ledger
+        lake.storage.delete(path)
+    assert loader.backfill_ledger() == 3
+    assert loader.backfill_ledger() == 0  # once only
+    rows = connect(lake).execute("SELECT seq FROM messages ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == [1, 2, 4]
 
 
 def test_failed_frames_go_to_the_failed_store(settings: Settings) -> None:

@@ -44,7 +44,8 @@ from tallystick.enrich.pipeline import Enricher, merged_metadata
 from tallystick.store import spool
 from tallystick.store.decode import decode_frames
 from tallystick.store.failed import FailedEvent
-from tallystick.store.lake import EVENTS, Lake, LocalStorage, conform
+from tallystick.store.lake import EVENTS, MESSAGES, Lake, LocalStorage, conform
+from tallystick.store.ledger import MESSAGES_SCHEMA, ledger_table
 
 log = logging.getLogger("tallystick.loader")
 
@@ -195,9 +196,10 @@ class Loader:
     # -- compaction ----------------------------------------------------------------------------
 
     def compact(self, *, min_files: int | None = None) -> int:
-        """Merge small files of each events partition; return how many files were merged."""
+        """Merge small files of each events partition, and of each partition of the delivery
+        ledger (never de-duplicated); return how many files were merged."""
         threshold = self.settings.compact_min_files if min_files is None else min_files
-        merged = 0
+        merged = self._compact_ledger(threshold)
         for _day, paths in sorted(self.lake.partitions(EVENTS).items()):
             small = [p for p in paths if self.lake.storage.size(p) < SMALL_FILE_BYTES]
             if len(small) < max(threshold, 2):
@@ -213,6 +215,40 @@ class Loader:
                 self.lake.storage.delete(p)
             merged += len(small)
         return merged
+
+    def _compact_ledger(self, threshold: int) -> int:
+        merged = 0
+        for _day, paths in sorted(self.lake.partitions(MESSAGES).items()):
+            small = [p for p in paths if self.lake.storage.size(p) < SMALL_FILE_BYTES]
+            if len(small) < max(threshold, 2):
+                continue
+            table = pa.concat_tables(
+                [pq.read_table(p).cast(MESSAGES_SCHEMA) for p in self.lake.absolute(small)]
+            )
+            partition = small[0].rsplit("/", 1)[0]
+            self.lake.storage.write_table(
+                f"{partition}/compact-{uuid.uuid4().hex[:16]}.parquet", table
+            )
+            for p in small:
+                self.lake.storage.delete(p)
+            merged += len(small)
+        return merged
+
+    def backfill_ledger(self) -> int:
+        """Write the delivery ledger of a lake that has event files but no ledger yet (written
+        by a version before the ledger existed), from the copies its event files still hold;
+        return the number of rows written. Runs once, when the loader starts."""
+        if self.lake.files(MESSAGES) or not self.lake.files(EVENTS):
+            return 0
+        rows = 0
+        for day, paths in sorted(self.lake.partitions(EVENTS).items()):
+            table = pa.concat_tables([conform(pq.read_table(p)) for p in self.lake.absolute(paths)])
+            if table.num_rows:
+                self.lake.write(MESSAGES, ledger_table(table), f"backfill-{day.isoformat()}")
+                rows += table.num_rows
+        if rows:
+            log.info("wrote the delivery ledger of %d events stored before it existed", rows)
+        return rows
 
     def maybe_compact(self) -> int:
         if time.monotonic() - self._last_compaction < self.settings.compact_interval_seconds:
@@ -230,6 +266,10 @@ class Loader:
             storage = self.lake.storage
             if isinstance(storage, LocalStorage):
                 storage.remove_stale_temporaries()
+            try:
+                self.backfill_ledger()
+            except Exception:  # accounting only: never holds up loading
+                log.exception("writing the delivery ledger of older events failed")
             while not stop.is_set() and alive():
                 try:
                     stats = self.load_once()
