@@ -338,3 +338,31 @@ def test_invalid_utf8_in_csv_is_reported(tmp_path: Path, store: Lake, cfg: Setti
     report = run(path, store, cfg)
     assert [(p.line, p.code) for p in report.problems] == [(2, messages.INVALID_UTF8)]
     assert report.added == 1
+
+
+def test_imported_events_get_user_agents_parsed_and_bots_flagged(
+    tmp_path: Path, store: Lake, cfg: Settings
+) -> None:
+    chrome = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    )
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    rows = [flat_row(0), flat_row(1), flat_row(2)]
+    rows[0]["agent.user_agent"] = chrome
+    rows[1]["agent.user_agent"] = googlebot
+    rows[2]["sent_ts"] = "2020-01-01T00:00:00Z"  # long before the import: not a clock to correct
+    path = write_jsonl(tmp_path / "events.jsonl", rows)
+    assert run(path, store, cfg).added == 3
+
+    def work(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+        return con.execute(
+            "SELECT agent_browser, agent_os, agent_is_bot, client_ts_original, session_inferred "
+            "FROM raw_events ORDER BY event_id"
+        ).fetchall()
+
+    assert with_retry(store, work) == [
+        ("Chrome", "Windows", False, None, None),
+        ("Googlebot", "Other", True, None, None),
+        (None, None, None, None, None),  # no user agent to judge
+    ]

@@ -41,6 +41,7 @@ import codecs
 import csv
 import datetime as dt
 import decimal
+import functools
 import gzip
 import hashlib
 import io
@@ -61,6 +62,7 @@ from tallystick.backfill.flat import canonical_json, convert_row, format_timesta
 from tallystick.backfill.formats import InputFormat
 from tallystick.collect.validate import check_event, latest_allowed
 from tallystick.config import Settings
+from tallystick.enrich.pipeline import Enricher
 from tallystick.messages import Problem
 from tallystick.schema import Event
 from tallystick.store.failed import SOURCE_IMPORT, FailedEvent, truncate_raw
@@ -474,6 +476,16 @@ class _Bad:
     event_id: str | None
 
 
+@functools.cache
+def _enricher(settings: Settings) -> Enricher:
+    """The enrichment of imported events: user agents and bots only. Geography needs the
+    sender's address, clock correction the moment of sending, and sessionization the loader's
+    state: none of which an import has (see docs/enrichment.md)."""
+    return Enricher(
+        settings.with_changes(enrich_geo=False, enrich_clock=False, enrich_sessions=False)
+    )
+
+
 @dataclass(slots=True)
 class _Run:
     source: Source
@@ -548,6 +560,11 @@ class _Run:
         if good:
             table = events_to_table(
                 [g.event for g in good.values()], [g.received for g in good.values()]
+            )
+            table = (
+                _enricher(self.settings)
+                .apply(table, pa.array([0] * table.num_rows, pa.int64()), [None])
+                .table
             )
             written = sorted(f"{event_id}\t{name}" for event_id, name in good)
             ids = hashlib.sha1("\n".join(written).encode(), usedforsecurity=False)
