@@ -198,10 +198,13 @@ def _conditions(rules: Sequence[Rule]) -> dict[str, str]:
     }
 
 
-def purge(lake: Lake, rules: Sequence[Rule], data: Path) -> PurgeReport:
+def purge(
+    lake: Lake, rules: Sequence[Rule], data: Path, *, wait: float = LOCK_WAIT_SECONDS
+) -> PurgeReport:
     """Delete what ``rules`` match from the lake (see the module docstring), holding the loader's
-    lock of data directory ``data``; raises ``PurgeRefused`` when a loader holds it."""
-    with _loader_locked(data):
+    lock of data directory ``data``; raises ``PurgeRefused`` when a loader holds it (after
+    waiting ``wait`` seconds for it)."""
+    with _loader_locked(data, wait):
         con = connect(lake)
         try:
             planned = _plan(con, lake, tuple(rules))
