@@ -13,6 +13,8 @@
   const TODAY = document.body.dataset.today; // the server's UTC date
   const form = $("#controls");
   const KEY_STORE = "tallystick.readKey";
+  // Analyses leave bots out; `?include_bots=true` in a page's URL counts them in its queries.
+  const INCLUDE_BOTS = new URLSearchParams(window.location.search).get("include_bots") === "true";
   const DAY_MS = 86400000;
   const COLORS = ["#1f4e79", "#d9730d", "#2e8540", "#9b2c9b", "#b42318", "#4f8fc0", "#8a6d00",
     "#5b6775", "#0f766e", "#c2410c"];
@@ -108,7 +110,8 @@
   /** GET an API path with parameters (an array of [key, value] pairs or an object). */
   async function api(path, params = []) {
     const url = new URL(path, window.location.origin);
-    const pairs = Array.isArray(params) ? params : Object.entries(params);
+    const pairs = Array.isArray(params) ? [...params] : Object.entries(params);
+    if (INCLUDE_BOTS && /^\/v1\/(query|metrics)\//.test(path)) pairs.push(["include_bots", "true"]);
     for (const [k, v] of pairs) {
       if (Array.isArray(v)) v.forEach((item) => url.searchParams.append(k, item));
       else if (v !== null && v !== undefined && v !== "") url.searchParams.append(k, v);
@@ -169,7 +172,9 @@
   const value = (name, fallback = "") => values(name)[0] || fallback;
 
   function syncUrl(replace) {
-    const query = new URLSearchParams(formPairs()).toString();
+    const pairs = formPairs();
+    if (INCLUDE_BOTS) pairs.push(["include_bots", "true"]);
+    const query = new URLSearchParams(pairs).toString();
     const next = `${window.location.pathname}${query ? `?${query}` : ""}`;
     const current = `${window.location.pathname}${window.location.search}`;
     if (next === current) return;
