@@ -93,6 +93,12 @@ def test_quarantine_over_http_moves_answers_and_lifting_moves_them_back(local: T
     assert [(r["active"], r["events"]) for r in everything] == [(False, None)]
     again = local.post(f"/v1/admin/quarantine/{rule['id']}/lift")
     assert "was lifted already" in error_message(again, 409, messages.CONFLICT)
+    log = local.get("/v1/admin/audit-log?kind=quarantine").json()
+    valid("AuditLog", log)
+    assert [(e["action"], e["actor"]) for e in log["entries"]] == [
+        ("lift", "http:loopback"),
+        ("add", "http:loopback"),
+    ]
 
 
 def test_catalog_metrics_and_queries_take_include_bots(local: TestClient) -> None:

@@ -354,7 +354,10 @@ def schemas() -> dict[str, Schema]:
                                 "description": "create, update, delete, renew, enable, "
                                 "disable, apply",
                             },
-                            "kind": {"type": "string", "enum": ["stream", "model", "setting"]},
+                            "kind": {
+                                "type": "string",
+                                "enum": ["stream", "model", "setting", "block", "quarantine"],
+                            },
                             "name": _TEXT,
                             "changed": _TEXTS,
                             "before": {"type": ["object", "null"]},
@@ -886,7 +889,9 @@ def paths() -> dict[str, Schema]:
                 _json(_ref("AuditLog"), "The entries."),
                 parameters=[
                     _query(
-                        "kind", "stream, model or setting", {"enum": ["stream", "model", "setting"]}
+                        "kind",
+                        "stream, model, setting, block (IP blocks) or quarantine",
+                        {"enum": ["stream", "model", "setting", "block", "quarantine"]},
                     ),
                     _query("name", "One definition's changes.", _TEXT),
                     _query(
