@@ -557,14 +557,12 @@ class ActiveRules:
     def rules(self) -> tuple[Rule, ...]:
         import sqlalchemy as sa
 
-        from tallystick.control import db
-
         with self._lock:
             if self._engine is None:
                 if not self._exists():
                     return ()
                 try:
-                    self._engine = db.engine_for(self.url)
+                    self._engine = _reader(self.url)
                 except Exception as exc:
                     raise RulesUnavailable(_unavailable(exc)) from exc
             engine = self._engine
@@ -581,6 +579,18 @@ class ActiveRules:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+
+
+def _reader(url: str) -> sa.Engine:
+    """An engine that only reads: for SQLite, without ``control.db``'s ``BEGIN IMMEDIATE`` (a
+    read needs no write lock, and may run where the database cannot be written)."""
+    import sqlalchemy as sa
+
+    from tallystick.control import db
+
+    if url.startswith("sqlite"):
+        return sa.create_engine(url, connect_args={"timeout": db.BUSY_TIMEOUT_MS / 1000})
+    return db.engine_for(url)
 
 
 def _unavailable(exc: Exception) -> str:

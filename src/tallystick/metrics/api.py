@@ -35,7 +35,8 @@ from tallystick.store.lake import Lake
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tallystick.control.quarantine import Rule
+    from tallystick.config import Settings
+    from tallystick.control.quarantine import ActiveRules, Rule
 
 __all__ = [
     "EngineChoice",
@@ -81,11 +82,21 @@ def open_engine(
             f"no data directory at {settings.data}: pass the directory `tally serve` or "
             "`tally import` wrote (--data DIR, data=..., or TALLYSTICK_DATA)"
         )
+    return make_engine(Lake(settings.lake_dir), engine, engine_url, quarantine=_rules(settings))
+
+
+_ACTIVE_RULES: dict[str, ActiveRules] = {}
+
+
+def _rules(settings: Settings) -> ActiveRules:
+    """The quarantine rules of ``settings``' control plane: one reader per database for the
+    process (each analysis still reads the rules in force)."""
     from tallystick.control.quarantine import ActiveRules
 
-    return make_engine(
-        Lake(settings.lake_dir), engine, engine_url, quarantine=ActiveRules(settings)
-    )
+    url = settings.control_database
+    if url not in _ACTIVE_RULES:
+        _ACTIVE_RULES[url] = ActiveRules(settings)
+    return _ACTIVE_RULES[url]
 
 
 def _engine_reason(exc: Exception) -> str | None:
