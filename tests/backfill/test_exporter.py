@@ -19,7 +19,7 @@ from tallystick.backfill.exporter import CSV_HEADER, export_events, parquet_sche
 from tallystick.backfill.formats import ExportFormat, InputFormat
 from tallystick.backfill.importer import Source, import_file
 from tallystick.config import Settings
-from tallystick.schema import FIELDS, Event
+from tallystick.schema import FIELDS, FIELDS_BY_PATH, Event
 from tallystick.store.lake import Lake, events_to_table
 from tallystick.store.reader import count_events
 
@@ -75,10 +75,34 @@ EVENTS: list[dict[str, Any]] = [
 ]
 
 
+#: what the collector would have added to FULL (an export carries it; an import keeps it)
+ENRICHED: dict[str, Any] = {
+    "agent_browser": "Chrome",
+    "agent_browser_version": "131",
+    "agent_os": "Windows",
+    "agent_os_version": "10",
+    "agent_device": "Other",
+    "agent_is_bot": False,
+    "geo_country": "DE",
+    "geo_region": "DE-BW",
+    "geo_network": "203.0.113.0/24",
+    "session_inferred": False,
+    "page_previous_pageview_id": "pv-0",
+    "clock_skew_ms": 750,
+    "client_ts_original": dt.datetime(2025, 3, 1, 7, 30, tzinfo=dt.UTC),
+}
+
+
 def write(lake: Lake, events: list[dict[str, Any]], name: str, received: dt.datetime) -> None:
     typed = [msgspec.convert(e, Event) for e in events]
     stamps = [received + dt.timedelta(milliseconds=i) for i in range(len(typed))]
-    lake.write_events(events_to_table(typed, stamps), name)
+    table = events_to_table(typed, stamps)
+    for column, value in ENRICHED.items():  # the first row is FULL, as the loader enriched it
+        index = table.schema.get_field_index(column)
+        kind = table.schema.field(index).type
+        values = pa.array([value] + [None] * (table.num_rows - 1), kind)
+        table = table.set_column(index, table.schema.field(index), values)
+    lake.write_events(table, name)
 
 
 @pytest.fixture
@@ -109,16 +133,29 @@ def test_jsonl_is_nested_monoschema_without_nulls(source_lake: Lake) -> None:
     assert full["received_ts"] == "2025-03-01T09:30:00Z"
     assert full["client_ts"] == "2025-03-01T09:30:00.250000Z"
     for key in ("app", "client", "user", "session", "page", "agent", "sample"):
-        assert full[key] == FULL[key]
+        fields = full[key].items()
+        sent = {k: v for k, v in fields if FIELDS_BY_PATH[f"{key}.{k}"].origin == "client"}
+        assert sent == FULL[key]
+    # what the collector added is exported too, in the same nested shape
+    assert full["agent"]["browser"] == "Chrome"
+    assert full["geo"] == {"country": "DE", "region": "DE-BW", "network": "203.0.113.0/24"}
+    assert full["clock_skew_ms"] == 750
     assert full["experiments"] == FULL["experiments"]
     assert full["data"] == FULL["data"]
     assert rows[1] == {**EVENTS[1], "received_ts": "2025-03-01T09:30:00.001000Z"}
     assert rows[2]["user"] == {"is_logged_in": False}
     assert all(None not in r.values() for r in rows)
-    for row in rows:
-        assert isinstance(
-            msgspec.convert({k: v for k, v in row.items() if k != "received_ts"}, Event), Event
-        )
+    for row in rows:  # what the client sent is a valid event; the rest the collector set
+        sent = {k: v for k, v in row.items() if not _server(k)}
+        for group in ("agent", "session", "page"):
+            if group in sent:
+                sent[group] = {k: v for k, v in sent[group].items() if not _server(f"{group}.{k}")}
+        assert isinstance(msgspec.convert(sent, Event), Event)
+
+
+def _server(path: str) -> bool:
+    field = FIELDS_BY_PATH.get(path)
+    return path == "geo" or (field is not None and field.origin == "server")
 
 
 def test_csv_has_one_column_per_dotted_field(source_lake: Lake) -> None:

@@ -49,6 +49,7 @@ the same id, and the second counts as a duplicate.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -114,6 +115,10 @@ class Converted:
     event: dict[str, Any]
     received_ts: dt.datetime | None
     shape: Literal["monoschema", "flat"]
+    server: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Fields the collector sets (``agent.browser``, ``geo.country``, …; ``origin="server"`` in
+    ``schema.FIELDS``) as our own exports carry them, by lake column: kept as they were, since an
+    import cannot enrich them again (no sender address, sending moment or session state)."""
 
 
 class _RowError(Exception):
@@ -309,6 +314,24 @@ def _coerce(field: Field, value: object, source: str) -> object:
     return value
 
 
+def _server_value(field: Field, value: object, source: str) -> object:
+    """A server-set field's value from a file, typed as the lake stores it."""
+    if field.kind == "timestamp":
+        return _timestamp(value, source)
+    coerced = _coerce(field, value, source)
+    wanted = {"string": str, "int": int, "bool": bool}.get(field.kind, object)
+    if not isinstance(coerced, wanted) or (wanted is int and isinstance(coerced, bool)):
+        raise _RowError(
+            messages.INVALID_FIELD,
+            f"`{source}` is {_kind(value)}; it must be a {field.kind} (it is set by the collector "
+            "and kept from our own exports).",
+        )
+    return coerced
+
+
+SERVER_FIELDS: Final = tuple(f for f in FIELDS if f.origin == "server" and f.path != RECEIVED_TS)
+
+
 class _Flat:
     """Collects the fields of one flat row, refusing contradictions."""
 
@@ -318,6 +341,7 @@ class _Flat:
         self.data: dict[str, Any] = {}
         self.data_sources: dict[str, str] = {}
         self.received: dt.datetime | None = None
+        self.server: dict[str, Any] = {}
 
     def set(self, path: str, value: object, source: str) -> None:
         if path in self.sources:
@@ -369,6 +393,8 @@ class _Flat:
         if target is not None:
             if target.path == "data":
                 self.merge_data(value, key)
+            elif target.origin == "server" and target.path != RECEIVED_TS:
+                self.server[target.column] = _server_value(target, value, key)
             elif target.path == RECEIVED_TS:
                 self.received = _timestamp(value, key)
             else:
@@ -383,7 +409,9 @@ class _Flat:
                         messages.UNKNOWN_FIELD,
                         f"unknown field `{path}`: check its spelling against the event schema.",
                     )
-                if item is not None:
+                if item is not None and field.origin == "server":
+                    self.server[field.column] = _server_value(field, item, path)
+                elif item is not None:
                     self.set(path, _coerce(field, item, path), path)
             return
         if key == SCHEMA_VERSION_COLUMN:
@@ -426,7 +454,7 @@ class _Flat:
             event["data"] = self.data
         if "event_id" not in event:
             event["event_id"] = deterministic_event_id(event)
-        return Converted(event, self.received, "flat")
+        return Converted(event, self.received, "flat", self.server)
 
 
 def _from_flat(row: Mapping[str, Any]) -> Converted:
@@ -442,13 +470,28 @@ def _from_monoschema(row: Mapping[str, Any]) -> Converted:
     raw_received = event.pop(RECEIVED_TS, None)
     if raw_received is not None:
         received = _timestamp(raw_received, RECEIVED_TS)
+    server: dict[str, Any] = {}
+    for f in SERVER_FIELDS:
+        head, _, tail = f.path.partition(".")
+        group = event.get(head) if tail else None
+        if tail and isinstance(group, dict) and tail in group:
+            group = event[head] = dict(group)
+            value = group.pop(tail)
+            if not group:
+                del event[head]
+        elif not tail and head in event:
+            value = event.pop(head)
+        else:
+            continue
+        if value is not None:
+            server[f.column] = _server_value(f, value, f.path)
     for key in ("data", "experiments"):
         if isinstance(event.get(key), str):
             event[key] = _json_object(event[key], key)
     if event.get("event_id") is None:
         event.pop("event_id", None)
         event["event_id"] = deterministic_event_id(event)
-    return Converted(event, received, "monoschema")
+    return Converted(event, received, "monoschema", server)
 
 
 def convert_row(row: Mapping[str, Any]) -> Converted | Problem:

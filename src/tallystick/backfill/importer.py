@@ -468,12 +468,26 @@ def file_sha1(path: Path, tick: Callable[[int], None] | None = None) -> str:
 class _Good:
     event: Event
     received: dt.datetime
+    server: dict[str, Any]
+    """Server-set fields the file carried (our own export), by lake column."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Bad:
     problem: Problem
     event_id: str | None
+
+
+def _with_exported(table: pa.Table, server: Sequence[dict[str, Any]]) -> pa.Table:
+    """``table`` with the server-set values an export carried taking precedence, row by row."""
+    for column in sorted({c for values in server for c in values}):
+        index = table.schema.get_field_index(column)
+        kind = table.schema.field(index).type
+        exported = pa.array([values.get(column) for values in server], kind)
+        table = table.set_column(
+            index, table.schema.field(index), pc.coalesce(exported, table[column])
+        )
+    return table
 
 
 @functools.cache
@@ -535,7 +549,7 @@ class _Run:
         )
         if isinstance(result, Problem):
             return _Bad(result, event_id)
-        return _Good(result, converted.received_ts or self.now)
+        return _Good(result, converted.received_ts or self.now, converted.server)
 
     def chunk(self, number: int, records: list[Record]) -> None:
         good: dict[tuple[str, str], _Good] = {}
@@ -566,6 +580,7 @@ class _Run:
                 .apply(table, pa.array([0] * table.num_rows, pa.int64()), [None])
                 .table
             )
+            table = _with_exported(table, [g.server for g in good.values()])
             written = sorted(f"{event_id}\t{name}" for event_id, name in good)
             ids = hashlib.sha1("\n".join(written).encode(), usedforsecurity=False)
             name = f"{self.tag}-{number:05d}-{ids.hexdigest()[:8]}"
