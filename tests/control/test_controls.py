@@ -92,3 +92,16 @@ def test_declared_but_not_collecting_is_not_stored_anywhere() -> None:
     c = controls({"name": "s", "events": ["project.*"], "expires": "2026-05-01"})
     assert c.place(EVENT, AT) == []
     assert c.place(EVENT | {"name": "other.thing"}, AT) == [Placement("unrouted", None)]
+
+
+def test_streams_that_leave_out_the_user_agent_or_the_session_are_known() -> None:
+    controls = Controls.build(
+        1,
+        [
+            parse_stream({"name": "all", "events": ["*"]}),
+            parse_stream({"name": "ids", "events": ["*"], "keep": ["user.id"]}),
+            parse_stream({"name": "visits", "events": ["*"], "keep": ["session.id", "agent"]}),
+        ],
+    )
+    assert controls.drops_user_agent == {"ids"}
+    assert controls.drops_session == {"ids"}

@@ -187,6 +187,21 @@ def test_sessions_use_the_corrected_time(tmp_path: Path) -> None:
     assert list(state["tracks"]) == ["a:a-1"]
 
 
+def test_copies_of_streams_that_do_not_keep_the_session_are_not_sessionized(
+    tmp_path: Path,
+) -> None:
+    """A stream whose keep list leaves session.id out chose not to store one: its copy of an
+    event is not given an inferred session (the event did not arrive without one)."""
+    event = make_event(user={"id": "u-1"}, session={})
+    narrow = RequestContext("kpi", keep_session=False)
+    wide = RequestContext("product")
+    rows = enrich(tmp_path, [([event], narrow), ([event], wide)])
+    assert [(r["session_id"] is None, r["session_inferred"]) for r in rows] == [
+        (True, False),
+        (False, True),
+    ]
+
+
 def test_each_table_records_what_enriched_it(tmp_path: Path) -> None:
     payload = msgspec.json.encode([make_event()])
     table, index = decode_frames([payload], [RECEIVED_US])

@@ -450,9 +450,13 @@ class Collector:
         (``spool.context_frame``)."""
 
         def frame(stream: str, events_json: bytes) -> bytes:
-            keep_user_agent = stream not in controls.drops_user_agent
             return spool.context_frame(
-                msgspec.structs.replace(context, stream=stream, keep_user_agent=keep_user_agent),
+                msgspec.structs.replace(
+                    context,
+                    stream=stream,
+                    keep_user_agent=stream not in controls.drops_user_agent,
+                    keep_session=stream not in controls.drops_session,
+                ),
                 received_us,
                 events_json,
             )

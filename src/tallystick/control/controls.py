@@ -65,6 +65,11 @@ def keeps_user_agent(keep: Iterable[str]) -> bool:
     return any(k in ("agent", "agent.user_agent") for k in keep)
 
 
+def keeps_session(keep: Iterable[str]) -> bool:
+    """Whether a ``keep`` list keeps ``session.id`` (the ``session`` group, or the field)."""
+    return any(k in ("session", "session.id") for k in keep)
+
+
 def _restore_user_agent(source: Mapping[str, Any], copy: dict[str, Any]) -> None:
     """Put ``agent.user_agent`` of ``source`` back into a narrowed ``copy``."""
     agent = source.get("agent")
@@ -104,6 +109,9 @@ class Controls:
     """Streams whose ``keep`` leaves ``agent.user_agent`` out. Their copies keep it all the same,
     for the loader to parse (browser, OS, bots) before it drops the raw string (the spool frame
     says so: ``RequestContext.keep_user_agent``)."""
+    drops_session: frozenset[str] = frozenset()
+    """Streams whose ``keep`` leaves ``session.id`` out: the loader does not infer sessions for
+    their copies (``RequestContext.keep_session``)."""
     _routes: dict[str, tuple[str, ...]] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
@@ -128,7 +136,10 @@ class Controls:
         drops = frozenset(
             s.name for s in by_name.values() if s.keep is not None and not keeps_user_agent(s.keep)
         )
-        return cls(version, by_name, router, Blocklist(blocks), drops, {}, thresholds)
+        no_session = frozenset(
+            s.name for s in by_name.values() if s.keep is not None and not keeps_session(s.keep)
+        )
+        return cls(version, by_name, router, Blocklist(blocks), drops, no_session, {}, thresholds)
 
     def routes(self, name: str) -> tuple[str, ...]:
         found = self._routes.get(name)

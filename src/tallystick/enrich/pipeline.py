@@ -149,7 +149,7 @@ class Enricher:
                 self._clock(columns)
         pending = None
         if self.sessions is not None and table.num_rows:
-            pending = self._sessions(columns)
+            pending = self._sessions(columns, _ContextColumns(contexts, frames))
         out = pa.Table.from_arrays([columns[f.name] for f in table.schema], schema=table.schema)
         out = out.replace_schema_metadata({METADATA_KEY: json.dumps([self.description]).encode()})
         return Enriched(out, pending, self.sessions.commit if self.sessions is not None else None)
@@ -195,12 +195,14 @@ class Enricher:
         columns["client_ts_original"] = pc.if_else(beyond, client, none)
         columns["client_ts"] = pc.if_else(beyond, shifted, client)
 
-    def _sessions(self, columns: dict[str, Any]) -> Pending:
+    def _sessions(self, columns: dict[str, Any], ctx: _ContextColumns) -> Pending:
         """Keys and sort order are computed in Arrow; only the walk over the sorted rows runs
-        in Python (``Sessionizer.assign_sorted``)."""
+        in Python (``Sessionizer.assign_sorted``). Copies of streams that do not keep
+        ``session.id`` are left alone."""
         assert self.sessions is not None
         given, pageviews = columns["session_id"], columns["page_pageview_id"]
         keys = session_keys(given, columns["user_anonymous_id"], columns["user_id"], pageviews)
+        keys = pc.if_else(ctx.take("keep_session"), keys, pa.scalar(None, keys.type))
         index = pc.indices_nonzero(pc.is_valid(keys))
         keyed = pa.table(
             {
@@ -257,8 +259,8 @@ class _ContextColumns:
         self.frames = frames
 
     def take(self, attribute: str) -> pa.Array:
-        if attribute == "keep_user_agent":
-            flags = [True if c is None else c.keep_user_agent for c in self.contexts]
+        if attribute in ("keep_user_agent", "keep_session"):
+            flags = [True if c is None else getattr(c, attribute) for c in self.contexts]
             return pc.take(pa.array(flags, pa.bool_()), self.frames)
         if attribute == "user_agent":  # a request that named none sent an empty one
             values = [None if c is None else c.user_agent or "" for c in self.contexts]

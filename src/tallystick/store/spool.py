@@ -81,6 +81,9 @@ class RequestContext(msgspec.Struct, omit_defaults=True, frozen=True):
     keep_user_agent: bool = True
     """False when the stream does not keep ``agent.user_agent``: the loader parses it, then
     drops the raw string."""
+    keep_session: bool = True
+    """False when the stream does not keep ``session.id``: its copies are not sessionized (they
+    did not arrive without a session; the stream chose not to keep it)."""
     user_agent: str | None = None
     """The request's ``User-Agent`` header, for events that carry no ``agent.user_agent``."""
     country: str | None = None
