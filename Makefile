@@ -36,8 +36,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two pytest-xdist workers: CI's machine and the developers' have two cores, and much of the
+# suite waits on servers and subprocesses; tests/conftest.py says which tests share a worker.
+# `make unit TEST_WORKERS=0` runs everything in one process.
+TEST_WORKERS ?= 2
+
 unit: install browser postgres
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 test: lint typecheck unit
 

@@ -1,7 +1,8 @@
 """Browser tests: Debian's chromium, driven by Playwright, against `tally serve` on loopback.
 
-One demo data set, one server and one browser for the whole session; a fresh page per test that
-records console errors and failed requests. Screenshots land in build/screenshots/.
+One demo data set (a copy of the session's ``demo_build``), one server and one browser for the
+whole session; a fresh page per test that records console errors and failed requests.
+Screenshots land in build/screenshots/.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, sync_playwright
 
-from browser_support import Watched, api, build_demo, watched_tab
+from browser_support import Watched, api, watched_tab
+from demo_build import DemoBuild
 from tallystick.collect.server import ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -25,8 +27,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="session")
-def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_demo(tmp_path_factory.mktemp("dashboard") / "data")
+def demo_data(demo_build: DemoBuild, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_build.copy(tmp_path_factory.mktemp("dashboard") / "data").data
 
 
 #: events the collector refuses, so that Data health has failures to show

@@ -1,5 +1,8 @@
 """`tally demo --no-serve` builds the demo product's data through the real collector, applies
-the demo's streams and models, and leaves `tally audit` something to find in every section."""
+the demo's streams and models, and leaves `tally audit` something to find in every section.
+
+The build is the session's ``demo_build`` (the dashboard's tests use it too: one build serves
+both), copied here since the test runs the command on it again."""
 
 from __future__ import annotations
 
@@ -7,22 +10,20 @@ import datetime as dt
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from demo_build import DemoBuild
 from tallystick.catalog.audit import SECTION_KEYS
 from tallystick.config import Settings
 from tallystick.control.store import ControlStore
-from tallystick.demo.extras import INVALID_EVENTS, UNDECLARED_EVENT, undeclared
-from tallystick.demo.generator import EVENT_NAMES, FUNNEL, generate
+from tallystick.demo.extras import INVALID_EVENTS, UNDECLARED_EVENT
+from tallystick.demo.generator import EVENT_NAMES, FUNNEL
 from tallystick.demo.streams import EXPIRES_IN_DAYS
 from tallystick.store.lake import Lake
 from tallystick.store.reader import connect
 
 pytestmark = pytest.mark.e2e
-
-ARGS = ["--users", "60", "--days", "30", "--seed", "3"]
 
 
 def _tally(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,33 +36,25 @@ def _tally(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _demo(data: Path) -> subprocess.CompletedProcess[str]:
-    return _tally("demo", "--no-serve", "--data", str(data), *ARGS)
-
-
-def _generated() -> int:
-    """How many events the demo generates now (it stops at the current time)."""
-    today = dt.datetime.now(dt.UTC).date()
-    extra = len(undeclared(end=today, days=30, seed=3))
-    return sum(1 for _ in generate(users=60, days=30, seed=3)) + extra
+def _demo(demo: DemoBuild) -> subprocess.CompletedProcess[str]:
+    size = ["--users", str(demo.users), "--days", str(demo.days), "--seed", str(demo.seed)]
+    return _tally("demo", "--no-serve", "--data", str(demo.data), *size)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, int]:
-    """One demo build for the module: its data directory, what `tally demo` printed, and how
-    many events the demo generated just before it ran."""
-    data = tmp_path_factory.mktemp("demo") / "data"
-    before = _generated()
-    return data, _demo(data).stderr, before
+def demo(demo_build: DemoBuild, tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+    """The session's demo build in a directory of the module's: its data, what `tally demo`
+    printed, and how many events the demo generated just before it ran."""
+    return demo_build.copy(tmp_path_factory.mktemp("demo") / "data")
 
 
-def test_demo_sends_everything_through_the_collector(demo: tuple[Path, str, int]) -> None:
-    data, printed, before = demo
-    assert "accepted" in printed
+def test_demo_sends_everything_through_the_collector(demo: DemoBuild) -> None:
+    data = demo.data
+    assert "accepted" in demo.printed
     marker = json.loads((data / "demo.json").read_text())
     expected = marker["events"]
     # the generator stops at the current time: later runs may see a few more events
-    assert before <= expected <= _generated()
+    assert demo.generated_before <= expected <= demo.generated()
     con = connect(Lake(data / "lake"))
     row = con.execute(
         "SELECT count(*), count(DISTINCT app_instance), count(DISTINCT nullif(user_id, '')) "
@@ -71,7 +64,7 @@ def test_demo_sends_everything_through_the_collector(demo: tuple[Path, str, int]
     events, sites, users = row
     assert events == expected
     assert sites > 1
-    assert 0 < users <= 60
+    assert 0 < users <= demo.users
     names = {r[0] for r in con.execute("SELECT DISTINCT name FROM events").fetchall()}
     assert set(FUNNEL) | {UNDECLARED_EVENT} <= names <= {*EVENT_NAMES, UNDECLARED_EVENT}
     failed = con.execute("SELECT count(*), min(error_code) FROM failed_events").fetchone()
@@ -88,17 +81,14 @@ def test_demo_sends_everything_through_the_collector(demo: tuple[Path, str, int]
     assert expires.expires.date() == today + dt.timedelta(days=EXPIRES_IN_DAYS)
 
     # A second run with the same parameters sends nothing again.
-    second = _demo(data)
+    second = _demo(demo)
     assert "already" in second.stderr
     again = connect(Lake(data / "lake")).execute("SELECT count(*) FROM events").fetchone()
     assert again == (expected,)
 
 
-def test_the_audit_of_the_demo_lists_something_in_every_section(
-    demo: tuple[Path, str, int],
-) -> None:
-    data, _, _ = demo
-    report = json.loads(_tally("audit", "--data", str(data), "--format", "json").stdout)
+def test_the_audit_of_the_demo_lists_something_in_every_section(demo: DemoBuild) -> None:
+    report = json.loads(_tally("audit", "--data", str(demo.data), "--format", "json").stdout)
     sections = {s["key"]: s for s in report["sections"]}
     assert list(sections) == list(SECTION_KEYS)
     assert [k for k, s in sections.items() if not s["count"]] == []
