@@ -276,6 +276,7 @@ def test_not_ready_refuses_instead_of_accepting(tmp_path: Any) -> None:
 def test_a_bogus_content_length_is_not_trusted(app: Collector, collector: TestClient) -> None:
     """The body decides, not a header: a non-numeric Content-Length is ignored."""
     import asyncio
+    import concurrent.futures
 
     body = js([make_event()])
     sent: list[dict[str, Any]] = []
@@ -292,6 +293,9 @@ def test_a_bogus_content_length_is_not_trusted(app: Collector, collector: TestCl
     async def send(message: Any) -> None:
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    # in a thread of its own: a browser test on the same pytest worker may hold an event loop
+    # in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     assert sent[0]["status"] == 200
     assert json.loads(sent[1]["body"]) == {"accepted": 1, "rejected": 0}

@@ -125,10 +125,10 @@ def test_which_user_agent_is_parsed_and_which_is_kept(tmp_path: Path) -> None:
         (None, "Firefox", False),  # none: the request's header (never stored)
         ("", "Firefox", False),  # an empty one counts as none
         (None, "Chrome", False),  # parsed, then dropped: the stream does not keep it
-        (None, "curl", True),  # the header of a script
+        (None, None, None),  # the header of a script or backend says nothing of the device
         (CHROME, "Chrome", False),
         (None, None, None),  # nothing to judge: unknown, not "no bot"
-        (None, "Other", True),  # a request without a User-Agent header: automation
+        (None, None, None),  # a request without a User-Agent header: unknown too
     ]
     assert rows[0]["agent_browser_version"] == "131"
     assert (rows[0]["agent_os"], rows[0]["agent_os_version"], rows[0]["agent_device"]) == (
@@ -238,9 +238,11 @@ def test_chunked_tables_are_enriched_row_by_row(tmp_path: Path) -> None:
     frames = pa.array([n for n in range(len(agents)) for _ in range(2)], pa.int32())
     rows = Enricher(Settings(data=tmp_path)).apply(table, frames, contexts).table.to_pylist()
     parser = shared_agent_parser()
-    expected = []
+    expected: list[str | None] = []
     for n, ua in enumerate(agents):
-        expected += [parser(ua or agents[-1 - n]).browser, parser(agents[-1 - n]).browser]
+        header = agents[-1 - n] if agents[-1 - n].startswith("Mozilla/") else None
+        used = [ua or header, header]  # the event's own, else a browser's header
+        expected += [None if u is None else parser(u).browser for u in used]
     assert [r["agent_browser"] for r in rows] == expected
     assert [r["geo_country"] for r in rows] == [str(n) for n in range(len(agents)) for _ in "ab"]
 

@@ -1,10 +1,10 @@
 """The loader's enrichment of decoded events, in a documented order (docs/enrichment.md):
 
 1. **user agent** — the event's ``agent.user_agent``, else the request's ``User-Agent`` header
-   (from the spool frame's ``RequestContext``; a request without one counts as an empty one;
-   frames written before request contexts have no header: unknown), is parsed into
-   ``agent.browser``,
-   ``browser_version``, ``os``, ``os_version`` and ``device`` (``enrich_user_agent``);
+   when a browser sent it (from the spool frame's ``RequestContext``; starts with ``Mozilla/``;
+   a library's or SDK's header, no header, or a frame from before request contexts: unknown),
+   is parsed into ``agent.browser``, ``browser_version``, ``os``, ``os_version`` and
+   ``device`` (``enrich_user_agent``);
 2. **bots** — the same string is checked against the crawler list and the automation markers
    → ``agent.is_bot`` (``enrich_bots``);
 3. **raw user agent** — dropped when the stream does not keep ``agent.user_agent`` (the
@@ -160,6 +160,11 @@ class Enricher:
         assert self.agents is not None
         own = columns["agent_user_agent"]
         header = ctx.take("user_agent")
+        # a header counts only when a browser sent it (every browser's, and every crawler's
+        # that poses as one, starts so): an HTTP library's or a server SDK's says nothing of
+        # the device an event describes, and its events must not vanish from analyses as bots
+        browser_sent = pc.fill_null(pc.starts_with(header, "Mozilla/"), False)
+        header = pc.if_else(browser_sent, header, pa.scalar(None, pa.string()))
         has_own = pc.fill_null(pc.not_equal(own, ""), False)
         used = pc.if_else(has_own, own, header)
         encoded = (
