@@ -141,7 +141,7 @@ def test_both_paths_give_the_same_enriched_rows(tmp_path: Path) -> None:
     ]
     payload = msgspec.json.encode(events)
     contexts = [
-        RequestContext("web", keep_user_agent=False, user_agent="curl/8.5.0", country="DE"),
+        RequestContext("web", keep_user_agent=False, user_agent=GOOGLEBOT, country="DE"),
         None,
     ]
     rows = []
@@ -151,8 +151,11 @@ def test_both_paths_give_the_same_enriched_rows(tmp_path: Path) -> None:
         rows.append(enricher.apply(table, frames, contexts).table.to_pylist())
     assert rows[0] == rows[1]
     assert rows[0][0]["geo_country"] == "DE"
-    assert rows[0][0]["agent_is_bot"] is True  # no agent.user_agent: the header, curl
+    assert rows[0][0]["agent_is_bot"] is True  # no agent.user_agent: a browser-like header
     assert rows[0][len(events)]["geo_country"] is None
+
+
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
 def test_a_duckdb_refusal_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) -> None:

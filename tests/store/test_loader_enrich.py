@@ -207,10 +207,15 @@ def test_with_every_step_off_the_rows_are_as_decoded(settings: Settings) -> None
 
 def test_through_the_collector(settings: Settings, app: Collector, collector: TestClient) -> None:
     """The real collector spools the request's User-Agent header with the events; an event
-    without its own user agent is judged by it."""
+    without its own user agent is judged by it when a browser sent it, and is unknown when a
+    script or backend did."""
     own = make_event(agent={"user_agent": CHROME}, session={}, user={"anonymous_id": "a-1"})
     bare = make_event(session={}, user={"anonymous_id": "a-1"})
+    crawled = make_event(session={}, user={"anonymous_id": "a-2"})
     response = collector.post("/v1/events", json=[own, bare], headers={"User-Agent": "curl/8.5.0"})
+    assert response.status_code == 200
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    response = collector.post("/v1/events", json=[crawled], headers={"User-Agent": googlebot})
     assert response.status_code == 200
     load(settings, app)
     rows = {r["event_id"]: r for r in _rows(settings)}
@@ -221,6 +226,13 @@ def test_through_the_collector(settings: Settings, app: Collector, collector: Te
     assert rows[own["event_id"]]["agent_user_agent"] == CHROME
     assert (rows[bare["event_id"]]["agent_user_agent"], rows[bare["event_id"]]["agent_is_bot"]) == (
         None,
+        None,
+    )
+    assert (
+        rows[crawled["event_id"]]["agent_browser"],
+        rows[crawled["event_id"]]["agent_is_bot"],
+    ) == (
+        "Googlebot",
         True,
     )
     assert rows[own["event_id"]]["session_id"] == rows[bare["event_id"]]["session_id"]
