@@ -81,6 +81,33 @@ class Settings:
     """How often the server evaluates the alert rules (0: only ``tally quality check``)."""
     alert_webhook_url: str | None = dataclasses.field(default=None, repr=False)
     """Where fired alerts are POSTed as JSON (also logged); ``None``: the log only."""
+    pii_action: str = "redact"
+    """What the collector does with personal data (emails, phone numbers, IP addresses,
+    card-number-like digits) found in ``data`` values and URL query strings of events no stream
+    with its own ``privacy`` block stores: ``redact``, ``hash``, ``reject`` or ``off``."""
+    ip_policy: str = "truncate"
+    """What is kept of the client's address after the country lookup, for events no stream with
+    its own ``privacy`` block stores: ``truncate`` (``geo.network``, the /24 or /48) or ``drop``."""
+    pseudonymize_user_ids: bool = False
+    """Replace ``user.id`` by a keyed HMAC of it (needs ``pseudonym_key``) before storage."""
+    pseudonym_key: str | None = dataclasses.field(default=None, repr=False)
+    """The secret of the pseudonymous user ids (never logged). Rotating it starts new ids."""
+    pseudonym_previous_keys: str | None = dataclasses.field(default=None, repr=False)
+    """Comma-separated earlier pseudonym keys: deletion finds users under them too."""
+    retention_days: int = 0
+    """How long events no stream with ``retention_days`` stores are kept (0: until deleted)."""
+    failed_retention_days: int = 30
+    """How long failed events and declined-event counts are kept (0: until deleted)."""
+    results_retention_days: int = 90
+    """How long materialised metric results are kept (0: until deleted)."""
+    retention_interval_seconds: float = 86400.0
+    """How often ``tally serve`` enforces retention and runs pending deletions' follow-ups
+    (0: only ``tally retention enforce``)."""
+    dp_budget_epsilon: float = 10.0
+    """The total privacy budget (epsilon) each dataset may spend on differentially private
+    releases; a release that would exceed it is refused."""
+    dashboard_session_hours: float = 12.0
+    """How long a dashboard sign-in (its session cookie) lasts."""
 
     @property
     def config_path(self) -> Path:
@@ -148,6 +175,8 @@ _OPTIONAL_KINDS: Final[dict[str, type]] = {
     "geoip_database": Path,
     "trusted_proxies": str,
     "alert_webhook_url": str,
+    "pseudonym_key": str,
+    "pseudonym_previous_keys": str,
 }
 
 

@@ -23,6 +23,7 @@ METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 NOT_FOUND: Final = "not_found"
 IP_BLOCKED: Final = "ip_blocked"
 RATE_LIMITED: Final = "rate_limited"
+ORIGIN_NOT_ALLOWED: Final = "origin_not_allowed"
 
 # Query API problems (see docs/http-api.md).
 INVALID_QUERY: Final = "invalid_query"
@@ -33,6 +34,7 @@ UNAUTHORIZED: Final = "unauthorized"
 INVALID_DEFINITION: Final = "invalid_definition"
 CONFLICT: Final = "conflict"
 FORBIDDEN: Final = "forbidden"
+PRIVACY_BUDGET_EXHAUSTED: Final = "privacy_budget_exhausted"
 
 # Event-level problems (one event is refused, the others are kept).
 EVENT_TOO_LARGE: Final = "event_too_large"
@@ -42,6 +44,7 @@ UNKNOWN_FIELD: Final = "unknown_field"
 INVALID_FIELD: Final = "invalid_field"
 CLIENT_TS_IN_FUTURE: Final = "client_ts_in_future"
 INVALID_ROW: Final = "invalid_row"
+PERSONAL_DATA: Final = "personal_data"
 
 CODES: Final = (
     MALFORMED_JSON,
@@ -57,12 +60,14 @@ CODES: Final = (
     NOT_FOUND,
     IP_BLOCKED,
     RATE_LIMITED,
+    ORIGIN_NOT_ALLOWED,
     INVALID_QUERY,
     QUERY_FAILED,
     UNAUTHORIZED,
     INVALID_DEFINITION,
     CONFLICT,
     FORBIDDEN,
+    PRIVACY_BUDGET_EXHAUSTED,
     EVENT_TOO_LARGE,
     NOT_AN_OBJECT,
     MISSING_FIELD,
@@ -70,6 +75,7 @@ CODES: Final = (
     INVALID_FIELD,
     CLIENT_TS_IN_FUTURE,
     INVALID_ROW,
+    PERSONAL_DATA,
 )
 
 

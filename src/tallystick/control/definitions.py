@@ -409,6 +409,51 @@ def parse_alerts(raw: Any, where: str) -> tuple[Alert, ...]:
     return tuple(alerts)
 
 
+PII_ACTIONS: Final = ("redact", "hash", "reject", "off")
+"""What the collector does with personal data found in an event (``privacy.pii``)."""
+IP_POLICIES: Final = ("truncate", "drop")
+"""What is kept of the client's address after the country lookup (``privacy.ip``)."""
+PII_DETECTORS: Final = ("email", "phone", "ip", "card")
+"""The kinds of personal data the collector looks for (``privacy.detect``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Privacy:
+    """What the collector removes from a stream's events before they are stored."""
+
+    pii: str = "redact"
+    """``redact``, ``hash``, ``reject`` or ``off`` (see ``PII_ACTIONS``)."""
+    detect: tuple[str, ...] = PII_DETECTORS
+    """Which detectors run (``PII_DETECTORS``)."""
+    ip: str = "truncate"
+    """``truncate`` (keep ``geo.network``) or ``drop`` (country and region only)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pii": self.pii, "detect": list(self.detect), "ip": self.ip}
+
+
+def _choice(raw: Any, where: str, choices: Sequence[str]) -> str:
+    if not isinstance(raw, str) or raw not in choices:
+        raise DefinitionError(where, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def parse_privacy(raw: Any, where: str) -> Privacy:
+    """A stream's ``privacy`` block; a DefinitionError names the first problem."""
+    raw = _mapping(raw, where, "privacy")
+    _only(raw, ("pii", "detect", "ip"), where, "privacy")
+    pii = _choice(raw.get("pii", "redact"), _join(where, "pii"), PII_ACTIONS)
+    detect = PII_DETECTORS
+    if raw.get("detect") is not None:
+        spot = _join(where, "detect")
+        listed = _list(raw["detect"], spot, "detect")
+        for i, name in enumerate(listed):
+            _choice(name, _join(spot, i), PII_DETECTORS)
+        detect = tuple(dict.fromkeys(listed))
+    ip = _choice(raw.get("ip", "truncate"), _join(where, "ip"), IP_POLICIES)
+    return Privacy(pii=pii, detect=detect, ip=ip)
+
+
 @dataclass(frozen=True, slots=True)
 class Stream:
     """A stream: which events it receives, which it keeps, what it stores and for how long."""
@@ -428,6 +473,11 @@ class Stream:
     """How long events are kept (``None``: until deleted by hand)."""
     alerts: tuple[Alert, ...] = ()
     """Alert rules (``quality.alerts``)."""
+    private: bool = False
+    """Readable only with read keys granted this stream (admin keys read every stream)."""
+    privacy: Privacy | None = None
+    """What the collector removes before storing the stream's events (``None``: the server's
+    ``pii_action`` and ``ip_policy``)."""
 
     def collecting(self, at: dt.datetime) -> bool:
         """Whether the stream receives events at ``at``: enabled, started and not expired."""
@@ -476,6 +526,10 @@ class Stream:
             out["retention_days"] = self.retention_days
         if self.alerts:
             out["alerts"] = [a.as_dict() for a in self.alerts]
+        if self.private:
+            out["private"] = True
+        if self.privacy is not None:
+            out["privacy"] = self.privacy.as_dict()
         return out
 
 
@@ -492,6 +546,8 @@ STREAM_KEYS: Final = (
     "curation",
     "retention_days",
     "alerts",
+    "private",
+    "privacy",
 )
 
 
@@ -570,6 +626,12 @@ def parse_stream(raw: Any, where: str = "") -> Stream:
         curation=tuple(rules),
         retention_days=_days(raw.get("retention_days"), _join(where, "retention_days")),
         alerts=alerts,
+        private=_bool(raw.get("private", False), _join(where, "private")),
+        privacy=(
+            None
+            if raw.get("privacy") is None
+            else parse_privacy(raw["privacy"], _join(where, "privacy"))
+        ),
     )
 
 

@@ -172,3 +172,67 @@ alert_runs = sa.Table(
     sa.Column("delivery", sa.JSON),
 )
 """Every evaluation of an alert rule: what was measured, against what, and where it was sent."""
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # write (ingest only), read (queries, exports, dashboard) or admin (control plane)
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    # the key's first characters, shown to tell keys apart (never enough to use it)
+    sa.Column("prefix", sa.String(32), nullable=False),
+    # SHA-256 of the whole key, hex: the key itself is shown once and never stored
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("app", sa.String(200)),
+    sa.Column("origins", sa.JSON, nullable=False),
+    sa.Column("streams", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("revoked_by", sa.String(200)),
+    sa.Column("last_used_at", UTCDateTime),
+)
+"""API keys (``tally keys``): write keys (per app, with allowed browser origins), read keys
+(with the private streams granted to them) and admin keys."""
+
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    # SHA-256 of the session cookie's value, hex
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.Integer, nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+"""Dashboard sign-ins: a session cookie stands for the key it was opened with (revoking the key
+ends its sessions)."""
+
+user_deletions = sa.Table(
+    "user_deletions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # keyed hash of the user id (never the id in clear): finds later events to suppress
+    sa.Column("subject_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    # pending, done or failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("done_at", UTCDateTime),
+    sa.Column("report", sa.JSON),
+    sa.Column("message", sa.Text),
+)
+"""Users deleted (``tally users delete``): their events removed, later ones suppressed."""
+
+dp_releases = sa.Table(
+    "dp_releases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dataset", sa.String(200), nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("analysis", sa.String(64), nullable=False),
+    sa.Column("epsilon", sa.Float, nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+)
+"""The privacy-budget ledger: every differentially private release and the epsilon it spent."""
