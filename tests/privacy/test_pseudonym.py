@@ -30,7 +30,8 @@ def test_a_pseudonym_is_a_prefixed_truncated_hmac() -> None:
 def test_pseudonyms_are_stable_fixed_length_and_recognisable(user_id: str, key: str) -> None:
     value = pseudonymize(user_id, key)
     assert value == pseudonymize(user_id, key)
-    assert len(value) == LENGTH and is_pseudonym(value)
+    assert len(value) == LENGTH
+    assert is_pseudonym(value)
 
 
 def test_keys_and_ids_change_the_pseudonym() -> None:
