@@ -28,6 +28,11 @@ removed), so the purge holds the loader's lock (``store.loader.loader_lock``): a
 
 Bots are not purged: they are left out of analyses by default, not quarantined. Table snapshots
 of data models and materialised metric results are derived copies: rebuild them afterwards.
+
+The machinery is shared: retention (``store.retention``) and user deletion (``store.deletion``)
+describe what they delete as a ``Selection`` (per kind of lake file, a DuckDB condition on its
+rows, optionally the only files to look at and files known to go whole), ``changes`` finds the
+files it touches and ``apply`` rewrites them the same way, in the same order.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -46,7 +51,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tallystick.control.quarantine import Rule
-from tallystick.store.lake import EVENTS, FAILED, MESSAGES, Lake
+from tallystick.store.lake import (
+    DECLINED,
+    DECLINED_SCHEMA,
+    EVENT_SCHEMA,
+    EVENTS,
+    FAILED,
+    FAILED_SCHEMA,
+    MESSAGES,
+    MESSAGES_SCHEMA,
+    Lake,
+    LocalStorage,
+)
 from tallystick.store.reader import connect, retry_io, with_retry
 
 LOCK_WAIT_SECONDS: Final = 5.0
@@ -54,7 +70,8 @@ _ROW: Final = "__tally_row"
 
 
 class PurgeRefused(RuntimeError):
-    """The purge cannot run now (another process holds the loader's lock)."""
+    """The purge (or retention, or a deletion) cannot run now (another process holds the
+    loader's lock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,23 +183,8 @@ def _plan(con: duckdb.DuckDBPyConnection, lake: Lake, rules: tuple[Rule, ...]) -
     con.execute("CREATE TEMP TABLE purge_ids AS SELECT DISTINCT event_id FROM purge_keys")
     count = con.execute("SELECT count(*) FROM purge_keys").fetchone()
     events = int(count[0]) if count else 0
-    files: list[FileChange] = []
-    for kind, condition in _conditions(rules).items():
-        paths = lake.files(kind)
-        if not paths:
-            continue
-        if kind != FAILED and not events:
-            continue
-        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in lake.absolute(paths))
-        found = con.execute(
-            "SELECT filename, count(*) AS rows, count(*) FILTER (WHERE "
-            f"{condition}) AS removed FROM read_parquet([{listed}], union_by_name = true, "
-            "filename = true) GROUP BY filename HAVING removed > 0 ORDER BY filename"
-        ).fetchall()
-        root = str(lake.root) + os.sep
-        for filename, total, removed in found:
-            files.append(FileChange(kind, str(filename).removeprefix(root), total, removed))
-    return PurgeReport(rules, by_rule, events, tuple(files))
+    selection = Selection(_conditions(rules), {} if events else {MESSAGES: (), EVENTS: ()})
+    return PurgeReport(rules, by_rule, events, tuple(changes(con, lake, selection)))
 
 
 def _conditions(rules: Sequence[Rule]) -> dict[str, str]:
@@ -204,20 +206,124 @@ def purge(
     """Delete what ``rules`` match from the lake (see the module docstring), holding the loader's
     lock of data directory ``data``; raises ``PurgeRefused`` when a loader holds it (after
     waiting ``wait`` seconds for it)."""
-    with _loader_locked(data, wait):
+    with loader_locked(data, wait):
         con = connect(lake)
         try:
             planned = _plan(con, lake, tuple(rules))
-            conditions = _conditions(rules)
-            done: list[FileChange] = []
-            for change in sorted(planned.files, key=lambda f: _ORDER[f.kind]):
-                done.append(_rewrite(con, lake, change, conditions[change.kind]))
+            done = apply(con, lake, Selection(_conditions(rules)), planned.files)
         finally:
             con.close()
     return PurgeReport(planned.rules, planned.events_by_rule, planned.events, tuple(done), False)
 
 
-_ORDER: Final = {MESSAGES: 0, FAILED: 1, EVENTS: 2}
+# -- the shared machinery: find the files holding rows to delete, rewrite them -----------------
+
+SCHEMAS: Final = {
+    EVENTS: EVENT_SCHEMA,
+    MESSAGES: MESSAGES_SCHEMA,
+    FAILED: FAILED_SCHEMA,
+    DECLINED: DECLINED_SCHEMA,
+}
+"""Each kind's current columns: a condition sees every one of them, even on a file written
+before a column existed (it reads as null there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Rows to delete from the lake.
+
+    ``conditions`` maps each kind of lake file, in the order its rows are deleted, to a DuckDB
+    condition on that kind's rows (it may use temporary tables of the connection it runs on).
+    ``files`` narrows a kind to the files listed (relative to the lake root; all of the kind's
+    files when the kind is not in it), and ``whole`` names files every row of which goes: they
+    are deleted without being read."""
+
+    conditions: Mapping[str, str]
+    files: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    whole: frozenset[str] = frozenset()
+
+
+def changes(con: duckdb.DuckDBPyConnection, lake: Lake, selection: Selection) -> list[FileChange]:
+    """The files holding rows ``selection`` deletes, with how many it deletes from each."""
+    found: list[FileChange] = []
+    root = str(lake.root) + os.sep
+    for kind, condition in selection.conditions.items():
+        paths = list(selection.files.get(kind, lake.files(kind)))
+        whole = [p for p in paths if p in selection.whole]
+        for path in whole:
+            with contextlib.suppress(FileNotFoundError):
+                rows = pq.ParquetFile(lake.root / path).metadata.num_rows
+                found.append(FileChange(kind, path, rows, rows))
+        paths = [p for p in paths if p not in selection.whole]
+        if not paths:
+            continue
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in lake.absolute(paths))
+        source = f"read_parquet([{listed}], union_by_name = true, filename = true)"
+        columns = _missing_columns(con, source, SCHEMAS.get(kind))
+        rows = con.execute(
+            "SELECT filename, count(*) AS rows, count(*) FILTER (WHERE "
+            f"{condition}) AS removed FROM (SELECT *{columns} FROM {source}) "
+            "GROUP BY filename HAVING removed > 0 ORDER BY filename"
+        ).fetchall()
+        for filename, total, removed in rows:
+            found.append(FileChange(kind, str(filename).removeprefix(root), total, removed))
+    return found
+
+
+def _missing_columns(con: duckdb.DuckDBPyConnection, source: str, schema: pa.Schema | None) -> str:
+    """``, NULL AS column`` for each column of ``schema`` that ``source`` lacks."""
+    if schema is None:
+        return ""
+    present = {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    return "".join(
+        f", CAST(NULL AS {_duckdb_type(f.type)}) AS {f.name}"
+        for f in schema
+        if f.name not in present
+    )
+
+
+_DUCKDB_TYPES: Final = {
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "int64": "BIGINT",
+    "int16": "SMALLINT",
+    "double": "DOUBLE",
+    "date32[day]": "DATE",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+    "map<string, string>": "MAP(VARCHAR, VARCHAR)",
+}
+
+
+def _duckdb_type(kind: pa.DataType) -> str:
+    return _DUCKDB_TYPES.get(str(kind), "VARCHAR")
+
+
+def apply(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    selection: Selection,
+    planned: Sequence[FileChange],
+) -> list[FileChange]:
+    """Rewrite the ``planned`` files (``changes``) without the rows ``selection`` deletes, kind
+    by kind in the selection's order; what was deleted. A partition directory left empty is
+    removed. The caller holds the loader's lock."""
+    order = {kind: i for i, kind in enumerate(selection.conditions)}
+    done: list[FileChange] = []
+    for change in sorted(planned, key=lambda f: order[f.kind]):
+        if change.path in selection.whole:
+            lake.storage.delete(change.path)
+            done.append(change)
+        else:
+            done.append(_rewrite(con, lake, change, selection.conditions[change.kind]))
+        if done[-1].removed == done[-1].rows:
+            _remove_empty_partition(lake, change.path)
+    return done
+
+
+def _remove_empty_partition(lake: Lake, path: str) -> None:
+    if isinstance(lake.storage, LocalStorage):
+        with contextlib.suppress(OSError):  # not empty (or gone): it stays
+            (lake.root / path).parent.rmdir()
 
 
 def _rewrite(
@@ -225,8 +331,16 @@ def _rewrite(
 ) -> FileChange:
     """``change``'s file without the rows ``condition`` holds for, written atomically (deleted
     when nothing is left); what was deleted."""
-    table = pq.read_table(lake.root / change.path)
+    try:
+        table = pq.read_table(lake.root / change.path)
+    except FileNotFoundError:  # deleted since it was planned: nothing left to delete
+        return FileChange(change.kind, change.path, 0, 0)
     numbered = table.append_column(_ROW, pa.array(range(table.num_rows), pa.int64()))
+    schema = SCHEMAS.get(change.kind)
+    if schema is not None:  # columns added since the file was written read as null
+        for f in schema:
+            if f.name not in numbered.column_names:
+                numbered = numbered.append_column(f, pa.nulls(table.num_rows, f.type))
     con.register("purge_file", numbered)
     try:
         doomed = con.sql(f"SELECT {_ROW} FROM purge_file WHERE {condition}").arrow().read_all()
@@ -261,7 +375,11 @@ class _Deadline:
 
 
 @contextlib.contextmanager
-def _loader_locked(data: Path, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+def loader_locked(
+    data: Path, wait: float = LOCK_WAIT_SECONDS, what: str = "the purge"
+) -> Iterator[None]:
+    """Hold the loader's lock of data directory ``data`` (``what`` rewrites the lake's files);
+    raises ``PurgeRefused`` when a loader holds it after ``wait`` seconds."""
     from tallystick.store.loader import LOCK_NAME, loader_lock
 
     with loader_lock(data, _Deadline(wait)) as lock:
@@ -269,10 +387,13 @@ def _loader_locked(data: Path, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None
             holder = _holder(data / LOCK_NAME)
             raise PurgeRefused(
                 f"the loader of {data} is running{holder}: it compacts the lake's files while "
-                "it runs, so the purge cannot rewrite them now. Stop `tally serve` (or the "
-                "loader), run the purge, then start it again"
+                f"it runs, so {what} cannot rewrite them now. Stop `tally serve` (or the "
+                "loader) first, and start it again afterwards"
             )
         yield
+
+
+_loader_locked = loader_locked
 
 
 def _holder(path: Path) -> str:
