@@ -54,8 +54,14 @@ class Analysis(ABC):
     def shape(self, rows: list[Row]) -> list[Row]:
         """The documented result rows from the rows the SQL returned."""
 
-    def run(self, engine: Engine, rules: tuple[Rule, ...] | None = None) -> Outcome:
-        """Run on ``engine``, leaving out bots (unless the scope includes them) and what the
+    def run(
+        self,
+        engine: Engine,
+        rules: tuple[Rule, ...] | None = None,
+        hidden: frozenset[str] = frozenset(),
+    ) -> Outcome:
+        """Run on ``engine``, leaving out the rows of the ``hidden`` streams (private streams
+        the reader may not see), bots (unless the scope includes them) and what the
         quarantine ``rules`` match (default: the engine's rules in force now)."""
         from tallystick.metrics.exclusion import Exclusion, apply
 
@@ -66,7 +72,8 @@ class Analysis(ABC):
         # files) in at the end: sqlglot's builders copy the tree at each step.
         tree = self.build(exp.to_table(_PLACEHOLDER))
         source = apply(
-            engine.source(*self.read_window()), Exclusion(self.scope.include_bots, rules)
+            engine.source(*self.read_window()),
+            Exclusion(self.scope.include_bots, rules, hidden),
         )
         for table in list(tree.find_all(exp.Table)):
             if table.name == _PLACEHOLDER and not table.args.get("db"):

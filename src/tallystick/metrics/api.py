@@ -114,8 +114,16 @@ def _is_io_error(exc: Exception) -> bool:
     return type(exc).__name__ == "IOException" and type(exc).__module__.endswith("duckdb")
 
 
-def run(analysis: Analysis, engine: Engine, rules: tuple[Rule, ...] | None = None) -> Outcome:
+def run(
+    analysis: Analysis,
+    engine: Engine,
+    rules: tuple[Rule, ...] | None = None,
+    hidden: frozenset[str] = frozenset(),
+) -> Outcome:
     """Run ``analysis`` on ``engine``; an engine's error becomes :class:`QueryFailed`.
+
+    The rows of the ``hidden`` streams (private streams the reader may not see) are left out
+    first (``metrics.exclusion``).
 
     Bots are left out unless the analysis includes them, and so is what the quarantine
     ``rules`` match (default: the engine's rules in force; rules that cannot be read are a
@@ -127,7 +135,7 @@ def run(analysis: Analysis, engine: Engine, rules: tuple[Rule, ...] | None = Non
 
     for attempt in range(_IO_RETRIES):
         try:
-            return analysis.run(engine, rules)
+            return analysis.run(engine, rules, hidden)
         except MetricError:
             raise
         except RulesUnavailable as exc:

@@ -1,26 +1,34 @@
-"""What every analysis leaves out: bot traffic (unless asked for) and quarantined data.
+"""What every analysis leaves out: private streams the reader may not see, bot traffic (unless
+asked for) and quarantined data.
 
 It applies where an analysis reads the lake, before anything else (de-duplication, the date
 range, filters): the engine's source relation becomes ::
 
     (SELECT * FROM <source>
-     WHERE NOT coalesce(agent_is_bot, FALSE)                        -- unless include_bots
+     WHERE (stream IS NULL OR NOT stream IN ('p1', 'p2'))           -- hidden streams, if any
+       AND NOT coalesce(agent_is_bot, FALSE)                        -- unless include_bots
        AND (event_id, name) NOT IN (SELECT event_id, name FROM <source>
                                     WHERE <rule 1> OR <rule 2> ...)) AS lake
 
+* Hidden streams (``control.principal.Principal.hidden``: the private streams the request's
+  key is not granted) are left out row by row: the copies stored for them go, the copies of
+  the same event stored for a stream the reader sees stay (and count once, as always). Rows
+  without a stream (imported, or written before streams) stay.
 * Bots are left out row by row: ``agent.is_bot`` is set by the collector from the request's
   user agent, the same on every copy of an event. Rows without it (written before bot
   detection, or with it turned off) count.
 * A quarantine rule leaves out whole events: when any stored copy of an event matches, every
   copy goes. A stream whose ``keep`` list drops ``user`` stores copies without ``user.id``;
-  matching row by row would let such a copy stand in for the excluded one.
+  matching row by row would let such a copy stand in for the excluded one. For the same
+  reason the rules match every stored copy, those of hidden streams included: an event
+  quarantined for one reader is quarantined for all.
 * A ``where`` rule compares the field as analyses' filters do (``sql.filter_condition``); an
   ``ip`` rule compares the stored network (``sql.in_network``); a time-bounded rule also needs
   ``time_from <= client_ts < time_to``.
 
-No rules and ``include_bots``: the source is read as it is. The SQL is dialect-neutral, so DuckDB,
-chDB and a ClickHouse server apply the same exclusion; the golden SQL of the analyses
-(``tests/metrics/golden``) is built over a plain table and does not show it.
+No hidden streams, no rules and ``include_bots``: the source is read as it is. The SQL is
+dialect-neutral, so DuckDB, chDB and a ClickHouse server apply the same exclusion; the golden
+SQL of the analyses (``tests/metrics/golden``) is built over a plain table and does not show it.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from sqlglot import exp
 
 from tallystick.control.quarantine import Rule, rules_key
 from tallystick.metrics.params import Filter
-from tallystick.metrics.sql import col, filter_condition, in_network, instant
+from tallystick.metrics.sql import col, filter_condition, in_network, instant, is_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +49,27 @@ class Exclusion:
 
     include_bots: bool = False
     rules: tuple[Rule, ...] = ()
+    hidden_streams: frozenset[str] = frozenset()
+    """Streams whose rows are left out (private streams the reader is not granted)."""
 
     def key(self) -> Hashable:
         """Equal for two exclusions that leave out the same rows (for answer caches)."""
-        return (self.include_bots, rules_key(self.rules))
+        return (self.include_bots, rules_key(self.rules), tuple(sorted(self.hidden_streams)))
 
     def describe(self) -> str:
-        """In words: ``bots and 2 quarantine rules excluded``."""
+        """In words: ``1 private stream, bots and 2 quarantine rules excluded`` (private
+        streams are counted, never named)."""
         parts = [] if self.include_bots else ["bots"]
+        if self.hidden_streams:
+            n = len(self.hidden_streams)
+            parts.insert(0, f"{n} private stream{'s' if n != 1 else ''}")
         if self.rules:
             n = len(self.rules)
             parts.append(f"{n} quarantine rule{'s' if n != 1 else ''}")
         if not parts:
             return "nothing excluded (bots included)"
+        if len(parts) > 2:
+            return ", ".join(parts[:-1]) + " and " + parts[-1] + " excluded"
         return " and ".join(parts) + " excluded"
 
 
@@ -94,9 +110,19 @@ def quarantined_keys(source: exp.Expr, rules: Sequence[Rule]) -> exp.Select:
     )
 
 
+def visible(streams: frozenset[str]) -> exp.Expr:
+    """True for a lake row not stored for one of ``streams`` (rows without a stream
+    included)."""
+    stream = col("stream")
+    hidden = is_in(stream, sorted(streams))
+    return exp.or_(exp.Is(this=stream, expression=exp.Null()), exp.Not(this=hidden))
+
+
 def apply(source: exp.Expr, exclusion: Exclusion) -> exp.Expr:
     """``source`` (the engine's relation of lake rows) without what ``exclusion`` leaves out."""
     conditions: list[exp.Expr] = []
+    if exclusion.hidden_streams:
+        conditions.append(exp.paren(visible(exclusion.hidden_streams), copy=False))
     if not exclusion.include_bots:
         bot = exp.Coalesce(this=col("agent_is_bot"), expressions=[exp.false()])
         conditions.append(exp.Not(this=bot))

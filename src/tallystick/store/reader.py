@@ -5,8 +5,9 @@ received copy of each event (same ``event_id`` and ``name``; of copies received 
 per stream — the fullest): re-sent and re-imported events count exactly once.
 
 Given an ``Exclusion`` (``metrics.exclusion``), ``events`` also leaves out what analyses leave
-out — bots unless included, and quarantined events (every copy of one) — with the same SQL the
-analysis engines apply; ``raw_events`` always holds every stored copy.
+out — the copies of hidden (private) streams, bots unless included, and quarantined events
+(every copy of one) — with the same SQL the analysis engines apply, and ``messages`` the
+copies of hidden streams; ``raw_events`` always holds every stored copy.
 """
 
 from __future__ import annotations
@@ -83,12 +84,22 @@ def connect(lake: Lake, exclusion: Exclusion | None = None) -> duckdb.DuckDBPyCo
     )
     declined = _source(con, lake, DECLINED, DECLINED_SCHEMA)
     con.execute(f"CREATE VIEW declined_events AS SELECT * FROM {declined}")
+    hidden = exclusion.hidden_streams if exclusion is not None else frozenset()
+    ledger = "_ledger" if hidden else "messages"
     if lake.files(MESSAGES):
         con.execute(
-            f"CREATE VIEW messages AS SELECT * FROM {_source(con, lake, MESSAGES, MESSAGES_SCHEMA)}"
+            f"CREATE VIEW {ledger} AS SELECT * FROM {_source(con, lake, MESSAGES, MESSAGES_SCHEMA)}"
         )
     else:  # a lake written before the ledger: what its stored copies still show
-        con.execute(f"CREATE VIEW messages AS {MESSAGES_SQL}")
+        con.execute(f"CREATE VIEW {ledger} AS {MESSAGES_SQL}")
+    if hidden:  # the copies stored for hidden streams are not shown, as in ``events``
+        from tallystick.metrics.exclusion import visible
+        from tallystick.metrics.sql import render
+
+        con.execute(
+            f"CREATE VIEW messages AS SELECT * FROM {ledger} "
+            f"WHERE {render(visible(hidden), 'duckdb')}"
+        )
     return con
 
 
