@@ -157,15 +157,19 @@ def history(
     *,
     stream: str | None = None,
     notices: bool = False,
+    hidden: frozenset[str] = frozenset(),
 ) -> list[AlertRun]:
     """Recorded evaluations, newest first: those at or after ``since``, at most ``limit``;
-    of one ``stream``; only those that announced a change (``notices``: fired or resolved)."""
+    of one ``stream``; only those that announced a change (``notices``: fired or resolved);
+    none of the ``hidden`` streams (private streams the reader may not see)."""
     c = t.alert_runs.c
     query = sa.select(t.alert_runs).order_by(c.at.desc(), c.id.desc()).limit(max(limit, 0))
     if since is not None:
         query = query.where(c.at >= since)
     if stream is not None:
         query = query.where(c.stream == stream)
+    if hidden:
+        query = query.where(c.stream.not_in(sorted(hidden)))
     if notices:
         query = query.where(c.delivery.is_not(None))
     with store.engine.connect() as conn:

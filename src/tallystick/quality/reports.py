@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 
@@ -27,6 +27,9 @@ from tallystick.quality.skew import Grain as SkewGrain
 from tallystick.quality.skew import lake_skew_report
 from tallystick.store.lake import Lake
 from tallystick.store.reader import with_retry
+
+if TYPE_CHECKING:
+    from tallystick.metrics.exclusion import Exclusion
 
 LOSS_GRAINS: Final = ("day", "week")
 PARAMS: Final = ("grain", "from", "to", "library")
@@ -92,21 +95,34 @@ def skew_query(params: Mapping[str, object]) -> ReportQuery:
     return parse_query(params, SKEW_GRAINS, "all", "skew")
 
 
-def loss_rows(lake: Lake, query: ReportQuery) -> list[LossRow]:
-    """The loss report's rows (``day`` is the week's Monday for grain ``week``)."""
+def _hiding(hidden: frozenset[str]) -> Exclusion | None:
+    """What the reader leaves out for a report: the copies of ``hidden`` streams (private
+    streams the reader may not see), bots counted as ever."""
+    from tallystick.metrics.exclusion import Exclusion
+
+    return Exclusion(include_bots=True, hidden_streams=hidden) if hidden else None
+
+
+def loss_rows(
+    lake: Lake, query: ReportQuery, hidden: frozenset[str] = frozenset()
+) -> list[LossRow]:
+    """The loss report's rows (``day`` is the week's Monday for grain ``week``), over the
+    messages of the streams not ``hidden``."""
 
     def work(con: duckdb.DuckDBPyConnection) -> list[LossRow]:
         return lake_loss_report(
             con, date_from=query.date_from, date_to=query.date_to, library=query.library
         )
 
-    rows = with_retry(lake, work)
+    rows = with_retry(lake, work, _hiding(hidden))
     return weekly(rows) if query.grain == "week" else rows
 
 
-def loss_body(lake: Lake, query: ReportQuery) -> dict[str, Any]:
+def loss_body(
+    lake: Lake, query: ReportQuery, hidden: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The answer of ``GET /v1/quality/loss``: the parameters, the rows and their totals."""
-    rows = loss_rows(lake, query)
+    rows = loss_rows(lake, query, hidden)
     return {
         **query.echo(),
         "rows": [r.as_row(query.grain) for r in rows],
@@ -114,7 +130,9 @@ def loss_body(lake: Lake, query: ReportQuery) -> dict[str, Any]:
     }
 
 
-def skew_body(lake: Lake, query: ReportQuery) -> dict[str, Any]:
+def skew_body(
+    lake: Lake, query: ReportQuery, hidden: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The answer of ``GET /v1/quality/skew``: the parameters and the rows."""
     grain: SkewGrain = "day" if query.grain == "day" else "week" if query.grain == "week" else "all"
 
@@ -124,4 +142,4 @@ def skew_body(lake: Lake, query: ReportQuery) -> dict[str, Any]:
         )
         return [r.as_row(grain) for r in rows]
 
-    return {**query.echo(), "rows": with_retry(lake, work)}
+    return {**query.echo(), "rows": with_retry(lake, work, _hiding(hidden))}

@@ -6,10 +6,10 @@ strings; ``GET|POST /v1/metrics/<name>`` runs a catalog metric the same way; ``G
 lists the catalog, ``GET /v1/meta`` what the lake holds and ``GET /v1/health`` how data is
 arriving; ``GET /v1/quality/loss``, ``/v1/quality/skew`` and ``/v1/quality/alerts`` whether it
 can be trusted (loss and duplicates, clock skew, alert history); ``GET /openapi.json`` describes
-it all. With a ``read_key`` every endpoint but the
-OpenAPI document needs ``Authorization: Bearer <key>``. Queries and lake reads run in worker
-threads (at most ``QUERY_THREADS`` at a time per process), so the event loop, and with it
-ingestion, never waits for one. See docs/http-api.md.
+it all. When reads are keyed (docs/access.md) every endpoint but the OpenAPI document needs a
+read or admin key; the collector's router decides (``admin.access``). Queries and lake reads
+run in worker threads (at most ``QUERY_THREADS`` at a time per process), so the event loop, and
+with it ingestion, never waits for one. See docs/http-api.md.
 """
 
 from __future__ import annotations
@@ -28,12 +28,21 @@ import anyio.to_thread
 import msgspec
 
 from tallystick import messages
+from tallystick.admin import access
 from tallystick.catalog.runs import MetricRuns
 from tallystick.collect.asgi import Receive, Scope, Send, respond_json
 from tallystick.collect.body import ClientDisconnected
 from tallystick.collect.requests import Refused, json_object, read_body
 from tallystick.config import Settings
+from tallystick.control.principal import SCOPE_KEY, principal_of
 from tallystick.control.quarantine import ActiveRules, Rule, RulesUnavailable, rules_key
+from tallystick.control.visibility import (
+    EVERYTHING,
+    REDACTED,
+    Definitions,
+    DefinitionsUnavailable,
+    Visibility,
+)
 from tallystick.messages import Problem
 from tallystick.metrics.analysis import Analysis, Outcome
 from tallystick.metrics.api import QueryFailed, run
@@ -41,7 +50,7 @@ from tallystick.metrics.catalog import MetricDef
 from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import MetricError
 from tallystick.metrics.registry import ANALYSES, REQUIRED, build, default_range, normalise
-from tallystick.query import auth, overview
+from tallystick.query import overview
 from tallystick.query import quality as quality_api
 from tallystick.query.answers import Answers
 from tallystick.query.catalog import CatalogFiles, listing
@@ -118,6 +127,8 @@ class QueryApp:
         self.runs = MetricRuns(settings, "http")
         self._limiter: anyio.CapacityLimiter | None = None
         self._openapi: bytes | None = None
+        # the stream definitions, for what a reader may not see (private streams)
+        self.definitions = Definitions(settings)
         # the control store, for the alert history (opened on first use)
         self._store: ControlStore | None = None
         self._opening = threading.Lock()
@@ -145,10 +156,10 @@ class QueryApp:
                 await self._refuse(send, _not_allowed("GET"))
             return
         try:
-            if _needs_key(path):
-                problem = auth.check(scope.get("headers") or (), self.settings.read_key)
-                if problem is not None:
-                    raise Refused(401, problem, (auth.CHALLENGE,))
+            if _needs_key(path) and SCOPE_KEY not in scope:
+                # called without the collector's router (which decides who may read): the
+                # settings' static keys decide
+                scope[SCOPE_KEY] = access.authorize_read(scope, self.settings)
             body = await self._route(path, method, scope, receive)
         except Refused as refused:
             await self._refuse(send, refused)
@@ -157,30 +168,48 @@ class QueryApp:
             return
         await respond_json(send, 200, body)
 
+    async def _visibility(self, scope: Scope) -> Visibility:
+        """What the request's principal may see (private streams it is not granted are
+        hidden); a 503 when the stream definitions cannot be read."""
+        principal = principal_of(scope)
+        if principal.sees_everything:
+            return EVERYTHING
+        try:
+            return await anyio.to_thread.run_sync(self.definitions.visibility, principal)
+        except DefinitionsUnavailable as exc:
+            log.warning("%s", exc)
+            raise Refused(503, Problem(messages.NOT_READY, f"{exc}.")) from None
+
     async def _route(self, path: str, method: str, scope: Scope, receive: Receive) -> object:
         query_string = scope.get("query_string", b"").decode("latin-1")
         if path == META_PATH:
             _only_get(method)
-            return await self._in_thread(self.meta)
+            view = await self._visibility(scope)
+            return await self._in_thread(self.meta, view)
         if path == HEALTH_PATH:
             _only_get(method)
             try:
                 date_from, date_to = overview.health_range(query_params(query_string), self.today())
             except MetricError as exc:
                 raise _invalid(str(exc)) from None
-            return await self._in_thread(self.health, date_from, date_to)
+            view = await self._visibility(scope)
+            return await self._in_thread(self.health, date_from, date_to, view)
         if path == CATALOG_PATH:
             _only_get(method)
-            return await anyio.to_thread.run_sync(self._listing)
+            view = await self._visibility(scope)
+            return await anyio.to_thread.run_sync(self._listing, view)
         if path.rstrip("/") in quality_api.PATHS:
             _only_get(method)
-            return await self._quality(path.rstrip("/"), query_params(query_string))
+            params = query_params(query_string)
+            view = await self._visibility(scope)
+            return await self._quality(path.rstrip("/"), params, view)
         if path.startswith(METRICS_PREFIX) and path[len(METRICS_PREFIX) :].strip("/"):
             name = path[len(METRICS_PREFIX) :].rstrip("/")
             raw = await _params(method, query_string, receive)
-            metric = await anyio.to_thread.run_sync(self._metric, name)
+            view = await self._visibility(scope)
+            metric = await anyio.to_thread.run_sync(self._metric, name, view)
             analysis = _metric_analysis(metric, raw)
-            outcome = await self._execute(analysis, metric.name)
+            outcome = await self._execute(analysis, metric.name, view)
             return {
                 "metric": metric.name,
                 "analysis": analysis.name,
@@ -193,7 +222,8 @@ class QueryApp:
             name = path[len(QUERY_PREFIX) :].rstrip("/")
             if name in ANALYSES:
                 raw = await _params(method, query_string, receive)
-                outcome = await self._run(name, raw)
+                view = await self._visibility(scope)
+                outcome = await self._run(name, raw, view)
                 return {
                     "analysis": name,
                     "engine": outcome.engine,
@@ -202,51 +232,65 @@ class QueryApp:
                 }
         raise _no_endpoint(path, method)
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self, view: Visibility = EVERYTHING) -> dict[str, Any]:
         """The body of ``GET /v1/meta`` (kept while the lake's event files are unchanged)."""
         today = self.today()
         return self._answer(
-            ("meta", today),
+            ("meta", today, *_hidden_key(view)),
             lambda: self.lake.stamp(EVENTS),
-            partial(overview.meta_body, self.lake, today),
+            partial(overview.meta_body, self.lake, today, view.hidden),
         )
 
-    def health(self, date_from: dt.date, date_to: dt.date) -> dict[str, Any]:
+    def health(
+        self, date_from: dt.date, date_to: dt.date, view: Visibility = EVERYTHING
+    ) -> dict[str, Any]:
         """The body of ``GET /v1/health`` (kept while the lake and the spool are unchanged)."""
         return self._answer(
-            ("health", date_from, date_to, self.today()),
+            ("health", date_from, date_to, self.today(), *_hidden_key(view)),
             self._health_stamp,
-            partial(overview.health_body, self.lake, self.settings.spool_dir, date_from, date_to),
+            partial(
+                overview.health_body,
+                self.lake,
+                self.settings.spool_dir,
+                date_from,
+                date_to,
+                view.hidden,
+            ),
         )
 
-    async def _quality(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _quality(
+        self, path: str, params: dict[str, Any], view: Visibility = EVERYTHING
+    ) -> dict[str, Any]:
         """The body of ``GET /v1/quality/loss``, ``/skew`` or ``/alerts``."""
         from tallystick.quality import reports
 
+        hidden = _hidden_key(view)
         try:
             if path == quality_api.ALERTS_PATH:
                 alerts = quality_api.alert_query(params)
-                return await self._in_thread(self._alerts, alerts)
+                return await self._in_thread(self._alerts, alerts, view)
             if path == quality_api.LOSS_PATH:
                 query = reports.loss_query(params)
                 # the whole ledger is read whatever the range (see quality.loss_sql)
                 return await self._in_thread(
                     self._answer,
-                    ("quality-loss", query),
+                    ("quality-loss", query, *hidden),
                     lambda: self.lake.stamp(MESSAGES),
-                    partial(reports.loss_body, self.lake, query),
+                    partial(reports.loss_body, self.lake, query, view.hidden),
                 )
             query = reports.skew_query(params)
             return await self._in_thread(
                 self._answer,
-                ("quality-skew", query),
+                ("quality-skew", query, *hidden),
                 lambda: self.lake.stamp(EVENTS),
-                partial(reports.skew_body, self.lake, query),
+                partial(reports.skew_body, self.lake, query, view.hidden),
             )
         except MetricError as exc:
             raise _invalid(f"{exc}.") from None
 
-    def _alerts(self, query: quality_api.AlertQuery) -> dict[str, Any]:
+    def _alerts(
+        self, query: quality_api.AlertQuery, view: Visibility = EVERYTHING
+    ) -> dict[str, Any]:
         """The alert history from the control store (a 503 when it cannot be read)."""
         import sqlalchemy as sa
 
@@ -257,7 +301,10 @@ class QueryApp:
 
                     self._store = ControlStore.for_settings(self.settings)
                 store = self._store
-            return quality_api.alerts_body(store, query)
+            body = quality_api.alerts_body(store, query, view.hidden)
+            if query.stream is not None and not view.stream(query.stream):
+                body["stream"] = REDACTED  # asked for by name: not echoed
+            return body
         except (sa.exc.SQLAlchemyError, OSError):
             log.exception("the alert history could not be read")
             raise Refused(
@@ -276,16 +323,34 @@ class QueryApp:
         self._listing()
         self.health(*default_range(self.today()))
 
-    def _listing(self) -> dict[str, Any]:
+    def _listing(self, view: Visibility = EVERYTHING) -> dict[str, Any]:
         catalog, problems = self.catalog.read()
-        return listing(catalog, problems, self.lake, self.runs.usage())
+        shown = None if view.everything else (lambda m: view.events(m.events))
+        return listing(catalog, problems, self.lake, self.runs.usage(), shown)
 
-    def _metric(self, name: str) -> MetricDef:
+    def _metric(self, name: str, view: Visibility = EVERYTHING) -> MetricDef:
+        """Catalog metric ``name``; a 404 when there is none, or when it reads an event that
+        only streams hidden from the reader hold (as if there were none: its name is not
+        suggested either)."""
         catalog, _ = self.catalog.read()
-        try:
-            return catalog.find(name)
-        except MetricError as exc:
-            raise Refused(404, Problem(messages.NOT_FOUND, f"{exc}.")) from None
+        metric = catalog.get(name)
+        if metric is not None and view.events(metric.events):
+            return metric
+        if view.everything:
+            message = f"no metric named {name!r}"
+            try:
+                catalog.find(name)
+            except MetricError as exc:
+                message = str(exc)
+        else:
+            from tallystick.metrics.catalog import _suggest
+
+            shown = [m.name for m in catalog if view.events(m.events)]
+            message = (
+                f"no metric named {name!r} in {catalog.directory} — "
+                f"{_suggest(name, shown, 'known metrics are')}"
+            )
+        raise Refused(404, Problem(messages.NOT_FOUND, f"{message}."))
 
     async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
         """``work(*args)`` in a worker thread, sharing the queries' limit."""
@@ -293,7 +358,7 @@ class QueryApp:
             self._limiter = anyio.CapacityLimiter(QUERY_THREADS)
         return await anyio.to_thread.run_sync(partial(work, *args), limiter=self._limiter)
 
-    async def _run(self, name: str, raw: dict[str, Any]) -> Outcome:
+    async def _run(self, name: str, raw: dict[str, Any], view: Visibility = EVERYTHING) -> Outcome:
         try:
             params = normalise(raw)
             missing = [k for k in REQUIRED[name] if k not in params]
@@ -305,7 +370,7 @@ class QueryApp:
             analysis = build(name, params)
         except MetricError as exc:
             raise _invalid(str(exc)) from None
-        return await self._execute(analysis)
+        return await self._execute(analysis, view=view)
 
     def _answer(
         self,
@@ -326,32 +391,40 @@ class QueryApp:
         held = tuple(sorted(os.listdir(quarantined))) if quarantined.is_dir() else ()
         return (self.lake.stamp(EVENTS), self.lake.stamp(FAILED), waiting, held)
 
-    async def _execute(self, analysis: Analysis, metric: str | None = None) -> Outcome:
-        """Run ``analysis`` (or reuse its kept answer); a computation of catalog metric
-        ``metric`` has its query time recorded."""
+    async def _execute(
+        self, analysis: Analysis, metric: str | None = None, view: Visibility = EVERYTHING
+    ) -> Outcome:
+        """Run ``analysis`` (or reuse its kept answer), leaving out the streams ``view``
+        hides; a computation of catalog metric ``metric`` has its query time recorded."""
         window = analysis.read_window()
 
         def answer() -> Outcome:
             # The answer depends on the lake files and on the quarantine rules (read once here,
-            # and the same rules applied); whether bots count is part of the analysis.
+            # and the same rules applied); whether bots count is part of the analysis, the
+            # hidden streams part of the question.
             rules = self._rules()
-            compute: Callable[[], Outcome] = partial(run, analysis, self.engine, rules)
+            compute: Callable[[], Outcome] = partial(run, analysis, self.engine, rules, view.hidden)
             if metric is not None:
                 compute = partial(self.runs.timed, metric, compute)
             return self._answer(
-                ("analysis", repr(analysis)),
+                ("analysis", repr(analysis), *_hidden_key(view)),
                 lambda: (self.lake.stamp(EVENTS, *window), rules_key(rules)),
                 compute,
                 lambda outcome: len(outcome.rows) <= MAX_KEPT_ROWS,
             )
 
         try:
-            return await self._in_thread(answer)
+            outcome = await self._in_thread(answer)
         except QueryFailed as exc:
             log.warning("query %s failed: %s", analysis.name, exc)
-            raise Refused(500, Problem(messages.QUERY_FAILED, f"{exc}. Try again later.")) from None
+            message = view.redact(f"{exc}. Try again later.")
+            raise Refused(500, Problem(messages.QUERY_FAILED, message)) from None
         except MetricError as exc:
-            raise _invalid(str(exc)) from None
+            raise _invalid(view.redact(str(exc))) from None
+        if view.everything:
+            return outcome
+        # the SQL names the streams it leaves out: not to a reader they are hidden from
+        return Outcome(outcome.rows, view.redact(outcome.sql), outcome.engine)
 
     def _rules(self) -> tuple[Rule, ...]:
         """The quarantine rules the engine applies now; QueryFailed when unreadable."""
@@ -365,6 +438,7 @@ class QueryApp:
         """Release the control stores opened to record query times and read alerts."""
         self.runs.close()
         self.quarantine.close()
+        self.definitions.close()
         with self._opening:
             if self._store is not None:
                 self._store.close()
@@ -406,6 +480,12 @@ def _metric_analysis(metric: MetricDef, raw: dict[str, Any]) -> Analysis:
         )
     except MetricError as exc:
         raise _invalid(str(exc)) from None
+
+
+def _hidden_key(view: Visibility) -> tuple[str, ...]:
+    """What a kept answer's question adds for a reader who may not see every stream (nothing
+    for one who sees them all)."""
+    return ("hidden", *sorted(view.hidden)) if view.hidden else ()
 
 
 def _flag(value: object) -> bool:

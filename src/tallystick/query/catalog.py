@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -90,11 +90,15 @@ def listing(
     problems: list[Problem],
     lake: Lake,
     runs: Mapping[str, float] | None = None,
+    shown: Callable[[MetricDef], bool] | None = None,
 ) -> dict[str, Any]:
-    """The body of ``GET /v1/catalog`` (``runs``: ``usage`` of the control store, if any)."""
+    """The body of ``GET /v1/catalog`` (``runs``: ``usage`` of the control store, if any;
+    ``shown``: which metrics the reader may see, every one by default — a metric that reads
+    an event routed only to private streams it may not read is left out, see
+    ``control.visibility``)."""
     return {
         "directory": str(catalog.directory),
-        "metrics": [describe(m, lake, runs) for m in catalog],
+        "metrics": [describe(m, lake, runs) for m in catalog if shown is None or shown(m)],
         "problems": [str(p) for p in problems],
     }
 

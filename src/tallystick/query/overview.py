@@ -38,9 +38,9 @@ def filter_fields() -> list[str]:
     return out
 
 
-def meta_body(lake: Lake, today: dt.date) -> dict[str, Any]:
-    """The body of ``GET /v1/meta``."""
-    s = summary(lake)
+def meta_body(lake: Lake, today: dt.date, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The body of ``GET /v1/meta`` (without what only ``hidden`` streams hold)."""
+    s = summary(lake, hidden=hidden)
     return {
         "data_as_of": s.data_as_of,
         "latest_event": s.latest_event,
@@ -81,12 +81,17 @@ def health_range(params: Mapping[str, Any], today: dt.date) -> tuple[dt.date, dt
 
 
 def health_body(
-    lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date
+    lake: Lake,
+    spool_dir: Path,
+    date_from: dt.date,
+    date_to: dt.date,
+    hidden: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The body of ``GET /v1/health``."""
-    h = health(lake, spool_dir, date_from, date_to)
+    """The body of ``GET /v1/health`` (events of ``hidden`` streams left out; failed events,
+    which belong to no stream, and the spool counts stay)."""
+    h = health(lake, spool_dir, date_from, date_to, hidden=hidden)
     received = sum(d.received for d in h.days)
-    loss = total(loss_rows(lake, ReportQuery("day", date_from, date_to)))
+    loss = total(loss_rows(lake, ReportQuery("day", date_from, date_to), hidden))
     return {
         "from": h.date_from,
         "to": h.date_to,

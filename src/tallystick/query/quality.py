@@ -83,11 +83,21 @@ def alert_query(params: Mapping[str, object]) -> AlertQuery:
     return AlertQuery(since, limit, values.get("stream"), notices)
 
 
-def alerts_body(store: ControlStore, query: AlertQuery) -> dict[str, Any]:
-    """The answer of ``GET /v1/quality/alerts``: evaluations of alert rules, newest first."""
+def alerts_body(
+    store: ControlStore, query: AlertQuery, hidden: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The answer of ``GET /v1/quality/alerts``: evaluations of alert rules, newest first
+    (none of the ``hidden`` streams: asked for one, the list is empty)."""
     from tallystick.quality.alerts import history
 
-    runs = history(store, query.since, query.limit, stream=query.stream, notices=query.notices)
+    runs = history(
+        store,
+        query.since,
+        query.limit,
+        stream=query.stream,
+        notices=query.notices,
+        hidden=hidden,
+    )
     return {
         "since": None
         if query.since is None

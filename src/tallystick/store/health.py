@@ -148,8 +148,27 @@ def _recent(partitions: dict[dt.date, list[str]], n: int) -> list[str]:
     return [p for day in sorted(partitions)[-n:] for p in partitions[day]]
 
 
-def summary(lake: Lake, *, key_partitions: int = KEY_PARTITIONS) -> Summary:
-    """What the lake holds (see ``Summary``); an empty lake gives ``None`` and empty tuples."""
+def _visible(
+    con: duckdb.DuckDBPyConnection, source: str, hidden: frozenset[str], *, where: bool = True
+) -> str:
+    """A condition (``WHERE ...``, or ``AND ...`` when ``where`` is false) keeping the rows of
+    ``source`` not stored for a ``hidden`` stream; empty when nothing is hidden or no file has
+    a stream."""
+    if not hidden:
+        return ""
+    described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    if "stream" not in {str(r[0]) for r in described}:
+        return ""
+    names = ", ".join("'" + h.replace("'", "''") + "'" for h in sorted(hidden))
+    return f" {'WHERE' if where else 'AND'} (stream IS NULL OR stream NOT IN ({names})) "
+
+
+def summary(
+    lake: Lake, *, key_partitions: int = KEY_PARTITIONS, hidden: frozenset[str] = frozenset()
+) -> Summary:
+    """What the lake holds (see ``Summary``); an empty lake gives ``None`` and empty tuples.
+    The copies stored for ``hidden`` streams (private ones the reader may not see) are left
+    out: names and keys seen only there are not listed."""
 
     def work(con: duckdb.DuckDBPyConnection) -> Summary:
         partitions = lake.partitions(EVENTS)
@@ -158,13 +177,13 @@ def summary(lake: Lake, *, key_partitions: int = KEY_PARTITIONS) -> Summary:
         source = _files(lake, (p for paths in partitions.values() for p in paths))
         names = con.execute(
             f"SELECT name, count(*) AS n, max(received_ts), max(client_ts) FROM {source} "
-            "GROUP BY name ORDER BY n DESC, name"
+            f"{_visible(con, source, hidden)}GROUP BY name ORDER BY n DESC, name"
         ).fetchall()
+        recent = _files(lake, _recent(partitions, key_partitions))
         keys = con.execute(
-            "SELECT DISTINCT unnest(json_keys(data)) AS k FROM "
-            f"{_files(lake, _recent(partitions, key_partitions))} "
+            f"SELECT DISTINCT unnest(json_keys(data)) AS k FROM {recent} "
             "WHERE data IS NOT NULL AND json_valid(data) AND json_type(data) = 'OBJECT' "
-            "ORDER BY k"
+            f"{_visible(con, recent, hidden, where=False)}ORDER BY k"
         ).fetchall()
         received = [t for r in names if (t := _utc(r[2])) is not None]
         client = [t for r in names if (t := _utc(r[3])) is not None]
@@ -180,8 +199,16 @@ def summary(lake: Lake, *, key_partitions: int = KEY_PARTITIONS) -> Summary:
     return _read(work)
 
 
-def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) -> Health:
-    """How data arrived from ``date_from`` to ``date_to`` (see ``Health``)."""
+def health(
+    lake: Lake,
+    spool_dir: Path,
+    date_from: dt.date,
+    date_to: dt.date,
+    *,
+    hidden: frozenset[str] = frozenset(),
+) -> Health:
+    """How data arrived from ``date_from`` to ``date_to`` (see ``Health``), leaving out the
+    copies stored for ``hidden`` streams (failed events belong to no stream: they stay)."""
     if date_to < date_from:
         raise ValueError(f"date_to {date_to} is before date_from {date_from}")
     lo = dt.datetime.combine(date_from, dt.time(), dt.UTC)
@@ -207,7 +234,7 @@ def health(lake: Lake, spool_dir: Path, date_from: dt.date, date_to: dt.date) ->
                 "CREATE TEMP TABLE stored AS SELECT min(received_ts) AS first, "
                 "max(received_ts) AS last, max(client_ts) AS latest, "
                 f"arg_min(client_ts, received_ts) AS happened, {bot} AS bot FROM {source} "
-                "GROUP BY event_id, name"
+                f"{_visible(con, source, hidden)}GROUP BY event_id, name"
             )
             rows = con.execute(
                 "SELECT CASE WHEN first >= $lo AND first < $hi THEN CAST(first AS DATE) END, "
