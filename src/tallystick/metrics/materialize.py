@@ -251,11 +251,16 @@ def plan(
     else:
         assert state is not None
         done = state.get("periods", {})
+        # periods retention removed (``store.retention``) stay gone until a full run
+        expired = str(state.get("expired_before") or "")
         todo = [
             p
             for p in periods
-            if not isinstance(done.get(p.start.isoformat()), dict)
-            or done[p.start.isoformat()].get("fingerprint") != p.fingerprint
+            if (add_periods(p.start, grain, 1) - _ONE_DAY).isoformat() >= expired
+            and (
+                not isinstance(done.get(p.start.isoformat()), dict)
+                or done[p.start.isoformat()].get("fingerprint") != p.fingerprint
+            )
         ]
     return Plan(metric, grain, path, tuple(periods), tuple(todo), not usable, kind, rules)
 
@@ -401,6 +406,11 @@ def execute(
             "type": plan.metric.type,
             "params": plan.metric.to_dict()["params"],
             "periods": dict(sorted(periods.items())),
+            **(
+                {"expired_before": state["expired_before"]}
+                if state and state.get("expired_before")
+                else {}
+            ),
         },
     )
     return Report(
