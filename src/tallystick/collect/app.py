@@ -30,8 +30,9 @@ from tallystick.config import Settings, from_env
 from tallystick.control.blocks import BLOCKED, RATE_LIMITED
 from tallystick.control.controls import Controls
 from tallystick.messages import Problem
+from tallystick.privacy import ingest as privacy
 from tallystick.store import spool
-from tallystick.store.failed import SOURCE_HTTP, FailedEvent, truncate_raw
+from tallystick.store.failed import SOURCE_HTTP, FailedEvent
 from tallystick.store.spool import RequestContext, SpoolUnavailable, SpoolWriter
 
 if TYPE_CHECKING:
@@ -131,6 +132,8 @@ class Collector:
         self._dashboard: Dashboard | None = None
         self._control_api: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self._building = threading.Lock()
+        self.privacy = privacy.Guard(settings)
+        """What is removed from events before they are stored (``privacy.ingest``)."""
 
     def query_app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         """The query API (``/v1/...`` but events, ``/openapi.json``), built on first use."""
@@ -412,32 +415,34 @@ class Collector:
     ) -> list[bytes]:
         """The spool frames of a request: one per stream that stores some of its events, then
         the failed-event records, which carry no client address (it is personal data, and the
-        failed store keeps only what is needed to fix the client)."""
+        failed store keeps only what is needed to fix the client) and are redacted
+        (``privacy.ingest``). Events a stream refuses for personal data join the rejected."""
         frames = []
         if checked.events:
             frames += self._stream_frames(checked, received_us, now, controls, context)
         if checked.rejected:
             limit = self.settings.failed_raw_max_bytes
+            guard = self.privacy
             failed = []
             for r in checked.rejected:
-                raw, cut = truncate_raw(r.raw, limit)
+                raw, cut = guard.failed_raw(r.raw, controls, limit)
                 failed.append(
                     FailedEvent(
                         received_ts=now,
                         source=SOURCE_HTTP,
                         error_code=r.problem.code,
-                        error_message=r.problem.message,
+                        error_message=guard.failed_text(r.problem.message, controls),
                         raw=raw,
                         raw_truncated=cut,
                         index=r.index,
-                        event_id=r.event_id,
+                        event_id=guard.failed_id(r.event_id, controls),
                     )
                 )
             frames.append(spool.frame(spool.FAILED, received_us, _encode(failed)))
         return frames
 
-    @staticmethod
     def _stream_frames(
+        self,
         checked: Checked,
         received_us: int,
         now: dt.datetime,
@@ -447,7 +452,10 @@ class Collector:
         """Route, curate, sample and narrow the accepted events (see ``control.controls``).
         Events stored as sent keep the bytes the client sent; what streams declined is counted
         in a frame of its own. Each stream's events go in one frame with the request's context
-        (``spool.context_frame``)."""
+        (``spool.context_frame``). Each copy is cleaned by its stream's privacy policy
+        (``privacy.ingest``): events without personal data keep their bytes; events a stream
+        refuses for it are moved to ``checked.rejected``."""
+        guard = self.privacy
 
         def frame(stream: str, events_json: bytes) -> bytes:
             return spool.context_frame(
@@ -456,24 +464,46 @@ class Collector:
                     stream=stream,
                     keep_user_agent=stream not in controls.drops_user_agent,
                     keep_session=stream not in controls.drops_session,
+                    network=None
+                    if guard.policy(controls, stream).ip == "drop"
+                    else context.network,
                 ),
                 received_us,
                 events_json,
             )
 
-        if controls.passthrough:
+        suspects = guard.suspects(checked.events, controls)
+        changes = guard.changes()
+        if controls.passthrough and not suspects and not changes:
             return [frame(controls.unrouted, checked.accepted_json())]
         raws = checked.accepted_raws()
-        if controls.by_name_only:
+        if controls.by_name_only and not suspects and not changes:
             mappings: list[dict[str, object]] = [{"name": e.name} for e in checked.events]
         else:
             mappings = _decode(checked.accepted_json())  # one call for the whole array
         groups: dict[str, list[bytes]] = {}
         declined: Counter[tuple[str, str, str]] = Counter()
-        for fields, raw in zip(mappings, raws, strict=True):
+        refused: dict[int, privacy.Refused] = {}
+        for i, (fields, raw) in enumerate(zip(mappings, raws, strict=True)):
+            copies: list[tuple[str, bytes]] = []
             for placed in controls.place(fields, now, declined):
+                if i in suspects or changes:
+                    policy = guard.policy(controls, placed.stream)
+                    source = fields if placed.event is None else placed.event
+                    cleaned = guard.clean(source, policy, placed.stream, i in suspects)
+                    if isinstance(cleaned, privacy.Refused):
+                        refused[i] = cleaned
+                        break
+                    if cleaned is not None:
+                        copies.append((placed.stream, _encode(cleaned)))
+                        continue
                 copy = bytes(raw) if placed.event is None else _encode(placed.event)
-                groups.setdefault(placed.stream, []).append(copy)
+                copies.append((placed.stream, copy))
+            if i not in refused:
+                for stream, copy in copies:
+                    groups.setdefault(stream, []).append(copy)
+        if refused:
+            privacy.refuse(checked, refused)
         frames = [frame(stream, b"[" + b",".join(items) + b"]") for stream, items in groups.items()]
         if declined:
             counts = [
@@ -536,14 +566,15 @@ class Collector:
         write_quietly(self.spool, self.refusals.take_frames())
 
     async def _refuse(self, send: Send, problem: Problem, body: bytes, received_us: int) -> None:
-        """Refuse the whole request; keep a record of it in the failed-events store."""
+        """Refuse the whole request; keep a record of it, redacted, in the failed-events store."""
         now = dt.datetime.fromtimestamp(received_us / 1e6, tz=dt.UTC)
-        raw, cut = truncate_raw(body, self.settings.failed_raw_max_bytes)
+        controls = self.controls
+        raw, cut = self.privacy.failed_raw(body, controls, self.settings.failed_raw_max_bytes)
         record = FailedEvent(
             received_ts=now,
             source=SOURCE_HTTP,
             error_code=problem.code,
-            error_message=problem.message,
+            error_message=self.privacy.failed_text(problem.message, controls),
             raw=raw,
             raw_truncated=cut,
         )

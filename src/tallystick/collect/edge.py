@@ -35,6 +35,9 @@ def check_settings(settings: Settings) -> None:
     """Raise ``ConfigError`` for edge settings the collector could not start with (``tally
     serve`` checks before it starts any worker)."""
     _check_limits(settings)
+    from tallystick.privacy.ingest import check_settings as check_privacy
+
+    check_privacy(settings)  # pii_action, ip_policy, a pseudonym key when one is needed
     geo = open_geo(settings)
     if geo is not None:
         geo.close()
