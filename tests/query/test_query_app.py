@@ -24,6 +24,7 @@ from tallystick.collect.app import Collector
 from tallystick.config import Settings
 from tallystick.metrics import api
 from tallystick.metrics.registry import ANALYSES, COMMON, REQUIRED, SPECIFIC
+from tallystick.privacy import dp
 from tallystick.query.app import QueryApp
 from tallystick.query.openapi import PARAMS as DOCUMENTED
 
@@ -263,7 +264,7 @@ def test_openapi_is_served_and_describes_every_analysis(client: TestClient) -> N
         get, post = item["get"], item["post"]
         operation_ids += [get["operationId"], post["operationId"]]
         documented = {p["name"]: p for p in get["parameters"]}
-        assert set(documented) == {*COMMON, *SPECIFIC[name]}
+        assert set(documented) == {*COMMON, *SPECIFIC[name], *dp.PARAMS.get(name, ())}
         for pname, p in documented.items():
             assert p["in"] == "query"
             assert p["required"] is (pname in REQUIRED[name])

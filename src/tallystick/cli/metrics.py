@@ -9,6 +9,7 @@ inside the commands so that ``tally --help`` stays fast.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import enum
 import json
 import sys
@@ -22,7 +23,9 @@ from tallystick.cli.options import DEFAULT_DATA, DataOption, FormatOption
 from tallystick.cli.output import Format, render
 
 if TYPE_CHECKING:
-    from tallystick.metrics.analysis import Outcome
+    from tallystick.metrics.analysis import Analysis, Outcome
+    from tallystick.metrics.engines import Engine
+    from tallystick.privacy.dp import Request
 
 metrics_app = typer.Typer(
     name="metrics",
@@ -109,6 +112,34 @@ EngineUrlOption = Annotated[
         show_default=False,
     ),
 ]
+DpEpsilonOption = Annotated[
+    float | None,
+    typer.Option(
+        "--dp-epsilon",
+        metavar="E",
+        help="Publish a differentially private release instead: noise for privacy loss E, "
+        "spent from the dataset's privacy budget (see docs/differential-privacy.md).",
+        show_default=False,
+    ),
+]
+DpMaxPeriodsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--dp-max-periods-per-user",
+        metavar="P",
+        help="With --dp-epsilon: count a unit in at most P periods. Default: every period.",
+        show_default=False,
+    ),
+]
+DpMaxEventsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--dp-max-events-per-user",
+        metavar="K",
+        help="With --dp-epsilon: count at most K events of a unit over the release. Default: 10.",
+        show_default=False,
+    ),
+]
 
 
 def _names_option(flag: str, help_text: str) -> Any:
@@ -168,6 +199,8 @@ def active(
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
     include_bots: IncludeBotsOption = False,
+    dp_epsilon: DpEpsilonOption = None,
+    dp_max_periods_per_user: DpMaxPeriodsOption = None,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -188,6 +221,9 @@ def count(
     where: WhereOption = None,
     breakdown: BreakdownOption = None,
     include_bots: IncludeBotsOption = False,
+    dp_epsilon: DpEpsilonOption = None,
+    dp_max_events_per_user: DpMaxEventsOption = None,
+    dp_max_periods_per_user: DpMaxPeriodsOption = None,
     fmt: FormatOption = Format.table,
     show_sql: ShowSqlOption = False,
     engine: EngineOption = EngineName.duckdb,
@@ -363,8 +399,12 @@ def _run(name: str, given: Mapping[str, Any]) -> None:
     err = Console(stderr=True)
     engine_name = str(given["engine"])
     try:
-        analysis = build(name, _params(given))
+        params, private = _private(name, _params(given))
+        analysis = build(name, params)
         engine = open_engine(given["data"], engine_name, given["engine_url"])
+        if private is not None:
+            _release(analysis, private, engine, given, err)
+            return
         with _spinner(err, f"running {name} on {engine_name}…"):
             outcome = run(analysis, engine)
     except (MetricError, ConfigError) as exc:
@@ -382,13 +422,81 @@ def _run(name: str, given: Mapping[str, Any]) -> None:
         err.print("no rows: nothing matched (check --from, --to and --where)")
 
 
-def _show_sql(err: Console, outcome: Outcome) -> None:
+def _private(name: str, params: dict[str, Any]) -> tuple[dict[str, Any], Request | None]:
+    """The analysis's parameters and, with --dp-epsilon, the private release asked for."""
+    if not any(k.startswith("dp_") for k in params):
+        return params, None
+    from tallystick.privacy import dp
+
+    return dp.split(name, params)
+
+
+def _release(
+    analysis: Analysis, request: Request, engine: Engine, given: Mapping[str, Any], err: Console
+) -> None:
+    """Make and print a differentially private release (see privacy.dp); a release beyond the
+    dataset's budget exits with 1, spending nothing."""
+    from tallystick.cli.control import actor
+    from tallystick.config import from_env
+    from tallystick.control.dp_ledger import BudgetExhausted, Ledger
+    from tallystick.control.store import ControlStore
+    from tallystick.metrics.api import run
+    from tallystick.privacy import dp
+
+    settings = from_env(data=given["data"])
+    with ControlStore.for_settings(settings) as store:
+        try:
+            with _spinner(err, f"releasing {analysis.name} with differential privacy…"):
+                made = dp.release(
+                    analysis,
+                    request,
+                    lambda bounded: run(bounded, engine),
+                    Ledger.of(store, settings),
+                    actor(),
+                )
+        except BudgetExhausted as exc:
+            typer.secho("error: ", fg="red", err=True, nl=False)
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+    if given["show_sql"]:
+        _show_sql(err, made.sql)
+    fmt: Format = given["fmt"]
+    if fmt is Format.json:
+        rows = [{k: _plain(v) for k, v in r.items()} for r in made.rows]
+        sys.stdout.write(json.dumps({"rows": rows, "dp": made.dp}, indent=2) + "\n")
+        return
+    scope = analysis.scope
+    title = f"{analysis.name} (differentially private): {scope.date_from} to {scope.date_to}"
+    _print_rows(made.rows, fmt, title)
+    b = made.dp
+    bounds = ", ".join(f"{k.replace('_', '-')} {b[k]}" for k in b if k.startswith("max_"))
+    lines = [
+        f"dp: epsilon {b['epsilon']:g} spent from dataset {b['dataset']!r} "
+        f"({b['remaining']:g} of {b['budget']:g} left; release {b['release']})",
+        f"dp: Laplace noise, scale {b['scale']:.4g} (sensitivity {b['sensitivity']} per "
+        f"{b['unit']}; {bounds}): each value is within ±{b['interval95']:.3g} of the bounded "
+        "count with 95% probability; anonymous events are left out",
+    ]
+    if fmt is Format.table:
+        for line in lines:
+            Console().print(line, highlight=False, soft_wrap=True)
+    else:
+        for line in lines:
+            err.print(line, highlight=False, soft_wrap=True)
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def _show_sql(err: Console, outcome: Outcome | str) -> None:
+    sql = outcome if isinstance(outcome, str) else outcome.sql
     if err.is_terminal:
         from rich.syntax import Syntax
 
-        err.print(Syntax(outcome.sql, "sql", word_wrap=True, background_color="default"))
+        err.print(Syntax(sql, "sql", word_wrap=True, background_color="default"))
     else:
-        sys.stderr.write(outcome.sql + "\n")
+        sys.stderr.write(sql + "\n")
         sys.stderr.flush()
 
 

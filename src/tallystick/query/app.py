@@ -50,6 +50,7 @@ from tallystick.metrics.catalog import MetricDef
 from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import MetricError
 from tallystick.metrics.registry import ANALYSES, REQUIRED, build, default_range, normalise
+from tallystick.privacy import dp
 from tallystick.query import overview
 from tallystick.query import quality as quality_api
 from tallystick.query.answers import Answers
@@ -70,6 +71,7 @@ from tallystick.store.lake import EVENTS, FAILED, MESSAGES, Lake
 from tallystick.store.loader import QUARANTINE
 
 if TYPE_CHECKING:
+    from tallystick.control.dp_ledger import Ledger
     from tallystick.control.store import ControlStore
 
 log = logging.getLogger("tallystick.query")
@@ -223,6 +225,8 @@ class QueryApp:
             if name in ANALYSES:
                 raw = await _params(method, query_string, receive)
                 view = await self._visibility(scope)
+                if dp.requested(raw):
+                    return await self._release(name, raw, view, principal_of(scope).name)
                 outcome = await self._run(name, raw, view)
                 return {
                     "analysis": name,
@@ -359,18 +363,65 @@ class QueryApp:
         return await anyio.to_thread.run_sync(partial(work, *args), limiter=self._limiter)
 
     async def _run(self, name: str, raw: dict[str, Any], view: Visibility = EVERYTHING) -> Outcome:
+        return await self._execute(_analysis(name, raw), view=view)
+
+    async def _release(
+        self, name: str, raw: dict[str, Any], view: Visibility, actor: str
+    ) -> dict[str, Any]:
+        """A differentially private release (``dp_epsilon``; see ``privacy.dp``): the budget is
+        checked, the bounded exact values computed (kept like any answer: they never leave the
+        server), the epsilon spent, and fresh noise drawn. Every request is a new release, so
+        the noisy answer is never kept; over budget, a 403 and nothing spent."""
+        from tallystick.control.dp_ledger import BudgetExhausted
+
         try:
-            params = normalise(raw)
-            missing = [k for k in REQUIRED[name] if k not in params]
-            if missing:
-                example = " and ".join(f"{k}={param(k).example}" for k in missing)
-                raise MetricError(f"{name} needs {' and '.join(missing)}: add e.g. {example}")
-            taken = set(parameters(name))
-            params = {k: check(k, v) if k in taken else v for k, v in params.items()}
-            analysis = build(name, params)
+            checked = {
+                k: check(k, v) if k in dp.ALL_PARAMS else v for k, v in normalise(raw).items()
+            }
+            params, request = dp.split(name, checked)
+            if request is None:
+                raise AssertionError("dp.requested and dp.split disagree")
+            bounded = dp.bound(_analysis(name, params), request)
         except MetricError as exc:
             raise _invalid(str(exc)) from None
-        return await self._execute(analysis, view=view)
+        ledger = await self._in_thread(self._ledger)
+        try:
+            await self._in_thread(ledger.check, dp.dataset(bounded), request.epsilon)
+            outcome = await self._execute(bounded, view=view)
+            made = await self._in_thread(dp.finish, bounded, request, outcome, ledger, actor)
+        except BudgetExhausted as exc:
+            raise Refused(403, Problem(messages.PRIVACY_BUDGET_EXHAUSTED, f"{exc}.")) from None
+        return {
+            "analysis": name,
+            "engine": made.engine,
+            "rows": made.rows,
+            "sql": made.sql,
+            "dp": made.dp,
+        }
+
+    def _ledger(self) -> Ledger:
+        """The privacy-budget ledger in the control store (a 503 when it cannot be opened)."""
+        import sqlalchemy as sa
+
+        from tallystick.control.dp_ledger import Ledger
+
+        try:
+            with self._opening:
+                if self._store is None:
+                    from tallystick.control.store import ControlStore
+
+                    self._store = ControlStore.for_settings(self.settings)
+                return Ledger.of(self._store, self.settings)
+        except (sa.exc.SQLAlchemyError, OSError):
+            log.exception("the privacy-budget ledger could not be opened")
+            raise Refused(
+                503,
+                Problem(
+                    messages.NOT_READY,
+                    "the control-plane database could not be opened just now (see the server's "
+                    "log): try again in a moment",
+                ),
+            ) from None
 
     def _answer(
         self,
@@ -447,6 +498,21 @@ class QueryApp:
     async def _refuse(self, send: Send, refused: Refused) -> None:
         body = {"error": refused.problem.as_dict()}
         await respond_json(send, refused.status, body, refused.headers)
+
+
+def _analysis(name: str, raw: dict[str, Any]) -> Analysis:
+    """Analysis ``name`` from a request's parameters (a 400 saying what to fix)."""
+    try:
+        params = normalise(raw)
+        missing = [k for k in REQUIRED[name] if k not in params]
+        if missing:
+            example = " and ".join(f"{k}={param(k).example}" for k in missing)
+            raise MetricError(f"{name} needs {' and '.join(missing)}: add e.g. {example}")
+        taken = set(parameters(name))
+        params = {k: check(k, v) if k in taken else v for k, v in params.items()}
+        return build(name, params)
+    except MetricError as exc:
+        raise _invalid(str(exc)) from None
 
 
 async def _params(method: str, query_string: str, receive: Receive) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from tallystick.metrics.registry import (
     REQUIRED,
     SPECIFIC,
 )
+from tallystick.privacy import dp
 from tallystick.query.catalog import PAGES
 
 QUERY_PREFIX: Final = "/v1/query/"
@@ -30,7 +31,9 @@ META_PATH: Final = "/v1/meta"
 HEALTH_PATH: Final = "/v1/health"
 OPENAPI_PATH: Final = "/openapi.json"
 
-Kind: TypeAlias = Literal["text", "date", "names", "where", "bool", "int", "percentiles", "window"]
+Kind: TypeAlias = Literal[
+    "text", "date", "names", "where", "bool", "int", "number", "percentiles", "window"
+]
 Schema: TypeAlias = dict[str, Any]
 
 
@@ -55,7 +58,7 @@ class Param:
             return {"type": "array", "items": {"type": "string"}}
         if self.kind == "bool":
             return {"type": "boolean", "default": False}
-        if self.kind == "int":
+        if self.kind in ("int", "number"):
             return dict(self.body)
         schema = {k: v for k, v in self.body.items() if k not in ("oneOf", "type")}
         return {"type": "string", **schema}
@@ -193,6 +196,26 @@ PARAMS: Final[dict[str, Param]] = {
         {"type": "integer", "minimum": 0, "default": DEFAULT_PERIODS},
         8,
     ),
+    dp.EPSILON: Param(
+        "number",
+        "Make a differentially private release instead, spending this epsilon of the "
+        "dataset's privacy budget (smaller: more noise, more privacy); the answer carries a "
+        "`dp` block. See docs/differential-privacy.md.",
+        {"type": "number", "exclusiveMinimum": 0},
+        1.0,
+    ),
+    dp.MAX_EVENTS: Param(
+        "int",
+        "With `dp_epsilon`: count at most this many events of a unit over the release.",
+        {"type": "integer", "minimum": 1, "default": dp.DEFAULT_MAX_EVENTS},
+        10,
+    ),
+    dp.MAX_PERIODS: Param(
+        "int",
+        "With `dp_epsilon`: count a unit in at most this many periods (default: every period).",
+        {"type": "integer", "minimum": 1},
+        4,
+    ),
 }
 _UNKNOWN: Final = Param("text", "See the metrics reference (docs/metrics.md).", {})
 
@@ -202,8 +225,8 @@ def param(name: str) -> Param:
 
 
 def parameters(analysis: str) -> list[str]:
-    """The parameters ``analysis`` takes, common ones first."""
-    return [*COMMON, *SPECIFIC[analysis]]
+    """The parameters ``analysis`` takes, common ones first, differential privacy's last."""
+    return [*COMMON, *SPECIFIC[analysis], *dp.PARAMS.get(analysis, ())]
 
 
 # -- checking values ---------------------------------------------------------------------------
@@ -271,6 +294,15 @@ def check(name: str, value: object) -> object:
         if isinstance(value, str) and value.strip().isdigit():
             return int(value)
         raise _wrong(name, "a whole number", value)
+    if kind == "number":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _wrong(name, "a number", value)
     if kind == "percentiles":
         ok = (str, int, float)
         if isinstance(value, ok) and not isinstance(value, bool):
@@ -402,7 +434,7 @@ def _columns_schema(analysis: str) -> Schema:
 
 
 def _result_schema(analysis: str) -> Schema:
-    return {
+    schema: Schema = {
         "type": "object",
         "properties": {
             "analysis": {"type": "string", "description": "the analysis that ran"},
@@ -413,6 +445,53 @@ def _result_schema(analysis: str) -> Schema:
         "required": ["analysis", "engine", "rows", "sql"],
         "additionalProperties": False,
     }
+    if analysis in dp.PARAMS:
+        schema["properties"]["dp"] = _ref("DpRelease")
+    return schema
+
+
+_NUMBER: Final[Schema] = {"type": "number", "minimum": 0}
+DP_RELEASE: Final[Schema] = {
+    "type": "object",
+    "description": "With `dp_epsilon`: what the differentially private release spent, and how "
+    "much noise its rows carry (docs/differential-privacy.md).",
+    "properties": {
+        "epsilon": {**_NUMBER, "description": "the privacy loss this release spent"},
+        "mechanism": {"type": "string", "enum": [dp.MECHANISM]},
+        "unit": {"type": "string", "description": "whose data is protected (the unit)"},
+        "sensitivity": {**_INT, "description": "L1 change one unit's data can make"},
+        "scale": {**_NUMBER, "description": "the Laplace noise scale, sensitivity / epsilon"},
+        "interval95": {
+            **_NUMBER,
+            "description": "each value is within ± this of the bounded count with 95% "
+            "probability (before rounding and clamping at 0)",
+        },
+        "max_events_per_user": {"type": "integer", "minimum": 1},
+        "max_periods_per_user": {"type": "integer", "minimum": 1},
+        "anonymous_events": {"type": "string", "enum": ["excluded"]},
+        "dataset": {"type": "string", "description": "whose privacy budget was spent"},
+        "release": {"type": "integer", "description": "the release's id in the ledger"},
+        "budget": _NUMBER,
+        "spent": {**_NUMBER, "description": "spent of the budget, this release included"},
+        "remaining": _NUMBER,
+    },
+    "required": [
+        "epsilon",
+        "mechanism",
+        "unit",
+        "sensitivity",
+        "scale",
+        "interval95",
+        "max_periods_per_user",
+        "anonymous_events",
+        "dataset",
+        "release",
+        "budget",
+        "spent",
+        "remaining",
+    ],
+    "additionalProperties": False,
+}
 
 
 _ERROR: Final[Schema] = {
@@ -477,6 +556,17 @@ def _responses(analysis: str) -> Schema:
         "401": _unauthorized(),
         "413": _error(f"`{messages.REQUEST_TOO_LARGE}`: the body is larger than 64 KiB."),
         "500": _error(f"`{messages.QUERY_FAILED}`: the engine could not run the query."),
+        **(
+            {
+                "403": _error(
+                    f"`{messages.PRIVACY_BUDGET_EXHAUSTED}`: with `dp_epsilon`, the release "
+                    "would spend more than the dataset's privacy budget has left; nothing was "
+                    "spent or released."
+                )
+            }
+            if analysis in dp.PARAMS
+            else {}
+        ),
     }
 
 
@@ -600,7 +690,7 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
             "security": [],
         }
     }
-    schemas: dict[str, Any] = {"Error": _ERROR}
+    schemas: dict[str, Any] = {"Error": _ERROR, "DpRelease": copy.deepcopy(DP_RELEASE)}
     for n in names:
         schemas[f"{n.capitalize()}Result"] = _result_schema(n)
         schemas[f"{n.capitalize()}Row"] = _row_schema(n)
