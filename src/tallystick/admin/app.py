@@ -46,7 +46,9 @@ from tallystick.control.definitions import (
     parse_stream,
 )
 from tallystick.control.plan import Plan
+from tallystick.control.principal import principal_of
 from tallystick.control.store import Conflict, ControlStore, NotFound
+from tallystick.control.visibility import EVERYTHING, Visibility, visibility
 from tallystick.messages import Problem
 from tallystick.query.answers import Answers
 from tallystick.store.lake import EVENTS, Lake
@@ -81,6 +83,11 @@ _LIST_HINTS: Final = {
     "`tally block list` shows the blocks": "GET /v1/admin/blocks lists them",
     "`tally block list` shows it": "GET /v1/admin/blocks lists it",
 }
+PRIVATE_AUDIT: Final = Problem(
+    messages.FORBIDDEN,
+    "the audit report covers every stream, private ones included: ask with a key that reads "
+    "every stream (an admin key, or a read key granted all streams)",
+)
 QUARANTINE_EXAMPLE: Final = '{"user": "u-123", "reason": "load-test account"}'
 BLOCK_EXAMPLE: Final = '{"network": "203.0.113.0/24", "reason": "scraper"}'
 #: what a quarantine rule is written as in a request: one of these, with its value
@@ -314,6 +321,29 @@ class ControlApi:
     async def _with_store(self, work: Callable[[ControlStore], T]) -> T:
         return await self._in_thread(lambda: work(self.store()))
 
+    def _view(self, store: ControlStore, call: Call) -> Visibility:
+        """What the request's principal may see of the configuration in force (private
+        streams it is not granted are hidden, with the models that read them)."""
+        principal = principal_of(call.scope)
+        if principal.sees_everything:
+            return EVERYTHING
+        return visibility(principal, store.configuration())
+
+    def _visible_stream(self, store: ControlStore, call: Call, name: str) -> None:
+        """A 404, as for a stream that does not exist, when stream ``name`` is hidden."""
+        if not self._view(store, call).stream(name):
+            raise NotFound(f"no stream {name!r}; `tally streams list` shows the streams")
+
+    def _visible_model(self, store: ControlStore, call: Call, name: str) -> None:
+        """A 404, as for a model that does not exist, when model ``name`` reads a hidden
+        stream."""
+        view = self._view(store, call)
+        if view.everything:
+            return
+        model = store.configuration().model(name)
+        if model is not None and not view.stream(model.stream):
+            raise NotFound(f"no model {name!r}; `tally models list` shows the models")
+
     # -- streams ---------------------------------------------------------------------------------
 
     def _stream_reply(self, store: ControlStore, name: str, plan: Plan | None = None) -> Reply:
@@ -326,7 +356,7 @@ class ControlApi:
         call.only()
 
         def work(store: ControlStore) -> Reply:
-            config = store.configuration()
+            config = views.visible_configuration(store.configuration(), self._view(store, call))
             times = store.stream_times()
             at = self.now()
             return Reply(
@@ -340,7 +370,12 @@ class ControlApi:
 
     async def get_stream(self, call: Call) -> Reply:
         call.only()
-        return await self._with_store(lambda store: self._stream_reply(store, call.name))
+
+        def work(store: ControlStore) -> Reply:
+            self._visible_stream(store, call, call.name)
+            return self._stream_reply(store, call.name)
+
+        return await self._with_store(work)
 
     async def create_stream(self, call: Call) -> Reply:
         stream = _parsed(_stream, await call.json(STREAM_EXAMPLE))
@@ -411,13 +446,19 @@ class ControlApi:
 
         def work(store: ControlStore) -> Reply:
             built = store.model_built()
-            return Reply({"models": [views.model_view(m, built) for m in store.models()]})
+            config = views.visible_configuration(store.configuration(), self._view(store, call))
+            return Reply({"models": [views.model_view(m, built) for m in config.models]})
 
         return await self._with_store(work)
 
     async def get_model(self, call: Call) -> Reply:
         call.only()
-        return await self._with_store(lambda store: self._model_reply(store, call.name))
+
+        def work(store: ControlStore) -> Reply:
+            self._visible_model(store, call, call.name)
+            return self._model_reply(store, call.name)
+
+        return await self._with_store(work)
 
     async def create_model(self, call: Call) -> Reply:
         model = _parsed(_model, await call.json(MODEL_EXAMPLE))
@@ -488,7 +529,12 @@ class ControlApi:
         target = call.only("target").get("target") or None
 
         def work(store: ControlStore) -> Reply:
-            return Reply({"checks": views.ordered_results(store.latest_checks(target))})
+            runs = store.latest_checks(target)
+            view = self._view(store, call)
+            if not view.everything:
+                models = {m.name: m for m in store.models()}
+                runs = [r for r in runs if views.check_visible(r, view, models)]
+            return Reply({"checks": views.ordered_results(runs)})
 
         return await self._with_store(work)
 
@@ -597,6 +643,10 @@ class ControlApi:
 
         def work(store: ControlStore) -> Reply:
             entries = store.audit_log(kind=kind, name=name, limit=limit)
+            view = self._view(store, call)
+            if not view.everything:
+                models = {m.name: m for m in store.models()}
+                entries = [e for e in entries if views.audit_visible(e, view, models)]
             return Reply({"entries": [e.as_dict() for e in entries]})
 
         return await self._with_store(work)
@@ -605,7 +655,11 @@ class ControlApi:
         form = call.only("format").get("format") or "json"
         if form not in ("json", "yaml"):
             raise invalid(f"unknown format {form!r}: use json or yaml")
-        config = await self._with_store(lambda store: store.configuration())
+        config = await self._with_store(
+            lambda store: views.visible_configuration(
+                store.configuration(), self._view(store, call)
+            )
+        )
         if form == "json":
             return Reply(config.as_dict())
         return Reply(dump(config).encode(), content_type=YAML)
@@ -649,11 +703,12 @@ class ControlApi:
         call.only()
 
         def work(store: ControlStore) -> Reply:
-            config = store.configuration()
+            full = store.configuration()
+            config = views.visible_configuration(full, self._view(store, call))
             times = store.stream_times()
             at = self.now()
             volumes = self.volumes(at.date())
-            defined = {s.name for s in config.streams}
+            defined = {s.name for s in full.streams}
             streams = [
                 views.stream_view(s, at, times)
                 | {"volume": volumes.get(s.name, Volume()).as_dict()}
@@ -683,21 +738,36 @@ class ControlApi:
         def work(store: ControlStore) -> Reply:
             built = store.model_built()
             runs = store.latest_checks()
-            models = [views.catalog_model(m, built, runs) for m in store.models()]
+            config = views.visible_configuration(store.configuration(), self._view(store, call))
+            models = [views.catalog_model(m, built, runs) for m in config.models]
             models.sort(key=lambda m: (-m["failing"], m["name"]))
             return Reply({"models": models})
 
         return await self._with_store(work)
 
-    def fields(self, store: ControlStore, today: dt.date) -> list[FieldInfo]:
+    def fields(
+        self, store: ControlStore, today: dt.date, view: Visibility = EVERYTHING
+    ) -> list[FieldInfo]:
         """Every field ever seen, refreshed from the lake whenever its files changed since the
-        last refresh (the control store remembers fields the lake no longer holds)."""
-        from tallystick.catalog.fields import refresh
+        last refresh (the control store remembers fields the lake no longer holds). For a
+        reader who may not see every stream, the lake's fields are measured without the hidden
+        streams' copies (and not stored), with the remembered ones it may see."""
+        from tallystick.catalog.fields import compute, merge, read_fields, refresh
+
+        if view.everything:
+            return self.answers.get(
+                ("fields", today),
+                self.lake.stamp(EVENTS),
+                lambda: refresh(self.lake, store, today).fields,
+            )
+
+        def measure() -> list[FieldInfo]:
+            current = compute(self.lake, today, view.hidden)
+            stored = views.visible_fields(read_fields(store), view)
+            return views.visible_fields(merge(stored, current, today), view)
 
         return self.answers.get(
-            ("fields", today),
-            self.lake.stamp(EVENTS),
-            lambda: refresh(self.lake, store, today).fields,
+            ("fields", today, *sorted(view.hidden)), self.lake.stamp(EVENTS), measure
         )
 
     async def catalog_fields(self, call: Call) -> Reply:
@@ -705,7 +775,7 @@ class ControlApi:
         from tallystick.catalog.search import search, words
 
         def work(store: ControlStore) -> Reply:
-            found = self.fields(store, self.today())
+            found = self.fields(store, self.today(), self._view(store, call))
             shown = found
             if words(q):
                 by_name = {f.name: f for f in found}
@@ -721,9 +791,12 @@ class ControlApi:
 
         def work(store: ControlStore) -> Reply:
             catalog, _problems = CatalogFiles(self.settings.catalog_dir).read()
-            found = self.fields(store, self.today()) if "field" in kinds else []
+            view = self._view(store, call)
+            found = self.fields(store, self.today(), view) if "field" in kinds else []
+            streams = views.visible_configuration(store.configuration(), view).streams
+            metrics = [m for m in catalog if view.events(m.events)]
             try:
-                hits = search(q, store.streams(), found, catalog, kinds=kinds, limit=limit)
+                hits = search(q, streams, found, metrics, kinds=kinds, limit=limit)
             except SearchError as exc:
                 raise invalid(str(exc)) from None
             return Reply({"q": q, "kinds": list(kinds), "hits": [h.as_dict() for h in hits]})
@@ -738,6 +811,8 @@ class ControlApi:
         from tallystick.catalog.audit import report
 
         def work(store: ControlStore) -> Reply:
+            if not self._view(store, call).everything:
+                raise Refused(403, PRIVATE_AUDIT)
             audited = report(self.settings, store=store)
             if form == "json":
                 return Reply(audited.as_dict())

@@ -8,14 +8,16 @@ stream, edit it and PUT it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tallystick.admin.http import invalid
 from tallystick.control.definitions import (
     STREAM_KEYS,
+    Configuration,
     DefinitionError,
     Model,
     Stream,
@@ -23,7 +25,11 @@ from tallystick.control.definitions import (
     parse_time,
 )
 from tallystick.control.plan import Change
-from tallystick.control.store import CheckRun
+from tallystick.control.store import AuditEntry, CheckRun
+from tallystick.control.visibility import Visibility
+
+if TYPE_CHECKING:
+    from tallystick.catalog.fields import FieldInfo
 
 STREAM_READ_ONLY: Final = ("status", "created_at", "updated_at", "expires_in_days", "volume")
 """Keys of an answered stream that are not part of its definition."""
@@ -197,3 +203,65 @@ def audit_query(params: Mapping[str, str]) -> tuple[str | None, str | None, int]
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT_LIMIT:
         raise invalid(f"limit {raw!r} must be a whole number from 1 to {MAX_AUDIT_LIMIT}")
     return kind, params.get("name") or None, int(raw)
+
+
+# -- private streams (``control.visibility``): what a reader who may not see every stream gets
+
+
+def visible_configuration(config: Configuration, view: Visibility) -> Configuration:
+    """``config`` without the streams ``view`` hides and the models that read them."""
+    if view.everything:
+        return config
+    return Configuration(
+        tuple(s for s in config.streams if view.stream(s.name)),
+        tuple(m for m in config.models if view.stream(m.stream)),
+        config.unrouted_stream,
+    )
+
+
+def _definition_streams(definition: Mapping[str, Any] | None) -> set[str]:
+    stream = (definition or {}).get("stream")
+    return {stream} if isinstance(stream, str) else set()
+
+
+def audit_visible(entry: AuditEntry, view: Visibility, models: Mapping[str, Model]) -> bool:
+    """Whether an audit-log entry may be shown: not one about a hidden stream, nor about a
+    model that reads one (now, before or after the change)."""
+    if view.everything:
+        return True
+    if entry.kind == "stream":
+        return view.stream(entry.name)
+    if entry.kind == "model":
+        streams = _definition_streams(entry.before) | _definition_streams(entry.after)
+        current = models.get(entry.name)
+        if current is not None:
+            streams.add(current.stream)
+        return all(view.stream(s) for s in streams)
+    return True
+
+
+def check_visible(run: CheckRun, view: Visibility, models: Mapping[str, Model]) -> bool:
+    """Whether a check result may be shown: not one of a hidden stream or of a model that reads
+    one (a model no longer defined is shown only to readers who see every stream)."""
+    if view.everything:
+        return True
+    if run.target_kind == "stream":
+        return view.stream(run.target)
+    model = models.get(run.target)
+    return model is not None and view.stream(model.stream)
+
+
+def visible_fields(fields: Iterable[FieldInfo], view: Visibility) -> list[FieldInfo]:
+    """Fields as a reader who may not see every stream is shown them: those seen in some
+    stream it sees (or in rows without one), with only those streams and the event names
+    routed to them."""
+    if view.everything:
+        return list(fields)
+    out = []
+    for f in fields:
+        streams = tuple(s for s in f.streams if view.stream(s))
+        if f.streams and not streams:
+            continue
+        names = tuple(n for n in f.event_names if view.event(n))
+        out.append(dataclasses.replace(f, streams=streams, event_names=names))
+    return out

@@ -306,21 +306,30 @@ def _columns(con: duckdb.DuckDBPyConnection) -> tuple[list[_Column], set[str]]:
 
 
 def _build_base(
-    con: duckdb.DuckDBPyConnection, lake: Lake, columns: list[_Column], names: set[str]
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    columns: list[_Column],
+    names: set[str],
+    hidden: frozenset[str] = frozenset(),
 ) -> None:
     """``base``: every stored copy with its day and whether it is the event's first copy (the
     one the de-duplicated ``events`` view keeps: earliest ``received_ts``, then ``client_ts``),
     holding only the columns needed.
 
     Duplicates (re-sent events, copies in several streams) are found by a hash aggregate and
-    only they are ranked, which costs far less than a window over every row.
+    only they are ranked, which costs far less than a window over every row. The copies of
+    ``hidden`` streams (private streams the reader may not see) are left out first.
     """
     from tallystick.store.lake import EVENTS
 
     glob = _literal(lake.glob(EVENTS))
+    visible = ""
+    if hidden and "stream" in names:
+        listed = ", ".join(_literal(h) for h in sorted(hidden))
+        visible = f" WHERE stream IS NULL OR stream NOT IN ({listed})"
     con.execute(
         "CREATE TEMP VIEW located AS SELECT * FROM read_parquet("
-        f"{glob}, union_by_name = true, filename = true, file_row_number = true)"
+        f"{glob}, union_by_name = true, filename = true, file_row_number = true){visible}"
     )
     con.execute(
         "CREATE TEMP TABLE copies AS WITH repeated AS (SELECT event_id AS copy_event, "
@@ -444,8 +453,11 @@ def examples_for(name: str, values: Sequence[str]) -> tuple[str | None, tuple[st
     return None, tuple(dict.fromkeys(redact(v, field=name) for v in shown))
 
 
-def compute(lake: Lake, today: dt.date | None = None) -> list[FieldInfo]:
-    """Every field the lake holds now, measured relative to ``today`` (default: today in UTC)."""
+def compute(
+    lake: Lake, today: dt.date | None = None, hidden: frozenset[str] = frozenset()
+) -> list[FieldInfo]:
+    """Every field the lake holds now, measured relative to ``today`` (default: today in UTC),
+    without the copies of ``hidden`` streams."""
     from tallystick.store.lake import EVENTS
     from tallystick.store.reader import with_retry
 
@@ -455,7 +467,7 @@ def compute(lake: Lake, today: dt.date | None = None) -> list[FieldInfo]:
         columns, names = _columns(con)
         if not lake.files(EVENTS):
             return []
-        _build_base(con, lake, columns, names)
+        _build_base(con, lake, columns, names, hidden)
         _build_long(con, columns)
         values = _values(con, columns)
         out: list[FieldInfo] = []
