@@ -138,7 +138,7 @@ CASES: list[tuple[str, str | None, str | None, str, str, Any, str | None, object
         "/v1/admin/streams",
         HERE,
         READ,
-        (401, messages.UNAUTHORIZED),
+        (403, messages.FORBIDDEN),
     ),
     ("both keys: catalog with the read key", READ, ADMIN, "GET", "/v1/audit", AWAY, READ, None),
     (

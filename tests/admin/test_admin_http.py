@@ -152,10 +152,13 @@ ACCESS: list[tuple[str, str | None, str | None, tuple[str, int], str, str, str |
     ("admin key, remote write", None, ADMIN, REMOTE, "POST", "/v1/admin/streams", ADMIN, 201),
     ("admin key, local write without", None, ADMIN, LOCAL, "POST", "/v1/admin/streams", None, 401),
     ("admin key, admin read without", None, ADMIN, LOCAL, "GET", "/v1/admin/streams", None, 401),
-    ("admin key, catalog without", None, ADMIN, REMOTE, "GET", "/v1/catalog/models", None, 200),
-    ("both, write with read key", READ, ADMIN, LOCAL, "POST", "/v1/admin/streams", READ, 401),
+    # an admin key reads too, so with one, reads need a key
+    ("admin key, catalog without", None, ADMIN, REMOTE, "GET", "/v1/catalog/models", None, 401),
+    ("admin key, catalog with it", None, ADMIN, REMOTE, "GET", "/v1/catalog/models", ADMIN, 200),
+    ("both, write with read key", READ, ADMIN, LOCAL, "POST", "/v1/admin/streams", READ, 403),
     ("both, catalog with admin key", READ, ADMIN, REMOTE, "GET", "/v1/catalog/models", ADMIN, 200),
-    ("unknown path", READ, ADMIN, REMOTE, "GET", "/v1/admin/nope", None, 404),
+    ("unknown path", READ, ADMIN, REMOTE, "GET", "/v1/admin/nope", ADMIN, 404),
+    ("unknown path, no key", READ, ADMIN, REMOTE, "GET", "/v1/admin/nope", None, 401),
 ]
 
 

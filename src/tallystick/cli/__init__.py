@@ -22,7 +22,9 @@ from tallystick.cli import (
     streams,
 )
 from tallystick.cli import blocks as blocks_cmd
+from tallystick.cli import keys as keys_cmd
 from tallystick.cli import models as models_cmd
+from tallystick.cli import privacy as privacy_cmd
 from tallystick.cli import quality_alerts as quality_alerts
 from tallystick.cli import quarantine as quarantine_cmd
 from tallystick.config import ConfigError
@@ -69,6 +71,8 @@ models_cmd.register(app)
 quality.register(app)
 blocks_cmd.register(app)
 quarantine_cmd.register(app)
+privacy_cmd.register(app)
+keys_cmd.register(app)
 
 
 def main() -> None:

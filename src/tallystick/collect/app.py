@@ -14,23 +14,30 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from tallystick import messages
-from tallystick.collect.asgi import Receive, Scope, Send, respond_json
+from tallystick.admin.access import NOTHING, Credential, Need, decide, need_of
+from tallystick.collect import cors
+from tallystick.collect.asgi import Receive, Scope, Send, respond, respond_json
 from tallystick.collect.body import ClientDisconnected, decode_content, read_body
 from tallystick.collect.edge import Edge
 from tallystick.collect.limits import retry_after
 from tallystick.collect.refusals import FLUSH_SECONDS, Refusals, write_quietly
+from tallystick.collect.requests import Refused
 from tallystick.collect.validate import Checked, check_array, split_events
 from tallystick.config import Settings, from_env
 from tallystick.control.blocks import BLOCKED, RATE_LIMITED
 from tallystick.control.controls import Controls
+from tallystick.control.deletions import DELETED_USER, suppressed_indexes
+from tallystick.control.keys import ApiKey, Keyed, Verifier
+from tallystick.control.principal import OPEN, SCOPE_KEY, Principal
 from tallystick.messages import Problem
 from tallystick.privacy import ingest as privacy
+from tallystick.query.auth import bearer, cookie, query_key
 from tallystick.store import spool
 from tallystick.store.failed import SOURCE_HTTP, FailedEvent
 from tallystick.store.spool import RequestContext, SpoolUnavailable, SpoolWriter
@@ -106,6 +113,17 @@ def _problem_body(problem: Problem) -> dict[str, object]:
     return {"accepted": 0, "rejected": 0, "error": problem.as_dict()}
 
 
+def _with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send`` with ``extra`` headers added to the response's start."""
+
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*(message.get("headers") or ()), *extra]}
+        await send(message)
+
+    return sending
+
+
 class Collector:
     """The collector ASGI app. Owns one spool writer, started and stopped by ASGI lifespan."""
 
@@ -134,6 +152,10 @@ class Collector:
         self._building = threading.Lock()
         self.privacy = privacy.Guard(settings)
         """What is removed from events before they are stored (``privacy.ingest``)."""
+        self.keys: Verifier | None = None
+        """Checks keys and dashboard sessions (from start-up)."""
+        self._secret: bytes | None = None
+        """The installation's secret, read when a deleted user's events must be recognised."""
 
     def query_app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         """The query API (``/v1/...`` but events, ``/openapi.json``), built on first use."""
@@ -161,6 +183,7 @@ class Collector:
                 from tallystick.dashboard.app import Dashboard
 
                 self._dashboard = Dashboard(self.settings)
+            self._dashboard.keys = self.keys
             return self._dashboard
 
     def warm_up(self) -> None:
@@ -209,6 +232,9 @@ class Collector:
                 self.store.close()
                 self.store = None
                 raise
+            self.keys = Verifier(self.store, self.settings)
+            if self._dashboard is not None:
+                self._dashboard.keys = self.keys
             self.spool.start()
             self._watching.clear()
             self._watcher = threading.Thread(
@@ -228,6 +254,9 @@ class Collector:
             write_quietly(self.spool, self.refusals.take_frames())
             self.spool.close()
             self.edge.close()
+            if self.keys is not None:
+                self.keys.close()
+                self.keys = None
             if self.store is not None:
                 self.store.close()
             for app in (self._control_api, self._query):
@@ -297,14 +326,18 @@ class Collector:
         if path == "/v1/events":
             if method == "POST":
                 await self.ingest(scope, receive, send)
+            elif method == "OPTIONS":
+                await self.preflight(scope, send)
             else:
                 await self._not_allowed(send, "POST")
         elif path in ("/v1", "/v1/"):
             await respond_json(send, 200, {"service": "tallystick", "endpoints": ENDPOINTS})
         elif path.startswith(CONTROL_PREFIXES) or path == "/v1/audit":
-            await self.control_api()(scope, receive, send)
+            if await self._authenticated(scope, send):
+                await self.control_api()(scope, receive, send)
         elif path.startswith("/v1/") or path == "/openapi.json":
-            await self.query_app()(scope, receive, send)
+            if await self._authenticated(scope, send):
+                await self.query_app()(scope, receive, send)
         elif path == "/healthz":
             await respond_json(send, 200, {"status": "ok"})
         elif path == "/readyz":
@@ -315,7 +348,14 @@ class Collector:
             else:
                 await respond_json(send, 503, {"status": "not ready", "reason": problem})
         elif self.dashboard_app().serves(path):
-            await self.dashboard_app()(scope, receive, send)
+            dashboard = self.dashboard_app()
+            if dashboard.is_page(path):
+                try:
+                    scope[SCOPE_KEY] = self.principal(scope, "read")
+                except Refused:
+                    await dashboard.to_sign_in(scope, send)
+                    return
+            await dashboard(scope, receive, send)
         else:
             await respond_json(
                 send,
@@ -328,6 +368,67 @@ class Collector:
                     ).as_dict()
                 },
             )
+
+    # -- access ------------------------------------------------------------------------------
+
+    def _keyed(self) -> Keyed:
+        if self.keys is None:
+            from tallystick.admin.access import static_keyed
+
+            return static_keyed(self.settings)
+        return self.keys.keyed()
+
+    def credential(
+        self, token: bytes | None, *, session: bool = False
+    ) -> tuple[Credential, ApiKey | None]:
+        """Who a key (or, with ``session``, a dashboard session cookie) is; and its row."""
+        if token is None:
+            return NOTHING, None
+        if self.keys is None:
+            from tallystick.admin.access import static_credential
+
+            return static_credential(
+                {"headers": [(b"authorization", b"Bearer " + token)]}, self.settings
+            ), None
+        if session:
+            return Credential(True, self.keys.session(token), cookie=True), None
+        found = self.keys.lookup(token)
+        if found is None:
+            return Credential(True), None
+        return Credential(True, found.principal, revoked=found.principal is None), found.key
+
+    def principal(self, scope: Scope, need: Need) -> Principal:
+        """Who makes a request (a key, else the dashboard's session cookie); raises Refused."""
+        headers = scope.get("headers") or ()
+        token = bearer(headers)
+        if token is not None:
+            credential, _ = self.credential(token)
+        else:
+            credential, _ = self.credential(cookie(headers), session=True)
+        return decide(need, credential, self._keyed, scope["method"], scope.get("client"))
+
+    async def _authenticated(self, scope: Scope, send: Send) -> bool:
+        """Decide who makes a request and leave it in the scope; answer a refusal."""
+        try:
+            scope[SCOPE_KEY] = self.principal(scope, need_of(scope["path"], scope["method"]))
+        except Refused as refused:
+            await respond_json(send, refused.status, refused.body(), refused.headers)
+            return False
+        return True
+
+    async def preflight(self, scope: Scope, send: Send) -> None:
+        """``OPTIONS /v1/events``: the CORS grant for an origin some active write key allows
+        (in open mode, a page on this machine); see ``collect.cors``."""
+        origin = cors.normalized(_headers(scope).get(b"origin"))
+        allowed = None
+        if origin is not None:
+            if self._keyed().write:
+                allowed = (
+                    origin if self.keys is not None and origin in self.keys.origins() else None
+                )
+            elif cors.is_local(origin):
+                allowed = origin
+        await respond(send, 204, b"text/plain", b"", cors.preflight_headers(allowed))
 
     async def _not_allowed(self, send: Send, allowed: str) -> None:
         problem = Problem(messages.METHOD_NOT_ALLOWED, f"use {allowed} for this endpoint.")
@@ -342,6 +443,29 @@ class Collector:
         address = self.edge.client_address(scope)
         if not await self._admitted(address, headers, received_us, send):
             return
+        token = bearer(headers.items()) or query_key(scope.get("query_string", b""))
+        credential, key = self.credential(token)
+        try:
+            writer = decide("write", credential, self._keyed, "POST", None)
+        except Refused as refused:
+            await respond_json(
+                send, refused.status, _problem_body(refused.problem), refused.headers
+            )
+            return
+        origin = cors.normalized(headers.get(b"origin"))
+        if origin is not None:
+            if key is not None and key.origins:
+                if origin not in key.origins:
+                    problem = Problem(
+                        messages.ORIGIN_NOT_ALLOWED,
+                        f"this write key does not allow pages from {origin}: add it "
+                        "(`tally keys create --kind write --origin ...` makes a key for it)",
+                    )
+                    await respond_json(send, 403, _problem_body(problem))
+                    return
+                send = _with_headers(send, cors.response_headers(origin))
+            elif writer is OPEN and cors.is_local(origin):
+                send = _with_headers(send, cors.response_headers(origin))
         declared = headers.get(b"content-length", b"")
         try:
             body = await read_body(
@@ -474,7 +598,8 @@ class Collector:
 
         suspects = guard.suspects(checked.events, controls)
         changes = guard.changes()
-        if controls.passthrough and not suspects and not changes:
+        gone = self._deleted_users(checked, controls)
+        if controls.passthrough and not suspects and not changes and not gone:
             return [frame(controls.unrouted, checked.accepted_json())]
         raws = checked.accepted_raws()
         if controls.by_name_only and not suspects and not changes:
@@ -485,6 +610,11 @@ class Collector:
         declined: Counter[tuple[str, str, str]] = Counter()
         refused: dict[int, privacy.Refused] = {}
         for i, (fields, raw) in enumerate(zip(mappings, raws, strict=True)):
+            if i in gone:  # a deleted user's: counted, not stored (``control.deletions``)
+                name = checked.events[i].name
+                for target in controls.routes(name):
+                    declined[(target, DELETED_USER, name)] += 1
+                continue
             copies: list[tuple[str, bytes]] = []
             for placed in controls.place(fields, now, declined):
                 if i in suspects or changes:
@@ -512,6 +642,21 @@ class Collector:
             ]
             frames.append(spool.frame(spool.DECLINED, received_us, _encode(counts)))
         return frames
+
+    def _deleted_users(self, checked: Checked, controls: Controls) -> set[int]:
+        """The events of deleted users (``control.deletions``): their user id's keyed hash is
+        one the configuration in force suppresses."""
+        if not controls.suppressed:
+            return set()
+        if self._secret is None:
+            from tallystick.privacy.secrets import install_secret
+
+            self._secret = install_secret(self.settings.data)
+        return suppressed_indexes(
+            (e.user.id if e.user is not None else None for e in checked.events),
+            controls.suppressed,
+            self._secret,
+        )
 
     async def _admitted(
         self,

@@ -23,9 +23,12 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from tallystick.config import ConfigError, Settings, from_env
+
+if TYPE_CHECKING:
+    from tallystick.control.keys import Keyed
 
 log = logging.getLogger("tallystick.alerts")
 
@@ -38,7 +41,9 @@ def app_from_env() -> object:
     warms up its query API and dashboard in the background unless ``warm_up`` is off (see
     ``Collector.warm_up``)."""
     from tallystick.collect.app import create_app
+    from tallystick.privacy import logs
 
+    logs.install()  # no client address or personal data in this worker's logs
     app = create_app(from_env())
     if app.settings.warm_up:
         threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
@@ -56,11 +61,15 @@ def serve(
     """Serve until SIGTERM or Ctrl-C; on the way out the loader drains the spool into the lake."""
     import uvicorn
 
+    from tallystick.privacy import logs
     from tallystick.store.loader_main import run_loader_process
+
+    logs.install()  # no client address or personal data in the server's logs (docs/privacy.md)
 
     settings.data.mkdir(parents=True, exist_ok=True)
     check_alert_settings(settings)
     migrate_control_plane(settings)
+    check_access(settings, host)
     os.environ.update(settings.to_env())
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
@@ -166,6 +175,72 @@ class AlertLoop:
         self.stopping.set()
         if self.thread.is_alive():
             self.thread.join(timeout)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``tally serve --host`` listens on this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def keyed_kinds(settings: Settings) -> Keyed:
+    """Which kinds of request need a key, from the control plane and the settings."""
+    from tallystick.control.keys import Verifier
+    from tallystick.control.store import ControlStore
+
+    store = ControlStore.open(settings.control_database, migrate=False)
+    try:
+        verifier = Verifier(store, settings)
+        try:
+            return verifier.keyed()
+        finally:
+            verifier.close()
+    finally:
+        store.close()
+
+
+KEY_COMMANDS: Final = {
+    "write": "tally keys create --kind write --name NAME --app APP [--origin URL]",
+    "read": "tally keys create --kind read --name NAME",
+    "admin": "tally keys create --kind admin --name NAME",
+}
+
+
+def check_access(settings: Settings, host: str) -> Keyed:
+    """Refuse to listen beyond loopback while any kind of request is open (``ConfigError``,
+    naming the ``tally keys create`` commands to run); on loopback, say loudly on standard error
+    which kinds are open (open mode)."""
+    keyed = keyed_kinds(settings)
+    missing = [
+        kind
+        for kind, has in (("write", keyed.write), ("read", keyed.read), ("admin", keyed.admin))
+        if not has
+    ]
+    if not missing:
+        return keyed
+    if not is_loopback_host(host):
+        commands = "; ".join(f"`{KEY_COMMANDS[kind]}`" for kind in missing)
+        raise ConfigError(
+            f"refusing to listen on {host}: open mode (no key needed) is for loopback only, and "
+            f"this server has no {', '.join(missing)} key. Create them first: {commands} "
+            "(or listen on 127.0.0.1). See docs/access.md."
+        )
+    banner = (
+        "OPEN MODE: "
+        + "; ".join(keyed.open_kinds)
+        + (
+            ". Anyone who can reach this machine's loopback may do that. Create keys with "
+            "`tally keys create` before listening on another address (docs/access.md)."
+        )
+    )
+    print(f"\n{'!' * 78}\n{banner}\n{'!' * 78}\n", file=sys.stderr, flush=True)
+    return keyed
 
 
 def migrate_control_plane(settings: Settings) -> None:

@@ -4,6 +4,11 @@ Pages hold no numbers of their own: the server renders the layout and the contro
 query string, so a shared or reloaded URL shows the same view), and ``dashboard.js`` draws every
 chart and table from the same HTTP API that ``/v1/...`` exposes. plotly.js is served from the
 ``plotly`` wheel, so the dashboard works with no internet access.
+
+When reads are keyed (docs/access.md), a page asked for without a valid session redirects to
+``/signin``, which asks for a read (or admin) key; signing in sets the ``tally_session`` cookie
+(HttpOnly, SameSite=Strict, Path=/, Secure over https) that the page's API calls then carry.
+``POST /signout`` ends the session. Static files need no key: they hold no data.
 """
 
 from __future__ import annotations
@@ -14,15 +19,25 @@ import gzip
 import hashlib
 import importlib.resources
 import threading
-from typing import Final
+import urllib.parse
+from typing import TYPE_CHECKING, Final
 
 import jinja2
 
 from tallystick.collect.asgi import Receive, Scope, Send, respond
+from tallystick.collect.body import ClientDisconnected, read_body
 from tallystick.config import Settings
+from tallystick.control.principal import principal_of
 from tallystick.dashboard.pages import BY_PATH, PAGES, RANGES, Page, first, view_state
+from tallystick.query.auth import SESSION_COOKIE, cookie
 from tallystick.version import __version__
 
+if TYPE_CHECKING:
+    from tallystick.control.keys import Verifier
+
+SIGN_IN_PATH: Final = "/signin"
+SIGN_OUT_PATH: Final = "/signout"
+SIGN_IN_MAX_BYTES: Final = 4096
 STATIC_PREFIX: Final = "/static/"
 _TYPES: Final = {
     ".js": b"text/javascript; charset=utf-8",
@@ -83,6 +98,8 @@ class Dashboard:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keys: Verifier | None = None
+        """Opens and ends sessions (the collector's, from its start-up)."""
         self._env = jinja2.Environment(
             loader=jinja2.PackageLoader("tallystick.dashboard", "templates"),
             autoescape=True,
@@ -99,9 +116,35 @@ class Dashboard:
         return f"{STATIC_PREFIX}{name}?v={self.assets[name].version}"
 
     def serves(self, path: str) -> bool:
-        return path in BY_PATH or path.startswith(STATIC_PREFIX) or path == "/favicon.ico"
+        return (
+            path in BY_PATH
+            or path.startswith(STATIC_PREFIX)
+            or path in ("/favicon.ico", SIGN_IN_PATH, SIGN_OUT_PATH)
+        )
 
-    def render(self, page: Page, query_string: str) -> str:
+    def is_page(self, path: str) -> bool:
+        """Whether ``path`` is a page (which needs a session when reads are keyed)."""
+        return path in BY_PATH
+
+    async def to_sign_in(self, scope: Scope, send: Send) -> None:
+        """Send a browser without a valid session to the sign-in page, and back here after."""
+        here = scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = (
+            SIGN_IN_PATH
+            + "?"
+            + urllib.parse.urlencode({"next": here + ("?" + query if query else "")})
+        )
+        await respond(
+            send,
+            303,
+            b"text/plain; charset=utf-8",
+            b"Sign in to see this page.\n",
+            [(b"location", target.encode()), (b"cache-control", b"no-store"), *_SECURITY],
+            head=scope["method"] == "HEAD",
+        )
+
+    def render(self, page: Page, query_string: str, *, signed_in: bool = False) -> str:
         state = view_state(page, query_string)
         template = self._env.get_template(f"{page.slug}.html")
         return template.render(
@@ -113,11 +156,15 @@ class Dashboard:
             version=__version__,
             ranges=RANGES,
             today=dt.datetime.now(dt.UTC).date().isoformat(),
+            signed_in=signed_in,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path in (SIGN_IN_PATH, SIGN_OUT_PATH):
+            await self._session(scope, receive, send)
+            return
         if method not in ("GET", "HEAD"):
             await respond(
                 send,
@@ -134,7 +181,10 @@ class Dashboard:
         if path.startswith(STATIC_PREFIX):
             await self._static(scope, send, path[len(STATIC_PREFIX) :], head)
             return
-        html = self.render(BY_PATH[path], scope.get("query_string", b"").decode("latin-1"))
+        signed_in = principal_of(scope).kind != "open"
+        html = self.render(
+            BY_PATH[path], scope.get("query_string", b"").decode("latin-1"), signed_in=signed_in
+        )
         await respond(
             send,
             200,
@@ -168,3 +218,109 @@ class Dashboard:
             body = asset.gzipped
             extra.append((b"content-encoding", b"gzip"))
         await respond(send, 200, asset.content_type, body, extra, head=head)
+
+    # -- sign-in ---------------------------------------------------------------------------------
+
+    async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /signin`` (the form), ``POST /signin`` (a key → a session), ``POST /signout``."""
+        path: str = scope["path"]
+        method: str = scope["method"]
+        allowed = b"GET, HEAD, POST" if path == SIGN_IN_PATH else b"POST"
+        if method not in allowed.decode().split(", "):
+            await respond(
+                send,
+                405,
+                b"text/plain; charset=utf-8",
+                f"Use {allowed.decode()} for {path}.\n".encode(),
+                [(b"allow", allowed)],
+            )
+            return
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        target = _local(query.get("next", ["/"])[0])
+        if method in ("GET", "HEAD"):
+            await self._sign_in_page(send, target, "", 200, head=method == "HEAD")
+            return
+        try:
+            body = await read_body(receive, SIGN_IN_MAX_BYTES, None)
+        except ClientDisconnected:
+            return
+        form = urllib.parse.parse_qs(body.decode("latin-1") if isinstance(body, bytes) else "")
+        secure = scope.get("scheme") == "https"
+        if path == SIGN_OUT_PATH:
+            session = cookie(scope.get("headers") or ())
+            if session is not None and self.keys is not None:
+                self.keys.sign_out(session)
+            await self._redirect(send, SIGN_IN_PATH, _cookie("", 0, secure))
+            return
+        target = _local(form.get("next", [target])[0])
+        key = form.get("key", [""])[0].strip()
+        if self.keys is None:
+            await self._sign_in_page(send, target, "The server is starting. Try again.", 503)
+            return
+        opened = self.keys.sign_in(key.encode("latin-1", "replace")) if key else None
+        if opened is None:
+            why = (
+                "Enter a read key."
+                if not key
+                else "That key was not accepted. Check it and try again: the dashboard needs a "
+                "read or admin key (a write key only sends events)."
+            )
+            await self._sign_in_page(send, target, why, 401)
+            return
+        value, _ = opened
+        max_age = int(self.settings.dashboard_session_hours * 3600)
+        await self._redirect(send, target, _cookie(value, max_age, secure))
+
+    async def _sign_in_page(
+        self, send: Send, target: str, error: str, status: int, *, head: bool = False
+    ) -> None:
+        keyed = self.keys.keyed().read if self.keys is not None else bool(self.settings.read_key)
+        html = self._env.get_template("signin.html").render(
+            asset=self.asset_url, version=__version__, target=target, error=error, keyed=keyed
+        )
+        await respond(
+            send,
+            status,
+            b"text/html; charset=utf-8",
+            html.encode(),
+            [(b"cache-control", b"no-store"), *_SECURITY],
+            head=head,
+        )
+
+    async def _redirect(self, send: Send, target: str, set_cookie: bytes) -> None:
+        await respond(
+            send,
+            303,
+            b"text/plain; charset=utf-8",
+            b"",
+            [
+                (b"location", target.encode()),
+                (b"set-cookie", set_cookie),
+                (b"cache-control", b"no-store"),
+                *_SECURITY,
+            ],
+        )
+
+
+def _local(target: str) -> str:
+    """A path on this server to go back to after signing in (anything else: ``/``)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parsed = urllib.parse.urlsplit(target)
+    if parsed.scheme or parsed.netloc:
+        return "/"
+    return target
+
+
+def _cookie(value: str, max_age: int, secure: bool) -> bytes:
+    """The session cookie's ``Set-Cookie`` (``max_age`` 0 clears it)."""
+    parts = [
+        f"{SESSION_COOKIE}={value}",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        f"Max-Age={max_age}",
+    ]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts).encode()

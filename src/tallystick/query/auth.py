@@ -1,13 +1,16 @@
-"""The read key: when the server has one (``read_key``), every read of the query API must carry
-it as ``Authorization: Bearer <key>``.
+"""Credentials a request carries, and the paths that read data (pure).
 
-One shared key is a stand-in until hashed per-person keys arrive (privacy and access, issue 7).
-The key is compared in constant time and never logged or echoed.
+A key comes as ``Authorization: Bearer <key>``; a write key may also come as the ``key`` query
+parameter of ``POST /v1/events`` (``navigator.sendBeacon`` cannot set headers; a key in a URL
+may end up in a proxy's access log, which is acceptable only for write keys: they are public,
+shipped in web pages, and can do nothing but send events). The dashboard's session comes as
+the ``tally_session`` cookie. ``admin.access`` decides what each may do. Keys are compared in
+constant time (or by their hash) and never logged or echoed.
 """
 
 from __future__ import annotations
 
-import hmac
+import urllib.parse
 from collections.abc import Iterable
 from typing import Final
 
@@ -16,6 +19,14 @@ from tallystick.messages import Problem
 
 CHALLENGE: Final = (b"www-authenticate", b"Bearer")
 """The header every 401 carries."""
+SESSION_COOKIE: Final = "tally_session"
+"""The dashboard's session cookie."""
+
+#: paths (without a trailing slash) and prefixes of endpoints that read data
+READ_PATHS: Final = frozenset(
+    {"/v1/catalog", "/v1/meta", "/v1/health", "/v1/query", "/v1/metrics", "/v1/audit"}
+)
+READ_PREFIXES: Final = ("/v1/query/", "/v1/metrics/", "/v1/quality/", "/v1/catalog/")
 
 MISSING: Final = Problem(
     messages.UNAUTHORIZED,
@@ -27,6 +38,16 @@ WRONG: Final = Problem(
     "the read key was not accepted: send the server's read key as Authorization: Bearer <key> "
     "(the dashboard asks for it; ask whoever runs the server for the current one)",
 )
+SESSION_ENDED: Final = Problem(
+    messages.UNAUTHORIZED,
+    "your dashboard session has ended (it expired, or its key was revoked): sign in again "
+    "at /signin",
+)
+
+
+def reads_data(path: str) -> bool:
+    """Whether ``path`` reads data (and so needs a read key, when reads are keyed)."""
+    return path.rstrip("/") in READ_PATHS or path.startswith(READ_PREFIXES)
 
 
 def bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -39,14 +60,23 @@ def bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     return None
 
 
-def check(headers: Iterable[tuple[bytes, bytes]], key: str | None) -> Problem | None:
-    """Why a request with ``headers`` may not read, or ``None`` when it may (always, when the
-    server has no key)."""
-    if not key:
+def query_key(query_string: bytes) -> bytes | None:
+    """The ``key`` query parameter (``POST /v1/events?key=…``), or ``None``."""
+    if b"key=" not in query_string:
         return None
-    token = bearer(headers)
-    if token is None:
-        return MISSING
-    if not hmac.compare_digest(token, key.encode()):
-        return WRONG
+    for name, value in urllib.parse.parse_qsl(query_string.decode("latin-1")):
+        if name == "key" and value.strip():
+            return value.strip().encode("latin-1")
+    return None
+
+
+def cookie(headers: Iterable[tuple[bytes, bytes]], name: str = SESSION_COOKIE) -> bytes | None:
+    """The value of cookie ``name``, or ``None``."""
+    wanted = name.encode()
+    for header, value in headers:
+        if header.lower() == b"cookie":
+            for part in value.split(b";"):
+                key, _, found = part.strip().partition(b"=")
+                if key == wanted and found:
+                    return found.strip()
     return None

@@ -12,7 +12,6 @@
   const page = document.body.dataset.page;
   const TODAY = document.body.dataset.today; // the server's UTC date
   const form = $("#controls");
-  const KEY_STORE = "tallystick.readKey";
   // Analyses leave bots out; `?include_bots=true` in a page's URL counts them in its queries.
   const INCLUDE_BOTS = new URLSearchParams(window.location.search).get("include_bots") === "true";
   const DAY_MS = 86400000;
@@ -89,22 +88,11 @@
     }
   }
 
-  let keyPrompt = null;
-  function askForKey(reason) {
-    if (keyPrompt) return keyPrompt;
-    const dialog = $("#key-dialog");
-    $("#key-reason").textContent = reason || "This server needs a read key to show its data.";
-    keyPrompt = new Promise((resolve) => {
-      dialog.addEventListener("close", () => {
-        const key = $("#key-input").value.trim();
-        if (key) sessionStorage.setItem(KEY_STORE, key);
-        keyPrompt = null;
-        resolve();
-        refresh();
-      }, { once: true });
-    });
-    dialog.showModal();
-    return keyPrompt;
+  /** The session ended (expired, signed out elsewhere, its key revoked): sign in again, then come
+   * back to this view. */
+  function signInAgain() {
+    const here = window.location.pathname + window.location.search;
+    window.location.assign(`/signin?next=${encodeURIComponent(here)}`);
   }
 
   /** GET an API path with parameters (an array of [key, value] pairs or an object). */
@@ -117,8 +105,6 @@
       else if (v !== null && v !== undefined && v !== "") url.searchParams.append(k, v);
     }
     const headers = { Accept: "application/json" };
-    const key = sessionStorage.getItem(KEY_STORE);
-    if (key) headers.Authorization = `Bearer ${key}`;
     let response;
     try {
       response = await fetch(url, { headers });
@@ -134,11 +120,8 @@
     }
     const problem = (body && body.error) || {};
     if (response.status === 401) {
-      // Sent before a key was entered: the view is being drawn again with it, do not ask twice.
-      if (!key && sessionStorage.getItem(KEY_STORE)) throw new ApiError(401, "unauthorized", "This view needs a read key.");
-      if (key) sessionStorage.removeItem(KEY_STORE);
-      askForKey(key ? "That key was not accepted. Check it and try again."
-        : "This server needs a read key to show its data. Ask whoever runs Tallystick for one.");
+      // the dashboard's calls carry the session cookie: without a valid one, sign in
+      signInAgain();
       throw new ApiError(401, "unauthorized", "This view needs a read key.");
     }
     if (!response.ok) {
@@ -1257,22 +1240,6 @@
     $("#fields").replaceChildren(renderTable({ columns, rows: body.fields, caption: "Every field seen in the lake" }, "Fields"));
   }
 
-  /** The audit report is a page of its own; with a read key, the link fetches it with the key
-   * (a plain link cannot send one) and shows it from memory. */
-  async function openReport(event) {
-    const key = sessionStorage.getItem(KEY_STORE);
-    if (!key) return;
-    event.preventDefault();
-    const link = event.currentTarget;
-    try {
-      const response = await fetch(link.href, { headers: { Authorization: `Bearer ${key}` } });
-      if (!response.ok) throw new ApiError(response.status, "error", `The server answered ${response.status}.`);
-      window.location.assign(URL.createObjectURL(await response.blob()));
-    } catch (error) {
-      setStatus(message("error", "Could not open the audit report:", error instanceof ApiError ? error.message : "the server did not answer."));
-    }
-  }
-
   async function renderStreams() {
     const streams = api("/v1/catalog/streams");
     const models = api("/v1/catalog/models");
@@ -1335,7 +1302,7 @@
     } catch (error) {
       if (mine !== generation) return;
       if (error instanceof ApiError && error.status === 401) {
-        setStatus(message("empty", "This server needs a read key.", "Enter it to see the data."));
+        setStatus(message("empty", "This server needs a read key.", "Signing in…"));
         document.body.dataset.state = "locked";
         return;
       }
@@ -1370,14 +1337,10 @@
       applyView(name);
     });
     window.addEventListener("popstate", () => window.location.reload());
-    const keyForm = $("#key-form");
-    keyForm.addEventListener("submit", () => { /* the dialog closes; its close handler retries */ });
     if ($("#step-rows")) {
       repeatable($("#step-rows"), $("#add-step"), (i) => stepRow(i, "", pageMeta ? eventOptions(pageMeta) : []), 2);
     }
     if ($("#filter-rows")) repeatable($("#filter-rows"), $("#add-filter"), (i) => filterRow(i));
-    const audit = $("#audit-link");
-    if (audit) audit.addEventListener("click", openReport);
     if (SETUP[page]) {
       meta().then((m) => {
         pageMeta = m;
