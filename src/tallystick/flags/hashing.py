@@ -36,6 +36,7 @@ from typing import Final, NamedTuple
 __all__ = [
     "HASH_VERSIONS",
     "Namespace",
+    "assign_variation",
     "bucket_ranges",
     "choose_variation",
     "equal_weights",
@@ -158,6 +159,29 @@ def in_namespace(value: str, namespace: Namespace | tuple[str, float, float]) ->
     """Whether the unit is in the namespace's range (hash version 1, seed ``"__" + id``)."""
     n = hash_unit("__" + namespace[0], value, 1)
     return namespace[1] <= n < namespace[2]
+
+
+def assign_variation(
+    value: str,
+    seed: str,
+    variations: int,
+    coverage: float = 1.0,
+    weights: Sequence[float] | None = None,
+    namespace: Namespace | tuple[str, float, float] | None = None,
+    version: int = 2,
+) -> int:
+    """The variation a unit gets, or -1 (not in the experiment): the whole pipeline.
+
+    No unit (``value == ""``) → -1; outside the namespace → -1; otherwise the variation whose
+    bucket range holds ``hash_unit(seed, value, version)``, or -1 outside the coverage.
+    """
+    if not value:
+        return -1
+    if namespace is not None and not in_namespace(value, namespace):
+        return -1
+    return choose_variation(
+        hash_unit(seed, value, version), bucket_ranges(variations, coverage, weights)
+    )
 
 
 def _js_number(x: float) -> str:
