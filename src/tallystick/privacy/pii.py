@@ -43,6 +43,7 @@ ACTIONS: Final = ("redact", "hash", "reject", "off")
 URL_FIELDS: Final = ("url", "referrer")
 """The fields of ``page`` that hold URLs."""
 HASH_HEX: Final = 16
+_PASSES: Final = 4
 
 _EMAIL: Final = r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}"
 _OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -225,7 +226,9 @@ class Replacer:
 REDACT: Final = Replacer()
 
 
-def replace(text: str, findings: Iterable[Finding], replacer: Replacer = REDACT) -> str:
+def replace(
+    text: str, findings: Iterable[Finding], replacer: Callable[[Finding], str] = REDACT
+) -> str:
     """``text`` with each finding (from ``find(text)``) written over by ``replacer``."""
     out: list[str] = []
     at = 0
@@ -241,12 +244,16 @@ def scrub_text(
     text: str, detect: Collection[str] = DETECTORS, replacer: Replacer = REDACT
 ) -> tuple[str, set[str]]:
     """``text`` with its personal data replaced, and the kinds found."""
-    if not maybe(text):
-        return text, set()
-    found = find(text, detect)
-    if not found:
-        return text, set()
-    return replace(text, found, replacer), {f.kind for f in found}
+    kinds: set[str] = set()
+    for _ in range(_PASSES):  # a replacement may bring two fragments together: look again
+        if not maybe(text):
+            break
+        found = find(text, detect)
+        if not found:
+            break
+        kinds.update(f.kind for f in found)
+        text = replace(text, found, replacer)
+    return text, kinds
 
 
 # -- URLs ---------------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ def run_loader_process(settings: Settings, parent_pid: int, stop: StopSignal) ->
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    from tallystick.privacy import logs
+
+    logs.install()  # no client address or personal data in the loader's logs
     from tallystick.store.loader import Loader
 
     Loader(settings).run(stop, alive=lambda: os.getppid() == parent_pid)
