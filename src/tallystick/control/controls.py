@@ -25,9 +25,10 @@ from tallystick.control.definitions import CONTEXT_GROUPS, Stream
 from tallystick.control.routing import UNROUTED, Router
 from tallystick.control.sampling import point, threshold, unit_id
 
-DECLINED: Final = ("disabled", "scheduled", "expired", "curated", "sampled_out")
+DECLINED: Final = ("disabled", "scheduled", "expired", "curated", "sampled_out", "deleted_user")
 """Why a stream an event is routed to did not store it: switched off, not started yet, expired,
-a curation rule matched, or its unit was not in the sample."""
+a curation rule matched, its unit was not in the sample, or its user was deleted
+(``control.deletions``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ class Controls:
     drops_session: frozenset[str] = frozenset()
     """Streams whose ``keep`` leaves ``session.id`` out: the loader does not infer sessions for
     their copies (``RequestContext.keep_session``)."""
+    suppressed: frozenset[str] = frozenset()
+    """Keyed hashes of deleted users' ids (``control.deletions``): their events are dropped."""
     _routes: dict[str, tuple[str, ...]] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
@@ -125,6 +128,7 @@ class Controls:
         streams: Iterable[Stream],
         unrouted: str = UNROUTED,
         blocks: Iterable[Block] = (),
+        suppressed: Iterable[str] = (),
     ) -> Controls:
         by_name = {s.name: s for s in streams}
         router = Router.build({s.name: s.events for s in by_name.values()}, fallback=unrouted)
@@ -139,7 +143,17 @@ class Controls:
         no_session = frozenset(
             s.name for s in by_name.values() if s.keep is not None and not keeps_session(s.keep)
         )
-        return cls(version, by_name, router, Blocklist(blocks), drops, no_session, {}, thresholds)
+        return cls(
+            version,
+            by_name,
+            router,
+            Blocklist(blocks),
+            drops,
+            no_session,
+            frozenset(suppressed),
+            {},
+            thresholds,
+        )
 
     def routes(self, name: str) -> tuple[str, ...]:
         found = self._routes.get(name)

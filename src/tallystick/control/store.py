@@ -181,12 +181,15 @@ class ControlStore:
             return self._configuration(conn)[1]
 
     def controls(self) -> Controls:
-        """The collector's snapshot: the version, the streams and the IP blocks it describes, read
-        together."""
+        """The collector's snapshot: the version, the streams, the IP blocks and the deleted
+        users it describes, read together."""
+        from tallystick.control.deletions import suppressed_hashes
+
         with self.engine.begin() as conn:
             version, config = self._configuration(conn)
             blocks = read_blocks(conn)
-        return Controls.build(version, config.streams, config.unrouted_stream, blocks)
+            suppressed = suppressed_hashes(conn)
+        return Controls.build(version, config.streams, config.unrouted_stream, blocks, suppressed)
 
     def streams(self) -> tuple[Stream, ...]:
         return self.configuration().streams

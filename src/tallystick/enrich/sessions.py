@@ -359,6 +359,20 @@ class SessionStore:
     ) -> tuple[list[str | None], list[bool], list[str | None], Pending]:
         return self.sessionizer.assign_sorted(rows, n)
 
+    def forget(self, keys: Sequence[str]) -> int:
+        """Forget the tracks ``keys`` (a deleted user's, ``store.deletion``) and write the state
+        to disk; how many of them it held."""
+        state = self.sessionizer.state
+        known = {k for k in keys if k in state.tracks}
+        if not known:
+            return 0
+        tracks = {k: v for k, v in state.tracks.items() if k not in known}
+        smaller = State(state.version, state.newest_received, tracks)
+        encoded = _encode_state(smaller)
+        replace_durably(self.path, lambda tmp: tmp.write_bytes(encoded))
+        self.sessionizer.state = smaller
+        return len(known)
+
     def commit(self, pending: Pending) -> None:
         """Write the new state to disk, then use it (a failed write changes nothing)."""
         if not pending.tracks:

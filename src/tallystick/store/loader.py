@@ -18,6 +18,11 @@ session that was still open, which then join the session their state knows (see
 Compaction merges a partition's small files into one, keeping the first received copy of each
 ``event_id``, writes it atomically and then deletes the inputs. Readers de-duplicate as well, so
 a crash between the two steps never shows an event twice.
+
+Between batches, holding the lock it holds anyway, the loader also carries out pending user
+deletions (``store.deletion``; checked every second) and enforces retention every
+``retention_interval_seconds`` (``store.retention``). Events of deleted users are dropped when
+they are loaded and counted as declined (reason ``deleted_user``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 import pyarrow as pa
@@ -47,6 +52,9 @@ from tallystick.store.failed import FailedEvent
 from tallystick.store.lake import EVENTS, MESSAGES, Lake, LocalStorage, conform
 from tallystick.store.ledger import MESSAGES_SCHEMA, ledger_table
 
+if TYPE_CHECKING:
+    from tallystick.control.store import ControlStore
+
 log = logging.getLogger("tallystick.loader")
 
 _decode_failed = msgspec.json.Decoder(list[FailedEvent]).decode
@@ -56,6 +64,8 @@ MAX_BATCH_BYTES: Final = 64 * 1024 * 1024
 QUARANTINE: Final = "quarantine"
 SMALL_FILE_BYTES: Final = 32 * 1024 * 1024
 LOCK_NAME: Final = "loader.lock"
+DELETIONS_POLL_SECONDS: Final = 1.0
+HOUSEKEEPER: Final = "tally serve (loader)"
 
 
 class StopSignal(Protocol):
@@ -84,12 +94,23 @@ class Loader:
         self.spool_dir = settings.spool_dir
         self._last_compaction = time.monotonic()
         self.enricher = Enricher(settings)
+        from tallystick.store.deletion import Suppression
+
+        self.suppression = Suppression(settings)
+        """Deleted users, whose events are dropped when loaded (``store.deletion``)."""
+        self._control: ControlStore | None = None
+        self._last_retention = -float("inf")
+        self._last_deletions = -float("inf")
 
     def load_once(self) -> LoadStats:
         """Load every segment that is claimable now; return what was loaded."""
         stats = LoadStats()
         batch: list[tuple[Path, int | None]] = []
         size = 0
+        try:
+            self.suppression.refresh(self.control())
+        except Exception:  # the hashes read last stay in force
+            log.exception("reading the deleted users from the control plane failed")
         for path, fd in spool.claimable_segments(self.spool_dir):
             batch.append((path, fd))
             with contextlib.suppress(FileNotFoundError):
@@ -173,6 +194,8 @@ class Loader:
             table = None
             if payloads:
                 decoded, frames = decode_frames(payloads, received, streams)
+                decoded, frames, suppressed = self.suppression.drop(decoded, frames)
+                declined += suppressed
                 enriched = self.enricher.apply(decoded, frames, contexts)
                 table = enriched.table
             if table is not None and table.num_rows:
@@ -250,6 +273,82 @@ class Loader:
             log.info("wrote the delivery ledger of %d events stored before it existed", rows)
         return rows
 
+    # -- deletions and retention ---------------------------------------------------------------
+
+    def control(self) -> ControlStore | None:
+        """The control plane, opened on first use; ``None`` while the data directory has none."""
+        if self._control is None:
+            from tallystick.store.deletion import control_store_exists
+
+            if not control_store_exists(self.settings):
+                return None
+            from tallystick.control.store import ControlStore
+
+            self._control = ControlStore.for_settings(self.settings)
+        return self._control
+
+    def housekeeping(self) -> None:
+        """Carry out pending user deletions (every ``DELETIONS_POLL_SECONDS``) and enforce
+        retention (every ``retention_interval_seconds``; 0: never). The caller holds the lock.
+        Failures are logged: loading goes on."""
+        now = time.monotonic()
+        if now - self._last_deletions >= DELETIONS_POLL_SECONDS:
+            self._last_deletions = now
+            try:
+                self.run_deletions()
+            except Exception:
+                log.exception("deleting users failed; the requests are marked failed")
+        interval = self.settings.retention_interval_seconds
+        if interval > 0 and now - self._last_retention >= interval:
+            self._last_retention = now
+            try:
+                self.enforce_retention()
+            except Exception:
+                log.exception("enforcing retention failed; trying again in %s s", interval)
+
+    def run_deletions(self) -> None:
+        store = self.control()
+        if store is None:
+            return
+        from tallystick.control.deletions import pending
+        from tallystick.store.deletion import run_pending
+
+        if not pending(store):
+            return
+        # the requests' users are dropped from every batch loaded from now on
+        self.suppression.refresh(store, force=True)
+        report = run_pending(
+            self.settings, store, lake=self.lake, sessions=self.enricher.sessions, actor=HOUSEKEEPER
+        )
+        if report is not None:
+            log.warning(
+                "deleted the users of requests %s: %d event rows, %d ledger rows, %d failed events",
+                ", ".join(str(i) for i in report.requests),
+                report.removed(EVENTS),
+                report.removed(MESSAGES),
+                report.removed("failed"),
+            )
+
+    def enforce_retention(self) -> None:
+        store = self.control()
+        from tallystick.store.retention import Policy, audit, enforce, policy_for
+
+        policy = (
+            policy_for(self.settings, store) if store is not None else Policy.of(self.settings, ())
+        )
+        report = enforce(self.lake, policy)
+        if store is not None:
+            audit(store, report, HOUSEKEEPER)
+        if report.files:
+            summary = report.summary()
+            log.warning(
+                "retention: removed %d event rows, %d ledger rows, %d failed events, %d results",
+                summary["event_rows"],
+                summary["ledger_rows"],
+                summary["failed_rows"],
+                summary["result_rows"],
+            )
+
     def maybe_compact(self) -> int:
         if time.monotonic() - self._last_compaction < self.settings.compact_interval_seconds:
             return 0
@@ -270,18 +369,24 @@ class Loader:
                 self.backfill_ledger()
             except Exception:  # accounting only: never holds up loading
                 log.exception("writing the delivery ledger of older events failed")
-            while not stop.is_set() and alive():
-                try:
-                    stats = self.load_once()
+            try:
+                while not stop.is_set() and alive():
+                    try:
+                        stats = self.load_once()
+                        if not stats.segments:
+                            self.maybe_compact()
+                    except Exception:  # keep loading; the segment stays in the spool
+                        log.exception("loading the spool failed; retrying")
+                        stats = LoadStats()
+                    self.housekeeping()
                     if not stats.segments:
-                        self.maybe_compact()
-                except Exception:  # keep loading; the segment stays in the spool
-                    log.exception("loading the spool failed; retrying")
-                    stats = LoadStats()
-                if not stats.segments:
-                    pa.default_memory_pool().release_unused()
-                    stop.wait(self.settings.flush_interval_seconds)
-            self.load_once()
+                        pa.default_memory_pool().release_unused()
+                        stop.wait(min(self.settings.flush_interval_seconds, DELETIONS_POLL_SECONDS))
+                self.load_once()
+            finally:
+                if self._control is not None:
+                    self._control.close()
+                    self._control = None
 
 
 class loader_lock:
