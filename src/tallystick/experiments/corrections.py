@@ -39,7 +39,8 @@ def adjust_p_values(p_values: ArrayLike, method: Method) -> FloatArray:
     ps = np.take_along_axis(filled, order, axis=-1)
     rank = np.arange(1, p.shape[-1] + 1, dtype=np.float64)
     if method == "holm":
-        scaled = np.minimum((m - rank + 1) * ps, 1.0)
+        with np.errstate(invalid="ignore"):
+            scaled = np.minimum((m - rank + 1) * ps, 1.0)
         scaled = np.where(np.isinf(ps), -np.inf, scaled)
         adj = np.maximum.accumulate(scaled, axis=-1)
     elif method == "bh":
