@@ -292,9 +292,9 @@ def forget_sessions(
 def refresh_metrics(lake: Lake, settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Compute again the materialised metrics that have results (only the periods whose input
     files changed); the names done and those that failed."""
-    from tallystick.metrics.materialize import METRICS
+    from tallystick.store.retention import RESULTS
 
-    folder = lake.root / METRICS
+    folder = lake.root / RESULTS
     names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if not names:
         return (), ()
