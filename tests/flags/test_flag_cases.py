@@ -64,7 +64,9 @@ def _ids(rng: random.Random, n: int) -> list[str]:
         elif kind < 0.85:
             out.append(f"{rng.getrandbits(128):032x}")
         else:
-            out.append("".join(chr(rng.choice([rng.randint(0xA0, 0x2FF), rng.randint(0x4E00, 0x4FFF), rng.randint(0x1F300, 0x1F64F)])) for _ in range(rng.randint(1, 6))))  # fmt: skip
+            blocks = [(0xA0, 0x2FF), (0x4E00, 0x4FFF), (0x1F300, 0x1F64F)]  # Latin, CJK, emoji
+            chars = [chr(rng.randint(*rng.choice(blocks))) for _ in range(rng.randint(1, 6))]
+            out.append("".join(chars))
     return out
 
 
@@ -124,14 +126,16 @@ def generate() -> dict[str, Any]:
     for i, value in enumerate(ids):
         seed = seeds[i % len(seeds)]
         for v in (2, 1) if i % 3 == 0 else (2,):
-            hashes.append({"seed": seed, "value": value, "version": v, "output": gbhash(seed, value, v)})
+            hashes.append(
+                {"seed": seed, "value": value, "version": v, "output": gbhash(seed, value, v)}
+            )
     doc["hash"] = hashes
     numbers: list[Any] = [
         "u1", "", 0, 1, -1, 123, 1.5, -0.25, 1e21, 1e-7, 123456789012345678, 2**53 + 1, 0.1 + 0.2,
         True, False, None, 1e300,
     ]  # fmt: skip
     doc["hash_value"] = [{"attribute": x, "value": _gb_hash_string(x)} for x in numbers]
-    ranges_cases = []
+    ranges_cases: list[dict[str, Any]] = []
     for n in (2, 2, 2, 3, 3, 4, 5, 10):
         for coverage in (1, 0.5, 0.2, 0.99, 0, 0.1234, 1.5, -0.2):
             weights = _weights(rng, n)
@@ -142,15 +146,21 @@ def generate() -> dict[str, Any]:
             )  # fmt: skip
     doc["bucket_ranges"] = ranges_cases
     choose = []
-    for case in ranges_cases[::5]:
-        ranges = [tuple(r) for r in case["ranges"]]
+    for rc in ranges_cases[::5]:
+        ranges = [(r[0], r[1]) for r in rc["ranges"]]
         points = {0.0, 0.9999, rng.random(), rng.random()}
         for lo, hi in ranges:
             points.update({lo, hi, max(lo - 0.0001, 0.0), min(hi + 0.0001, 0.9999)})
-        for n in sorted(points):
-            choose.append({"hash": n, "ranges": case["ranges"], "variation": chooseVariation(n, ranges)})  # fmt: skip
+        for h in sorted(points):
+            chosen = chooseVariation(h, ranges)
+            choose.append({"hash": h, "ranges": rc["ranges"], "variation": chosen})
     doc["choose_variation"] = choose
-    namespaces = [("pricing", 0, 0.5), ("pricing", 0.5, 1), ("signin", 0.25, 0.3), ("layer-1", 0, 1)]
+    namespaces = [
+        ("pricing", 0, 0.5),
+        ("pricing", 0.5, 1),
+        ("signin", 0.25, 0.3),
+        ("layer-1", 0, 1),
+    ]
     doc["in_namespace"] = [
         {"value": value, "namespace": list(ns), "in": inNamespace(value, ns)}
         for i, value in enumerate(v for v in ids if v)

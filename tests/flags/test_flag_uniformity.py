@@ -73,7 +73,8 @@ def test_hash_values_are_uniform_over_a_million_units(
     hashes: dict[str, npt.NDArray[np.float64]],
 ) -> None:
     for h in hashes.values():
-        assert h.min() >= 0 and h.max() < 1
+        assert h.min() >= 0
+        assert h.max() < 1
         counts = np.bincount((h * 10000).round().astype(np.int64) // 100, minlength=100)
         result = stats.chisquare(counts)
         assert result.pvalue > 0.001, result  # 100 equal bins
