@@ -225,8 +225,8 @@ def _definition_streams(definition: Mapping[str, Any] | None) -> set[str]:
 
 
 def audit_visible(entry: AuditEntry, view: Visibility, models: Mapping[str, Model]) -> bool:
-    """Whether an audit-log entry may be shown: not one about a hidden stream, nor about a
-    model that reads one (now, before or after the change)."""
+    """Whether an audit-log entry may be shown: not one about a hidden stream, a model that
+    reads one (now, before or after the change) or a key granted one."""
     if view.everything:
         return True
     if entry.kind == "stream":
@@ -237,6 +237,14 @@ def audit_visible(entry: AuditEntry, view: Visibility, models: Mapping[str, Mode
         if current is not None:
             streams.add(current.stream)
         return all(view.stream(s) for s in streams)
+    if entry.kind == "key":  # a key's grants name private streams
+        granted = [
+            s
+            for d in (entry.before, entry.after)
+            for s in ((d or {}).get("streams") or ())
+            if isinstance(s, str)
+        ]
+        return all(view.stream(s) for s in granted)
     return True
 
 
