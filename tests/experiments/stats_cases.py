@@ -53,7 +53,7 @@ def make_arm(rng: np.random.Generator, kind: Kind, n: int, lift: float) -> Arm:
     if kind == "ratio":  # sessions per user, bounced sessions among them
         d = 1.0 + rng.poisson(2.0, n)
         y = rng.binomial(d.astype(np.int64), min(0.4 * (1 + lift), 0.95)).astype(np.float64)
-        return Arm(y, d, None)
+        return Arm(y, d.astype(np.float64), None)
     if kind == "cuped_mean":
         x = rng.lognormal(1.0, 0.6, n)
         y = 0.8 * x + rng.normal(0.0, 1.0, n) + 1 + lift

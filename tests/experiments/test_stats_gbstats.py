@@ -22,26 +22,32 @@ from tallystick.experiments.moments import MetricStats
 from tallystick.experiments.srm import srm_check
 
 pytest.importorskip("gbstats", reason="pip install --no-deps gbstats==0.8.0")
-from gbstats.bayesian.tests import (  # type: ignore[import-untyped]  # noqa: E402
+from gbstats.bayesian.tests import (  # type: ignore[import-untyped]
     EffectBayesianABTest,
     EffectBayesianConfig,
 )
-from gbstats.bayesian.tests import GaussianPrior as GbPrior  # noqa: E402
-from gbstats.frequentist.tests import (  # type: ignore[import-untyped]  # noqa: E402
+from gbstats.bayesian.tests import GaussianPrior as GbPrior
+from gbstats.frequentist.tests import (  # type: ignore[import-untyped]
     FrequentistConfig,
     SequentialConfig,
     SequentialTwoSidedTTest,
     TwoSidedTTest,
 )
-from gbstats.models.statistics import (  # type: ignore[import-untyped]  # noqa: E402
+from gbstats.models.statistics import (  # type: ignore[import-untyped]
     ProportionStatistic,
     RatioStatistic,
     RegressionAdjustedStatistic,
     SampleMeanStatistic,
 )
-from gbstats.utils import check_srm  # type: ignore[import-untyped]  # noqa: E402
+from gbstats.utils import check_srm  # type: ignore[import-untyped]
 
-TOL: dict[str, float] = {"rtol": 1e-6, "atol": 1e-9}
+RTOL, ATOL = 1e-6, 1e-9
+
+
+def close(actual: object, desired: object, err_msg: str = "") -> None:
+    np.testing.assert_allclose(actual, desired, rtol=RTOL, atol=ATOL, err_msg=err_msg)  # type: ignore[call-overload]
+
+
 CASES = make_cases(seed=20261122, per_kind=12)
 
 
@@ -98,11 +104,11 @@ def test_frequentist_matches_two_sided_ttest(relative: bool) -> None:
         test = TwoSidedTTest(gb_stat(case.control, case), gb_stat(case.treatment, case), config)
         gb = test.compute_result()
         assert gb.error_message is None
-        np.testing.assert_allclose(eff.estimate[i], gb.expected, **TOL, err_msg=case.kind)
-        np.testing.assert_allclose(eff.se[i], gb.uplift.stddev, **TOL, err_msg=case.kind)
-        np.testing.assert_allclose([eff.ci_low[i], eff.ci_high[i]], gb.ci, **TOL)
-        np.testing.assert_allclose(eff.p_value[i], gb.p_value, **TOL, err_msg=case.kind)
-        np.testing.assert_allclose(res.dof[i], test.dof, **TOL)
+        close(eff.estimate[i], gb.expected, err_msg=case.kind)
+        close(eff.se[i], gb.uplift.stddev, err_msg=case.kind)
+        close([eff.ci_low[i], eff.ci_high[i]], gb.ci)
+        close(eff.p_value[i], gb.p_value, err_msg=case.kind)
+        close(res.dof[i], test.dof)
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.01])
@@ -120,9 +126,9 @@ def test_sequential_matches_sequential_two_sided_ttest(relative: bool, alpha: fl
         gb = SequentialTwoSidedTTest(
             gb_stat(case.control, case), gb_stat(case.treatment, case), config
         ).compute_result()
-        np.testing.assert_allclose(eff.estimate[i], gb.expected, **TOL, err_msg=case.kind)
-        np.testing.assert_allclose([eff.ci_low[i], eff.ci_high[i]], gb.ci, **TOL)
-        np.testing.assert_allclose(eff.p_value[i], gb.p_value, **TOL, err_msg=case.kind)
+        close(eff.estimate[i], gb.expected, err_msg=case.kind)
+        close([eff.ci_low[i], eff.ci_high[i]], gb.ci)
+        close(eff.p_value[i], gb.p_value, err_msg=case.kind)
 
 
 PRIORS = {
@@ -134,7 +140,9 @@ PRIORS = {
 @pytest.mark.parametrize("inverse", [False, True], ids=["higher-better", "lower-better"])
 @pytest.mark.parametrize("prior", sorted(PRIORS))
 @pytest.mark.parametrize("relative", [True, False], ids=["relative", "absolute"])
-def test_bayesian_matches_effect_bayesian_ab_test(relative: bool, prior: str, inverse: bool) -> None:
+def test_bayesian_matches_effect_bayesian_ab_test(
+    relative: bool, prior: str, inverse: bool
+) -> None:
     control, treatment = batch(CASES)
     ours = PRIORS[prior]
     eff = _scale(bayesian(control, treatment, prior=ours, inverse=inverse), relative)
@@ -153,10 +161,10 @@ def test_bayesian_matches_effect_bayesian_ab_test(relative: bool, prior: str, in
             gb_stat(case.control, case), gb_stat(case.treatment, case), config
         ).compute_result()
         assert gb.error_message is None
-        np.testing.assert_allclose(eff.estimate[i], gb.expected, **TOL, err_msg=case.kind)
-        np.testing.assert_allclose(eff.se[i], gb.uplift.stddev, **TOL, err_msg=case.kind)
-        np.testing.assert_allclose([eff.ci_low[i], eff.ci_high[i]], gb.ci, **TOL)
-        np.testing.assert_allclose(eff.chance_to_win[i], gb.chance_to_win, **TOL)
+        close(eff.estimate[i], gb.expected, err_msg=case.kind)
+        close(eff.se[i], gb.uplift.stddev, err_msg=case.kind)
+        close([eff.ci_low[i], eff.ci_high[i]], gb.ci)
+        close(eff.chance_to_win[i], gb.chance_to_win)
         np.testing.assert_allclose(
             [eff.risk_control[i], eff.risk_treatment[i]], gb.risk, rtol=1e-6, atol=1e-9
         )
@@ -170,7 +178,7 @@ def test_srm_matches_check_srm() -> None:
     ours = srm_check(units, weights)
     for i in range(3):
         ref = check_srm([int(u) for u in units[i]], [float(w) for w in weights[i]])
-        np.testing.assert_allclose(ours.p_value[i], ref, **TOL)
+        close(ours.p_value[i], ref)
 
 
 def test_baseline_zero_differs_deliberately() -> None:
