@@ -493,7 +493,7 @@ users = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(users)
 def test_flags_evaluate_as_the_growthbook_sdk_does(user: dict[str, Any]) -> None:
     ours = compile_ruleset(GROWTHBOOK_COMPARABLE, "prod")

@@ -16,7 +16,14 @@ import pytest
 from growthbook.core import gbhash
 from scipy import stats
 
-from tallystick.flags.hashing import OFFSET_BASIS, PRIME, bucket_ranges, hash_unit, in_namespace
+from tallystick.flags.hashing import (
+    OFFSET_BASIS,
+    PRIME,
+    bucket_ranges,
+    fnv1a32,
+    hash_unit,
+    in_namespace,
+)
 
 N: Final = 1_000_000
 MASK64: Final = np.uint64(0xFFFFFFFF)
@@ -37,7 +44,8 @@ def _fnv(state: U64, data: npt.NDArray[np.bytes_]) -> U64:
 
 def hash_v2(seed: str, ids: npt.NDArray[np.bytes_]) -> npt.NDArray[np.float64]:
     """``hash_unit(seed, id, 2)`` for every id (ASCII seeds and ids)."""
-    first = _fnv(np.full(len(ids), OFFSET_BASIS, dtype=np.uint64), np.char.add(seed.encode(), ids))
+    # FNV-1a runs left to right: hash the seed once, continue over each id
+    first = _fnv(np.full(len(ids), fnv1a32(seed), dtype=np.uint64), ids)
     second = _fnv(np.full(len(ids), OFFSET_BASIS, dtype=np.uint64), first.astype("S10"))
     return (second % np.uint64(10000)).astype(np.float64) / 10000
 
