@@ -27,6 +27,8 @@ from tallystick.cli import models as models_cmd
 from tallystick.cli import privacy as privacy_cmd
 from tallystick.cli import quality_alerts as quality_alerts
 from tallystick.cli import quarantine as quarantine_cmd
+from tallystick.cli import retention as retention_cmd
+from tallystick.cli import users as users_cmd
 from tallystick.config import ConfigError
 
 app = typer.Typer(
@@ -71,6 +73,8 @@ models_cmd.register(app)
 quality.register(app)
 blocks_cmd.register(app)
 quarantine_cmd.register(app)
+retention_cmd.register(app)
+users_cmd.register(app)
 privacy_cmd.register(app)
 keys_cmd.register(app)
 

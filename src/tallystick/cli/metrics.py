@@ -150,10 +150,19 @@ def _names_option(flag: str, help_text: str) -> Any:
 _CLI_ONLY: Final = ("fmt", "show_sql", "engine", "engine_url", "data")
 
 
+retention_app = typer.Typer(
+    name="retention",
+    help="Cohort retention (with its options), or `tally retention enforce`.",
+    invoke_without_command=True,
+)
+"""``tally retention``: the cohort analysis when called with its options and no subcommand;
+``enforce`` (``cli.retention``) deletes what the retention policy no longer keeps."""
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(metrics_app, name="metrics")
     app.command("funnel")(funnel)
-    app.command("retention")(retention)
+    app.add_typer(retention_app, name="retention")
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -314,16 +323,22 @@ def funnel(
     _run("funnel", locals())
 
 
+@retention_app.callback()
 def retention(
+    ctx: typer.Context,
     cohort_event: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--cohort-event", metavar="NAME", help="The event that puts a unit in a cohort."
+            "--cohort-event",
+            metavar="NAME",
+            help="The event that puts a unit in a cohort. Required.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     return_events: Annotated[
-        list[str], _names_option("--return-event", "The events that count as a return.")
-    ],
+        list[str] | None,
+        _names_option("--return-event", "The events that count as a return. Required."),
+    ] = None,
     periods: Annotated[
         int | None,
         typer.Option(
@@ -346,8 +361,20 @@ def retention(
     engine_url: EngineUrlOption = None,
     data: DataOption = DEFAULT_DATA,
 ) -> None:
-    """Cohort retention: units by their first cohort event, and returns in later periods."""
-    _run("retention", locals())
+    """Cohort retention: units by their first cohort event, and returns in later periods.
+    (`tally retention enforce` applies the retention policy to the lake.)"""
+    if ctx.invoked_subcommand is not None:
+        return
+    for flag, value in (("--cohort-event", cohort_event), ("--return-event", return_events)):
+        if not value:
+            raise _fail(
+                f"missing option {flag}: `tally retention` needs --cohort-event and "
+                "--return-event (or a subcommand: `tally retention enforce`)"
+            )
+    given = dict(locals())
+    for name in ("ctx", "flag", "value"):
+        given.pop(name, None)
+    _run("retention", given)
 
 
 # -- running --------------------------------------------------------------------------------
