@@ -45,7 +45,7 @@ URL_FIELDS: Final = ("url", "referrer")
 HASH_HEX: Final = 16
 _PASSES: Final = 4
 
-_EMAIL: Final = r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}"
+_EMAIL: Final = r"(?<![\w.%+'-])[\w.%+'-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}"
 _OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4: Final = rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\w|\.\d)"
 _IPV6: Final = (
@@ -54,9 +54,11 @@ _IPV6: Final = (
 )
 _BEFORE: Final = r"(?<![\w.\-+/])"
 _AFTER: Final = r"(?![\w]|[.\-/]\d)"
-_PHONE_INTL: Final = r"(?<![\w+])\+\d{1,4}(?:[ .\-]?\(\d{1,5}\)|[ .\-]?\d{1,14}){1,7}" + _AFTER
+# possessive quantifiers (``++``, ``*+``): digit groups are never split again, so a candidate
+# that fails costs one pass, not a search over every way of cutting it
+_PHONE_INTL: Final = r"(?<![\w+])\+\d++(?:[ .\-]?\(\d{1,5}\))?+(?:[ .\-]\d++)*+" + _AFTER
 _PHONE_NANP: Final = _BEFORE + r"(?:\(\d{3}\) ?\d{3}[ .\-]\d{4}|\d{3}([ .\-])\d{3}\1\d{4})" + _AFTER
-_PHONE_TRUNK: Final = _BEFORE + r"0\d{1,4}([ .\-/])\d{2,8}(?:\2\d{2,8}){0,4}" + _AFTER
+_PHONE_TRUNK: Final = _BEFORE + r"0\d{1,4}+([ .\-/])\d{2,8}+(?:\2\d{2,8}+){0,4}+" + _AFTER
 _CARD: Final = r"(?<![\w.\-+])[2-6]\d(?:[ \-]?\d){11,17}" + _AFTER
 
 _PATTERNS: Final[dict[str, re.Pattern[str]]] = {
@@ -65,18 +67,26 @@ _PATTERNS: Final[dict[str, re.Pattern[str]]] = {
     "ip": re.compile(f"{_IPV4}|{_IPV6}"),
     "card": re.compile(_CARD),
 }
+_IP_PATTERNS: Final = {
+    (True, True): _PATTERNS["ip"],
+    (True, False): re.compile(_IPV4),
+    (False, True): re.compile(_IPV6),
+}
+"""The address patterns worth running, by (digits seen, IPv6-like colons seen)."""
 
 
-def _any_pattern() -> re.Pattern[str]:
-    # the phone patterns' back-references are numbered per pattern; in one alternation they
-    # need names of their own
-    nanp = _PHONE_NANP.replace(r"([ .\-])", r"(?P<n>[ .\-])").replace(r"\1", "(?P=n)")
-    trunk = _PHONE_TRUNK.replace(r"([ .\-/])", r"(?P<t>[ .\-/])").replace(r"\2", "(?P=t)")
-    parts = (_EMAIL, _PHONE_INTL, nanp, trunk, _IPV4, _IPV6, _CARD)
-    return re.compile("|".join(f"(?:{p})" for p in parts))
+_NUMBERS: Final = re.compile(r"\d[\d .()/+\-]{5,}\d|\d\.\d{1,3}\.\d{1,3}\.\d")
+"""Where a phone, card or IPv4 address may be: 7+ digits and separators, or a dotted quad."""
 
 
-_CANDIDATES: Final = _any_pattern()
+def _gates(text: str) -> tuple[bool, bool, bool]:
+    """(an ``@``, digits that may be a number or address, an IPv6-like colon run): C-speed
+    checks that spare the detectors' patterns almost every text."""
+    return (
+        "@" in text,
+        _NUMBERS.search(text) is not None,
+        "::" in text or text.count(":") >= 7,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,20 +175,24 @@ _CHECKS: Final[dict[str, Callable[[str], bool]]] = {
 
 
 def maybe(text: str) -> bool:
-    """Whether ``text`` may hold personal data: one pass over it with every detector's
-    candidate pattern (a ``False`` is final; a ``True`` needs ``find``)."""
-    return _CANDIDATES.search(text) is not None
+    """Whether ``text`` may hold personal data (a ``False`` is final; a ``True`` needs
+    ``find``)."""
+    at, numbers, colons = _gates(text)
+    return at or numbers or colons
 
 
 def find(text: str, detect: Collection[str] = DETECTORS) -> list[Finding]:
     """The personal data in ``text`` found by the detectors in ``detect``, in order, without
     overlaps (where two overlap, the one starting first wins; then the longer)."""
     found: list[Finding] = []
+    at, numbers, colons = _gates(text)
+    runs = {"email": at, "phone": numbers, "ip": numbers or colons, "card": numbers}
     for kind in DETECTORS:
-        if kind not in detect:
+        if kind not in detect or not runs[kind]:
             continue
         check = _CHECKS[kind]
-        for m in _PATTERNS[kind].finditer(text):
+        pattern = _IP_PATTERNS[numbers, colons] if kind == "ip" else _PATTERNS[kind]
+        for m in pattern.finditer(text):
             if check(m.group()):
                 found.append(Finding(kind, m.start(), m.end(), m.group()))
     if len(found) < 2:
@@ -219,8 +233,8 @@ class Replacer:
     def __call__(self, finding: Finding) -> str:
         if self.action == "redact" or self.secret is None:
             return f"[{finding.kind}]"
-        digest = hmac.new(self.secret, normalised(finding).encode(), hashlib.sha256).hexdigest()
-        return f"[{finding.kind}:{digest[:HASH_HEX]}]"
+        digest = hmac.digest(self.secret, normalised(finding).encode(), hashlib.sha256)
+        return f"[{finding.kind}:{digest.hex()[:HASH_HEX]}]"
 
 
 REDACT: Final = Replacer()
@@ -308,9 +322,9 @@ def scrub_url(
     if "@" in authority:
         authority = authority.rpartition("@")[2]
         found.add("email")
-    if path and "email" in detect:
+    if path and "email" in detect and ("@" in path or "%" in path):
         path = _scrub_component(path, ("email",), replacer, False, found)
-    if len(query) > 1:
+    if len(query) > 1 and maybe(url_text(query)):
         items = query[1:].split("&")
         for i, item in enumerate(items):
             key, eq, value = item.partition("=")
@@ -319,7 +333,7 @@ def scrub_url(
                 value = _scrub_component(value, detect, replacer, True, found)
             items[i] = key + eq + value
         query = "?" + "&".join(items)
-    if len(fragment) > 1:
+    if len(fragment) > 1 and maybe(url_text(fragment)):
         fragment = "#" + _scrub_component(fragment[1:], detect, replacer, False, found)
     if not found:
         return url, found
