@@ -82,6 +82,7 @@ _LIST_HINTS: Final = {
     "`tally quarantine list` shows the rules": "GET /v1/admin/quarantine lists them",
     "`tally block list` shows the blocks": "GET /v1/admin/blocks lists them",
     "`tally block list` shows it": "GET /v1/admin/blocks lists it",
+    "`tally users deletions` lists them": "GET /v1/admin/deletions lists them",
 }
 PRIVATE_AUDIT: Final = Problem(
     messages.FORBIDDEN,
@@ -90,6 +91,7 @@ PRIVATE_AUDIT: Final = Problem(
 )
 QUARANTINE_EXAMPLE: Final = '{"user": "u-123", "reason": "load-test account"}'
 BLOCK_EXAMPLE: Final = '{"network": "203.0.113.0/24", "reason": "scraper"}'
+DELETE_USER_EXAMPLE: Final = '{"user_id": "u-123"}'
 #: what a quarantine rule is written as in a request: one of these, with its value
 QUARANTINE_KINDS: Final = ("user", "session", "ip", "where")
 
@@ -282,6 +284,9 @@ class ControlApi:
             Route.of("/v1/admin/quarantine/{id}/lift", {"POST": self.lift_quarantine}),
             Route.of("/v1/admin/blocks", {"GET": self.list_blocks, "POST": self.add_block}),
             Route.of("/v1/admin/blocks/{id}", {"DELETE": self.remove_block}),
+            Route.of("/v1/admin/users/delete", {"POST": self.delete_user}),
+            Route.of("/v1/admin/deletions", {"GET": self.list_deletions}),
+            Route.of("/v1/admin/deletions/{id}", {"GET": self.get_deletion}),
             Route.of("/v1/admin/checks", {"GET": self.list_checks}),
             Route.of("/v1/admin/audit-log", {"GET": self.audit_log}),
             Route.of("/v1/admin/config", {"GET": self.get_config}),
@@ -633,6 +638,59 @@ class ControlApi:
 
         def work(store: ControlStore) -> Reply:
             return Reply({"block": remove_block(store, block_id, call.who).as_dict()})
+
+        return await self._with_store(work)
+
+    # -- user deletion ---------------------------------------------------------------------------
+
+    async def delete_user(self, call: Call) -> Reply:
+        """Record a request to delete a user (only keyed hashes of the id are kept); the loader
+        carries it out within seconds: 202 with the request."""
+        call.only()
+        body = await call.json(DELETE_USER_EXAMPLE)
+        unknown = sorted(set(body) - {"user_id"})
+        if unknown:
+            raise invalid(f"unknown key {unknown[0]!r}: a deletion has user_id")
+        user_id = body.get("user_id")
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise invalid(f"user_id must be a non-empty string: {DELETE_USER_EXAMPLE}")
+        from tallystick.control.deletions import pending, request_deletion
+
+        def work(store: ControlStore) -> Reply:
+            asked = {r.id for r in pending(store)}
+            try:
+                request = request_deletion(store, self.settings, user_id, call.who)
+            except ValueError as exc:
+                raise invalid(str(exc)) from None
+            # 202: recorded now, carried out by the loader; 200: pending already
+            return Reply({"deletion": request.as_dict()}, 200 if request.id in asked else 202)
+
+        return await self._with_store(work)
+
+    async def list_deletions(self, call: Call) -> Reply:
+        params = call.only("status", "limit")
+        from tallystick.control.deletions import STATUSES, list_deletions
+
+        status = params.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise invalid(f"unknown status {status!r}: use {', '.join(STATUSES)}")
+        raw = params.get("limit") or "100"
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            raise invalid(f"limit {raw!r} must be a whole number from 1 to 1000")
+
+        def work(store: ControlStore) -> Reply:
+            found = list_deletions(store, status=status, limit=int(raw))
+            return Reply({"deletions": [r.as_dict() for r in found]})
+
+        return await self._with_store(work)
+
+    async def get_deletion(self, call: Call) -> Reply:
+        call.only()
+        request_id = _id(call, "deletion request")
+        from tallystick.control.deletions import get_deletion
+
+        def work(store: ControlStore) -> Reply:
+            return Reply({"deletion": get_deletion(store, request_id).as_dict()})
 
         return await self._with_store(work)
 

@@ -277,6 +277,29 @@ _BLOCK: Final[Schema] = _object(
 )
 
 
+_DELETION: Final[Schema] = _object(
+    {
+        "id": _INT,
+        "subject_hash": {
+            **_TEXT,
+            "description": "keyed hash (HMAC-SHA-256) of the user id: never the id itself",
+        },
+        "status": {"type": "string", "enum": ["pending", "done", "failed"]},
+        "requested_at": _TIME,
+        "requested_by": _TEXT,
+        "done_at": _MAYBE_TIME,
+        "report": {
+            "type": ["object", "null"],
+            "description": "what was removed (numbers only): event_rows, ledger_rows, "
+            "failed_rows, files_rewritten, files_deleted, session_tracks, metrics_recomputed, "
+            "models_rebuilt, stale, …",
+        },
+        "message": {"type": ["string", "null"]},
+    },
+    ["id", "subject_hash", "status", "requested_at", "requested_by", "done_at", "report"],
+)
+
+
 def _with(definition: dict[str, Schema], extra: dict[str, Schema], required: list[str]) -> Schema:
     return _object({**copy.deepcopy(definition), **extra}, required)
 
@@ -311,6 +334,9 @@ def schemas() -> dict[str, Schema]:
         "Block": copy.deepcopy(_BLOCK),
         "Blocks": _object({"blocks": {"type": "array", "items": _ref("Block")}}),
         "BlockChanged": _object({"block": _ref("Block")}),
+        "Deletion": copy.deepcopy(_DELETION),
+        "DeletionRequested": _object({"deletion": _ref("Deletion")}),
+        "Deletions": _object({"deletions": {"type": "array", "items": _ref("Deletion")}}),
         "ModelDefinition": _object(
             copy.deepcopy(_MODEL_DEFINITION), ["name", "stream", "fields"], closed=False
         ),
@@ -356,7 +382,15 @@ def schemas() -> dict[str, Schema]:
                             },
                             "kind": {
                                 "type": "string",
-                                "enum": ["stream", "model", "setting", "block", "quarantine"],
+                                "enum": [
+                                    "stream",
+                                    "model",
+                                    "setting",
+                                    "block",
+                                    "quarantine",
+                                    "deletion",
+                                    "retention",
+                                ],
                             },
                             "name": _TEXT,
                             "changed": _TEXTS,
@@ -486,6 +520,28 @@ def _name(what: str) -> Schema:
         "description": f"The {what}'s name.",
         "schema": _NAME,
     }
+
+
+def _deletion_request() -> Schema:
+    requested = _json(_ref("DeletionRequested"), "The request, pending already (asked before).")
+    operation = _operation(
+        "delete_user",
+        "admin",
+        "Delete a user",
+        "Record a request to delete the user whose events carry `user_id` (as sent; its "
+        "pseudonyms are found too): the server's loader removes their events from the lake, "
+        "the delivery ledger, the failed events and the spool within seconds, and their later "
+        "events are not stored. Answers 202 with the request (poll "
+        "`GET /v1/admin/deletions/{id}`), 200 when a pending request for the user exists. "
+        "Only a keyed hash of the id is kept. See docs/retention.md.",
+        requested,
+        write=True,
+        body=_body(_object({"user_id": {**_TEXT, "minLength": 1}}), {"user_id": "u-123"}),
+        errors={"400": _INVALID},
+    )
+    operation["responses"]["202"] = _json(_ref("DeletionRequested"), "The request, recorded.")
+    operation["responses"] = dict(sorted(operation["responses"].items()))
+    return operation
 
 
 def _id(what: str) -> Schema:
@@ -869,6 +925,40 @@ def paths() -> dict[str, Schema]:
                 errors={"404": _NOT_FOUND, "409": f"`{messages.CONFLICT}`: removed already."},
             ),
         },
+        "/v1/admin/users/delete": {
+            "post": _deletion_request(),
+        },
+        "/v1/admin/deletions": {
+            "get": _operation(
+                "list_deletions",
+                "admin",
+                "User-deletion requests",
+                "The requests to delete a user, newest first: status, who asked and when, and "
+                "what was removed. The user id is never kept: a keyed hash stands for it.",
+                _json(_ref("Deletions"), "The requests."),
+                parameters=[
+                    _query(
+                        "status",
+                        "Only requests with this status.",
+                        {"type": "string", "enum": ["pending", "done", "failed"]},
+                    ),
+                    _query("limit", "At most this many (1 to 1000; 100).", _INT),
+                ],
+                errors={"400": f"`{messages.INVALID_QUERY}`: a parameter is wrong."},
+            ),
+        },
+        "/v1/admin/deletions/{id}": {
+            "parameters": [_id("deletion request")],
+            "get": _operation(
+                "get_deletion",
+                "admin",
+                "One user-deletion request",
+                "Its status (pending until the server's loader has carried it out, within "
+                "seconds) and what was removed.",
+                _json(_ref("DeletionRequested"), "The request."),
+                errors={"404": _NOT_FOUND},
+            ),
+        },
         "/v1/admin/checks": {
             "get": _operation(
                 "list_checks",
@@ -890,8 +980,19 @@ def paths() -> dict[str, Schema]:
                 parameters=[
                     _query(
                         "kind",
-                        "stream, model, setting, block (IP blocks) or quarantine",
-                        {"enum": ["stream", "model", "setting", "block", "quarantine"]},
+                        "stream, model, setting, block (IP blocks), quarantine, deletion (user "
+                        "deletions) or retention",
+                        {
+                            "enum": [
+                                "stream",
+                                "model",
+                                "setting",
+                                "block",
+                                "quarantine",
+                                "deletion",
+                                "retention",
+                            ]
+                        },
                     ),
                     _query("name", "One definition's changes.", _TEXT),
                     _query(

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
 STREAM_READ_ONLY: Final = ("status", "created_at", "updated_at", "expires_in_days", "volume")
 """Keys of an answered stream that are not part of its definition."""
 MODEL_READ_ONLY: Final = ("built_at", "results", "failing")
-AUDIT_KINDS: Final = ("stream", "model", "setting", "block", "quarantine")
+AUDIT_KINDS: Final = (
+    "stream",
+    "model",
+    "setting",
+    "block",
+    "quarantine",
+    "deletion",
+    "retention",
+)
 AUDIT_PARAMS: Final = ("kind", "name", "limit")
 DEFAULT_AUDIT_LIMIT: Final = 100
 MAX_AUDIT_LIMIT: Final = 1000
