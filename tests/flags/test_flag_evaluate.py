@@ -5,7 +5,10 @@ evaluate to the same values and variations as the ``growthbook`` SDK."""
 from __future__ import annotations
 
 import copy
+import json
 import random
+import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -230,6 +233,17 @@ def test_namespaces_keep_experiments_apart() -> None:
         assert ex.exposure or ey.exposure
     assert both == 0
     assert 0.37 < in_x / 3000 < 0.43
+
+
+def test_the_documented_ruleset_is_valid_and_evaluates_as_documented() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "flags.md").read_text()
+    block = re.search(r"```json\n(.*?)```", text, re.S)
+    assert block is not None
+    flags = compile_ruleset(json.loads(block.group(1)), "prod")
+    e = flags.evaluate("signin-dialog", {"id": "user-0", "email": "ada@mail.org"})
+    assert (e.value, e.reason, e.variation_key, e.exposure) == ("B", "experiment", "B", True)
+    staff = flags.evaluate("signin-dialog", {"id": "user-0", "email": "ada@example.org"})
+    assert staff.reason == "default"
 
 
 # -- invalid rulesets ----------------------------------------------------------------------------
