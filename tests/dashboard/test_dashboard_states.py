@@ -91,32 +91,33 @@ def test_bad_views_explain_themselves(dash: Watched, path: str, says: str) -> No
 
 def test_read_key_is_asked_for_and_then_used(keyed: Watched) -> None:
     page = keyed.page
+    page.context.clear_cookies()
     page.goto(keyed.base + "/")
-    dialog = page.locator("#key-dialog")
-    dialog.wait_for(state="visible")
-    assert "read key" in dialog.inner_text()
+    page.wait_for_url("**/signin?next=%2F")
+    assert "read key" in page.inner_text("main")
     keyed.screenshot("read-key")
 
     page.fill("#key-input", "wrong")
     page.keyboard.press("Enter")
     page.get_by_text("That key was not accepted").wait_for()
-    assert dialog.is_visible()
 
     page.fill("#key-input", KEY)
     page.keyboard.press("Enter")
     keyed.wait_ready()
     assert page.locator(".chart[data-rendered='true']").count() >= 2
     assert page.locator(".kpi-value[data-metric='weekly_active_users']").get_attribute("data-value")
-    # The key is kept for the session: another page needs no second prompt.
+    # The session cookie is kept: another page needs no second sign-in.
     page.goto(keyed.base + "/funnel")
     keyed.wait_ready()
-    assert not dialog.is_visible()
+    assert "/signin" not in page.url
     assert page.locator("#funnel-chart[data-rendered='true']").count() == 1
 
 
-def test_pages_and_assets_need_no_key(keyed_server: ServerProcess) -> None:
+def test_pages_need_a_session_and_assets_need_nothing(keyed_server: ServerProcess) -> None:
     import urllib.request
 
-    for path in ("/", "/static/dashboard.js", "/favicon.ico"):
+    with urllib.request.urlopen(keyed_server.url + "/", timeout=10) as response:
+        assert response.url == keyed_server.url + "/signin?next=%2F"  # redirected
+    for path in ("/static/dashboard.js", "/favicon.ico", "/signin"):
         with urllib.request.urlopen(keyed_server.url + path, timeout=10) as response:
             assert response.status == 200
