@@ -504,14 +504,6 @@ Step: TypeAlias = Callable[[Attributes], "Evaluation | None"]
 Evaluate: TypeAlias = Callable[[Attributes], Evaluation]
 
 
-def _unit_getter(attribute: str) -> Callable[[Attributes], str]:
-    def unit(a: Attributes) -> str:
-        v = a.get(attribute)
-        return v if type(v) is str else hash_value_of(v)
-
-    return unit
-
-
 def _compile_rule(flag: Flag, rule: Rule, cond: Predicate | None) -> Step:
     key = flag.key
     if rule.experiment is None:
@@ -523,14 +515,16 @@ def _compile_rule(flag: Flag, rule: Rule, cond: Predicate | None) -> Step:
                 return lambda a: hit
             return lambda a: hit if cond(a) else None
         ro = rule.rollout
-        unit = _unit_getter(ro.hash_attribute)
+        unit_attribute = ro.hash_attribute
         hash_ = seeded_hash(ro.seed or key, ro.hash_version)
         coverage = ro.coverage
 
         def rollout(a: Attributes) -> Evaluation | None:
             if cond is not None and not cond(a):
                 return None
-            u = unit(a)
+            u = a.get(unit_attribute)
+            if type(u) is not str:
+                u = hash_value_of(u)
             if not u or not hash_(u) < coverage:
                 return None
             return hit
@@ -538,7 +532,6 @@ def _compile_rule(flag: Flag, rule: Rule, cond: Predicate | None) -> Step:
         return rollout
     exp = rule.experiment
     exp_key = exp.key or key
-    unit = _unit_getter(exp.hash_attribute)
     hash_ = seeded_hash(exp.seed or exp_key, exp.hash_version)
     ranges = tuple(exp.ranges())
     variations = tuple(
@@ -550,7 +543,9 @@ def _compile_rule(flag: Flag, rule: Rule, cond: Predicate | None) -> Step:
     def experiment(a: Attributes) -> Evaluation | None:
         if cond is not None and not cond(a):
             return None
-        u = unit(a)
+        u = a.get(attr)
+        if type(u) is not str:
+            u = hash_value_of(u)
         if not u:
             return None
         if ns is not None and not in_namespace(u, ns):
@@ -598,6 +593,16 @@ def _compile_flag(
             return fallback if e is None else e
 
         return single
+    if len(steps) == 2:
+        first, second = steps
+
+        def run2(a: Attributes) -> Evaluation:
+            e = first(a)
+            if e is None:
+                e = second(a)
+            return fallback if e is None else e
+
+        return run2
     frozen = tuple(steps)
 
     def run(a: Attributes) -> Evaluation:
