@@ -1105,7 +1105,8 @@ def paths() -> dict[str, Schema]:
                 "The audit and gap report",
                 "What `tally audit` reports: undefined and unowned metrics, unread streams, "
                 "undeclared events, expiring streams, long retention, expensive metrics, "
-                "unreliable sources, personal-looking fields.",
+                "unreliable sources, personal-looking fields. It covers every stream, so a "
+                "key that does not see every private stream gets a 403.",
                 {
                     "description": "The report.",
                     "content": {
@@ -1118,6 +1119,9 @@ def paths() -> dict[str, Schema]:
                 parameters=[
                     _query("format", "json (default), md or html", {"enum": ["json", "md", "html"]})
                 ],
+                errors={
+                    "403": f"`{messages.FORBIDDEN}`: the key does not see every private stream."
+                },
             ),
         },
     }
