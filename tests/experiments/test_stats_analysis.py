@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -140,3 +142,27 @@ def test_inputs_are_validated() -> None:
         analyze(MetricStats.of([10], [5.0], binomial=True), [10], [1])
     stats = MetricStats.of([[10, 10]], [[5.0, 6.0]], binomial=True)
     assert analyze(stats, [10, 10], [1, 1]).records()["status"][0] == Status.OK
+
+
+def test_rows_are_json_ready_with_the_issue_field_names() -> None:
+    stats, units = signin_experiment()
+    result = analyze(stats, units, [0.5, 0.5], inverse=[True, False, False])
+    rows = result.rows()
+    text = json.dumps(rows, allow_nan=False)
+    first = json.loads(text)[0]
+    assert {"effect", "ci", "p_value", "chance_to_win", "risk", "srm"} <= set(first)
+    assert first["ci"][0] < first["effect"] < first["ci"][1]
+    assert first["srm"] == {
+        "p_value": pytest.approx(0.689, abs=0.01),
+        "flagged": False,
+        "threshold": 0.001,
+    }
+    assert first["status"] == "ok"
+    # no units in the treatment: values are null (not NaN), the split is flagged
+    empty = MetricStats.of([[10, 0]], [[5.0, 0.0]], binomial=True)
+    row = analyze(empty, [100, 0], [1, 1]).rows()[0]
+    assert row["status"] == "no_units"
+    assert row["effect"] is None
+    assert row["p_value"] is None
+    assert row["srm"]["flagged"]
+    json.dumps(row, allow_nan=False)

@@ -12,7 +12,7 @@ and dashboard.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -25,6 +25,7 @@ from tallystick.experiments.stats import (
     Comparison,
     Effect,
     GaussianPrior,
+    Status,
     bayesian,
     frequentist,
     sequential,
@@ -43,6 +44,7 @@ RECORD_DTYPE = np.dtype(
         ("effect", np.float64),
         ("ci_low", np.float64),
         ("ci_high", np.float64),
+        ("alpha", np.float64),
         ("p_value", np.float64),
         ("p_value_adjusted", np.float64),
         ("chance_to_win", np.float64),
@@ -69,6 +71,10 @@ class ExperimentAnalysis:
     def effect(self, comparison: Comparison) -> Effect:
         return comparison.relative if self.scale == "relative" else comparison.absolute
 
+    def rows(self) -> list[dict[str, Any]]:
+        """JSON-ready rows (see :func:`rows`)."""
+        return rows(self)
+
     def records(self) -> NDArray[np.void]:
         """One row per metric × treatment (variation numbers from 1), as a structured array."""
         f, b = self.effect(self.frequentist), self.effect(self.bayesian)
@@ -85,6 +91,7 @@ class ExperimentAnalysis:
             f.ci_low.ravel(),
             f.ci_high.ravel(),
         )
+        out["alpha"] = c.alpha.ravel()
         out["p_value"], out["p_value_adjusted"] = f.p_value.ravel(), self.p_value_adjusted.ravel()
         out["chance_to_win"] = b.chance_to_win.ravel()
         out["risk_control"], out["risk_treatment"] = (
@@ -95,6 +102,46 @@ class ExperimentAnalysis:
         out["srm_p_value"] = float(np.asarray(self.srm.p_value).reshape(-1)[0])
         out["srm_flagged"] = bool(np.asarray(self.srm.flagged).reshape(-1)[0])
         return out
+
+
+def _num(x: Any) -> float | None:
+    v = float(x)
+    return None if np.isnan(v) else v
+
+
+def rows(analysis: ExperimentAnalysis) -> list[dict[str, Any]]:
+    """JSON-ready rows (NaN → None), one per metric × treatment, with the issue's field names:
+    ``effect``, ``ci`` ([low, high]), ``p_value``, ``chance_to_win``, ``risk`` and ``srm``."""
+    out = []
+    for r in analysis.records():
+        out.append(
+            {
+                "metric": int(r["metric"]),
+                "variation": int(r["variation"]),
+                "scale": analysis.scale,
+                "method": analysis.frequentist.method,
+                "control": {"n": _num(r["control_n"]), "mean": _num(r["control_mean"])},
+                "treatment": {"n": _num(r["treatment_n"]), "mean": _num(r["treatment_mean"])},
+                "effect": _num(r["effect"]),
+                "ci": [_num(r["ci_low"]), _num(r["ci_high"])],
+                "alpha": _num(r["alpha"]),
+                "p_value": _num(r["p_value"]),
+                "p_value_adjusted": _num(r["p_value_adjusted"]),
+                "correction": analysis.correction,
+                "chance_to_win": _num(r["chance_to_win"]),
+                "risk": {
+                    "control": _num(r["risk_control"]),
+                    "treatment": _num(r["risk_treatment"]),
+                },
+                "status": Status(int(r["status"])).name.lower(),
+                "srm": {
+                    "p_value": _num(r["srm_p_value"]),
+                    "flagged": bool(r["srm_flagged"]),
+                    "threshold": analysis.srm.threshold,
+                },
+            }
+        )
+    return out
 
 
 def analyze(
