@@ -153,7 +153,17 @@ def find_forms(con: duckdb.DuckDBPyConnection, hashes: frozenset[str], secret: b
 
 
 def _register(con: duckdb.DuckDBPyConnection, forms: Sequence[str]) -> None:
-    con.register(_TABLE, pa.table({"user_id": pa.array(list(forms), pa.string())}))
+    """The ids as a table the conditions read (never written into SQL text, which an error
+    message could quote), with the events they carry."""
+    con.register(
+        _TABLE,
+        pa.table(
+            {
+                "user_id": pa.array(list(forms), pa.string()),
+                "needle": pa.array([_json_string(f) for f in forms], pa.string()),
+            }
+        ),
+    )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE purge_keys AS SELECT DISTINCT event_id, name "
         f"FROM raw_events WHERE user_id IN (SELECT user_id FROM {_TABLE})"
@@ -163,14 +173,13 @@ def _register(con: duckdb.DuckDBPyConnection, forms: Sequence[str]) -> None:
     )
 
 
-def selection(forms: Sequence[str]) -> Selection:
-    """The rows of the users stored as ``forms`` (``_register`` made the tables it reads)."""
+def selection() -> Selection:
+    """The rows of the users in the table ``_register`` made (and of their events)."""
     ids = "event_id IN (SELECT event_id FROM purge_ids)"
     listed = f"(SELECT list(user_id) FROM {_TABLE})"
-    needles = " OR ".join("contains(raw, " + _text(_json_string(f)) + ")" for f in forms) or "FALSE"
+    needles = f"EXISTS (SELECT 1 FROM {_TABLE} d WHERE contains(raw, d.needle))"
     failed = (
-        f"({ids} OR list_has_any({_FAILED_USERS}, {listed}) "
-        f"OR (NOT json_valid(raw) AND ({needles})))"
+        f"({ids} OR list_has_any({_FAILED_USERS}, {listed}) OR (NOT json_valid(raw) AND {needles}))"
     )
     return Selection(
         {
@@ -179,10 +188,6 @@ def selection(forms: Sequence[str]) -> Selection:
             EVENTS: "(event_id, name) IN (SELECT event_id, name FROM purge_keys)",
         }
     )
-
-
-def _text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _json_string(value: str) -> str:
@@ -205,7 +210,7 @@ def plan(lake: Lake, settings: Settings, requests: Sequence[DeletionRequest]) ->
             if not forms:
                 return DeletionReport(tuple(r.id for r in requests))
             _register(con, forms)
-            found = changes(con, lake, selection(forms))
+            found = changes(con, lake, selection())
             events = _count(con)
         finally:
             con.close()
@@ -242,7 +247,7 @@ def execute(
         if forms:
             _register(con, forms)
             events = _count(con)
-            chosen = selection(forms)
+            chosen = selection()
             done = apply(con, lake, chosen, changes(con, lake, chosen))
     finally:
         con.close()
