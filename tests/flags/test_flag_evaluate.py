@@ -206,6 +206,7 @@ def test_evaluate_all_and_json(prod: Any) -> None:
 def test_a_ruleset_round_trips() -> None:
     parsed = parse_ruleset(SIGNIN)
     assert parse_ruleset(parsed.to_dict()) == parsed
+    assert parse_ruleset({**SIGNIN, "version": 12}).to_dict()["version"] == 12
     assert parse_ruleset(msgspec.json.decode(msgspec.json.encode(parsed.to_dict()))) == parsed
 
 
@@ -385,6 +386,7 @@ INVALID: list[tuple[Any, str, str]] = [
         "unknown key(s) ['arms']",
     ),
     ({"segments": {"a": {"segment": "a"}}}, "segments.a", "reference each other"),
+    ({"version": "3"}, "version", "is an integer"),
 ]
 
 

@@ -244,9 +244,13 @@ class Ruleset:
     flags: Mapping[str, Flag]
     segments: Mapping[str, Condition] = field(default_factory=dict)
     environments: tuple[str, ...] = DEFAULT_ENVIRONMENTS
+    #: the control plane's revision of the ruleset (an SDK keeps the newest), when it has one
+    version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        head: dict[str, Any] = {} if self.version is None else {"version": self.version}
         return {
+            **head,
             "environments": list(self.environments),
             "segments": {sid: c.to_dict() for sid, c in self.segments.items()},
             "flags": {key: f.to_dict() for key, f in self.flags.items()},
@@ -485,6 +489,11 @@ def parse_ruleset(doc: Any) -> Ruleset:
     envs = tuple(_name(e, f"environments[{i}]", "environment") for i, e in enumerate(envs_doc))
     if len(set(envs)) != len(envs):
         raise RulesetError("environments", "an environment is listed twice")
+    version = d.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise RulesetError(
+            "version", f"version is an integer (the ruleset's revision), not {version!r}"
+        )
     segments = parse_segments(d.get("segments"))
     flags_doc = d.get("flags", {})
     if not isinstance(flags_doc, dict):
@@ -495,7 +504,7 @@ def parse_ruleset(doc: Any) -> Ruleset:
         )
         for key, f in flags_doc.items()
     }
-    return Ruleset(flags, segments, envs)
+    return Ruleset(flags, segments, envs, version)
 
 
 # -- compiling ---------------------------------------------------------------------------------
