@@ -121,3 +121,21 @@ def test_granted_and_admin_readers_see_it(control: ControlApi, principal: Princi
         assert {"vault", "vault_model"} <= {e["name"] for e in audit}
         fields = {f["name"] for f in c.get("/v1/catalog/fields").json()["fields"]}
         assert "data.vault_amount" in fields
+
+
+def test_a_deleted_private_streams_stored_copies_stay_private(
+    control: ControlApi, settings: Settings
+) -> None:
+    with ControlStore.for_settings(settings) as store:
+        store.put_stream(
+            parse_stream({"name": "retired", "events": ["old.*"], "private": True}), "test"
+        )
+        store.delete_stream("retired", "test")
+    row = {"event_id": "e9", "name": "old.thing", "client_ts": TODAY, "stream": "retired"}
+    Lake(settings.lake_dir).write_events(to_table([row]), "retired")
+    with _as(control, UNGRANTED) as c:
+        listed = c.get("/v1/catalog/streams")
+        assert "retired" not in listed.text
+    with _as(control, ADMIN) as c:
+        other = c.get("/v1/catalog/streams").json()["other"]
+        assert "retired" in {o["stream"] for o in other}

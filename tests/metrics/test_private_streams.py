@@ -202,5 +202,12 @@ def test_definitions_follow_the_configuration_version(tmp_path: Path) -> None:
             assert definitions.visibility(ungranted).hidden == {"secret"}
             store.put_stream(Stream("secret", events=("a.*",)), "test")
             assert definitions.visibility(ungranted) is EVERYTHING
+            # a private stream deleted keeps its stored copies private
+            store.put_stream(Stream("gone", events=("b.*",), private=True), "test")
+            store.delete_stream("gone", "test")
+            assert definitions.visibility(ungranted).hidden == {"gone"}
+            # until a stream of that name is defined again
+            store.put_stream(Stream("gone", events=("b.*",)), "test")
+            assert definitions.visibility(ungranted) is EVERYTHING
     finally:
         definitions.close()

@@ -48,7 +48,7 @@ from tallystick.control.definitions import (
 from tallystick.control.plan import Plan
 from tallystick.control.principal import principal_of
 from tallystick.control.store import Conflict, ControlStore, NotFound
-from tallystick.control.visibility import EVERYTHING, Visibility, visibility
+from tallystick.control.visibility import EVERYTHING, Visibility, formerly_private, visibility
 from tallystick.messages import Problem
 from tallystick.query.answers import Answers
 from tallystick.store.lake import EVENTS, Lake
@@ -332,7 +332,10 @@ class ControlApi:
         principal = principal_of(call.scope)
         if principal.sees_everything:
             return EVERYTHING
-        return visibility(principal, store.configuration())
+        config = store.configuration()
+        with store.engine.connect() as conn:
+            deleted = formerly_private(conn, config)
+        return visibility(principal, config, deleted)
 
     def _visible_stream(self, store: ControlStore, call: Call, name: str) -> None:
         """A 404, as for a stream that does not exist, when stream ``name`` is hidden."""
@@ -762,7 +765,8 @@ class ControlApi:
 
         def work(store: ControlStore) -> Reply:
             full = store.configuration()
-            config = views.visible_configuration(full, self._view(store, call))
+            view = self._view(store, call)
+            config = views.visible_configuration(full, view)
             times = store.stream_times()
             at = self.now()
             volumes = self.volumes(at.date())
@@ -777,7 +781,7 @@ class ControlApi:
                 for name, volume in sorted(
                     volumes.items(), key=lambda kv: (kv[0] is None, kv[0] or "")
                 )
-                if name not in defined
+                if name not in defined and view.stream(name)
             ]
             return Reply(
                 {

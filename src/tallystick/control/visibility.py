@@ -15,6 +15,10 @@ else it is *hidden*, and every read leaves it out:
 - a hidden stream is never named in an answer: the SQL an analysis shows says
   ``'(private stream)'`` where it names one.
 
+A private stream whose definition was deleted keeps its stored copies in the lake under its
+name: it stays private (``formerly_private``, from the audit log) until a stream of that name is
+defined again, public or not.
+
 ``Visibility`` is one principal's view of one configuration (pure); ``Definitions`` reads the
 configuration in force for an app, again whenever its version moves.
 """
@@ -85,9 +89,31 @@ class Visibility:
 EVERYTHING: Final = Visibility()
 
 
-def visibility(principal: Principal, configuration: Configuration) -> Visibility:
-    """What ``principal`` may see under ``configuration``."""
-    private = [s.name for s in configuration.streams if s.private]
+def formerly_private(conn: sa.Connection, configuration: Configuration) -> frozenset[str]:
+    """Streams that were private once (the audit log says so) and are defined no more: their
+    copies are still in the lake, and still private."""
+    import sqlalchemy as sa
+
+    from tallystick.control import tables as t
+
+    c = t.audit_log.c
+    defined = {s.name for s in configuration.streams}
+    out = set()
+    query = sa.select(c.name, c.before, c.after).where(c.kind == "stream")
+    for name, before, after in conn.execute(query):
+        if name in defined or name in out:
+            continue
+        if any(isinstance(d, dict) and d.get("private") is True for d in (before, after)):
+            out.add(str(name))
+    return frozenset(out)
+
+
+def visibility(
+    principal: Principal, configuration: Configuration, deleted: Iterable[str] = ()
+) -> Visibility:
+    """What ``principal`` may see under ``configuration`` (``deleted``: formerly private
+    streams, see ``formerly_private``)."""
+    private = [s.name for s in configuration.streams if s.private] + list(deleted)
     hidden = principal.hidden(private)
     if not hidden:
         return EVERYTHING
@@ -111,7 +137,7 @@ class Definitions:
         self.url = settings.control_database
         self._engine: sa.Engine | None = None
         self._lock = threading.Lock()
-        self._kept: tuple[int, Configuration] | None = None
+        self._kept: tuple[int, Configuration, frozenset[str]] | None = None
 
     def _exists(self) -> bool:
         if not self.url.startswith("sqlite"):
@@ -123,14 +149,14 @@ class Definitions:
 
         return Path(path).is_file()
 
-    def configuration(self) -> Configuration:
-        """The configuration in force now."""
+    def configuration(self) -> tuple[Configuration, frozenset[str]]:
+        """The configuration in force now, and the formerly private streams."""
         import sqlalchemy as sa
 
         from tallystick.control.quarantine import _reader
         from tallystick.control.store import ControlStore
 
-        empty = Configuration((), (), UNROUTED)
+        empty = (Configuration((), (), UNROUTED), frozenset[str]())
         with self._lock:
             if self._engine is None:
                 if not self._exists():
@@ -148,21 +174,22 @@ class Definitions:
             store = ControlStore(engine)
             version = store.version()
             if kept is not None and kept[0] == version:
-                return kept[1]
+                return kept[1], kept[2]
             with engine.connect() as conn:
                 version, config = ControlStore._configuration(conn)
+                deleted = formerly_private(conn, config)
         except sa.exc.SQLAlchemyError as exc:
             raise DefinitionsUnavailable(_unavailable(exc)) from exc
         with self._lock:
-            self._kept = (version, config)
-        return config
+            self._kept = (version, config, deleted)
+        return config, deleted
 
     def visibility(self, principal: Principal) -> Visibility:
         """What ``principal`` may see now (``EVERYTHING`` without reading anything when it
         sees every stream)."""
         if principal.sees_everything:
             return EVERYTHING
-        return visibility(principal, self.configuration())
+        return visibility(principal, *self.configuration())
 
     def close(self) -> None:
         with self._lock:
