@@ -15,9 +15,11 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from starlette.testclient import TestClient
 
 from metrics.lakerows import to_table
 from support import make_event
+from tallystick.collect.app import Collector
 from tallystick.config import Settings
 from tallystick.control.deletions import (
     DONE,
@@ -273,3 +275,35 @@ def test_refused_while_a_loader_runs(settings: Settings) -> None:
         with pytest.raises(PurgeRefused, match="a deletion cannot rewrite"):
             run_here(settings, store, wait=0)
         assert len(pending(store)) == 1
+
+
+def test_the_collector_drops_the_users_later_events(
+    settings: Settings, app: Collector, collector: TestClient
+) -> None:
+    """The collector itself (not only the loader): nothing of the user reaches the spool."""
+    with ControlStore.for_settings(settings) as store:
+        request_deletion(store, settings, VICTIM, "tester")
+    app.reload_controls()  # what the collector's watcher does when the version moves
+    mine = [make_event(user={"id": VICTIM}), make_event("page.view", user={"id": VICTIM})]
+    theirs = make_event(user={"id": "bob"})
+    response = collector.post("/v1/events", json=[*mine, theirs])
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 3, "rejected": 0}
+    app.spool.seal()
+    frames = [
+        frame
+        for segment in sorted(settings.spool_dir.glob("*.ready"))
+        for frame in spool.read_segment(segment).frames
+    ]
+    stored = b"".join(f.payload for f in frames if f.kind != spool.DECLINED)
+    assert theirs["event_id"].encode() in stored
+    for event in mine:
+        assert event["event_id"].encode() not in stored
+    assert VICTIM.encode() not in b"".join(f.payload for f in frames)
+    declined = [
+        row for f in frames if f.kind == spool.DECLINED for row in msgspec.json.decode(f.payload)
+    ]
+    assert sorted((d["reason"], d["name"], d["count"]) for d in declined) == [
+        ("deleted_user", "page.view", 1),
+        ("deleted_user", "project.commit", 1),
+    ]
