@@ -117,6 +117,7 @@ class Guard:
         self._policies: tuple[Controls | None, dict[str, Policy]] = (None, {})
         self._default = policy_of(None, settings)
         self._pseudonyms: dict[str, str] = {}
+        self._scrubs: tuple[Controls | None, bool] = (None, False)
 
     # -- policies ---------------------------------------------------------------------------
 
@@ -135,7 +136,13 @@ class Guard:
         """Whether any policy in force looks for personal data."""
         if self._default.scrubs:
             return True
-        return controls is not None and any(p.scrubs for p in self.policies(controls).values())
+        if controls is None:
+            return False
+        known, answer = self._scrubs
+        if known is not controls:
+            answer = any(p.scrubs for p in self.policies(controls).values())
+            self._scrubs = (controls, answer)
+        return answer
 
     def replacer(self, action: str) -> pii.Replacer:
         found = self._replacers.get(action)
@@ -147,14 +154,14 @@ class Guard:
     # -- accepted events --------------------------------------------------------------------
 
     def suspects(self, events: Sequence[Event], controls: Controls) -> frozenset[int]:
-        """Positions of the events that may hold personal data (empty, after one pass over the
-        request's text, when none does or no policy looks)."""
+        """Positions of the events that may hold personal data: none, after one pass over the
+        request's text, when nothing can be there (or no policy looks), else all of them."""
         if not events or not self.scrubs_anything(controls):
             return frozenset()
-        texts = [pii.event_text(e) for e in events]
-        if not pii.maybe("\x00".join(texts)):
+        if not pii.maybe(pii.request_text(events)):
             return frozenset()
-        return frozenset(i for i, text in enumerate(texts) if text and pii.maybe(text))
+        # one event may hold something: each copy is searched (``clean``), field by field
+        return frozenset(range(len(events)))
 
     def changes(self) -> bool:
         """Whether every copy changes (pseudonymous user ids)."""
@@ -177,7 +184,7 @@ class Guard:
         if self.pseudonym_key is not None:
             source = out if out is not None else event
             user = source.get("user")
-            if isinstance(user, Mapping):
+            if isinstance(user, dict):
                 user_id = user.get("id")
                 if isinstance(user_id, str) and user_id:
                     out = dict(source)

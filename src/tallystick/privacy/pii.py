@@ -79,13 +79,17 @@ _NUMBERS: Final = re.compile(r"\d[\d .()/+\-]{5,}\d|\d\.\d{1,3}\.\d{1,3}\.\d")
 """Where a phone, card or IPv4 address may be: 7+ digits and separators, or a dotted quad."""
 
 
+_HEX_COLONS: Final = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]")
+"""Three colons in a run of hex groups: an IPv6 address written out (``h:h:h:h:h:h:h:h``)."""
+
+
 def _gates(text: str) -> tuple[bool, bool, bool]:
     """(an ``@``, digits that may be a number or address, an IPv6-like colon run): C-speed
     checks that spare the detectors' patterns almost every text."""
     return (
         "@" in text,
         _NUMBERS.search(text) is not None,
-        "::" in text or text.count(":") >= 7,
+        "::" in text or (":" in text and _HEX_COLONS.search(text) is not None),
     )
 
 
@@ -300,7 +304,10 @@ def url_text(url: str) -> str:
 def _scrub_component(
     raw: str, detect: Collection[str], replacer: Replacer, plus: bool, found: set[str]
 ) -> str:
-    decoded = unquote_plus(raw) if plus else unquote(raw)
+    if "%" not in raw and not (plus and "+" in raw):
+        decoded = raw
+    else:
+        decoded = unquote_plus(raw) if plus else unquote(raw)
     if not maybe(decoded):
         return raw
     findings = find(decoded, detect)
@@ -371,6 +378,42 @@ def event_text(event: Any) -> str:
     return "\x00".join(parts)
 
 
+_LONG: Final = 10**12
+
+
+def request_text(events: Iterable[Any]) -> str:
+    """What ``maybe`` looks at for a whole request (``schema.Event`` objects): every ``data``
+    string, long integer and page URL, and their percent-decoded form when it differs. Plain
+    attribute access and exact type checks: this runs for every request."""
+    parts: list[str] = []
+    add = parts.append
+    for event in events:
+        data = event.data
+        if data:
+            for value in data.values():
+                kind = type(value)
+                if kind is str:
+                    add(value)
+                elif kind is list:
+                    for item in value:
+                        if type(item) is str:
+                            add(item)
+                        elif type(item) is int and (item >= _LONG or item <= -_LONG):
+                            add(str(item))
+                elif kind is int and (value >= _LONG or value <= -_LONG):
+                    add(str(value))
+        page = event.page
+        if page is not None:
+            if page.url:
+                add(page.url)
+            if page.referrer:
+                add(page.referrer)
+    text = "\x00".join(parts)
+    if "%" in text or "+" in text:
+        text += "\x00" + unquote_plus(text)
+    return text
+
+
 def _scrub_value(value: Any, detect: Collection[str], replacer: Replacer, found: set[str]) -> Any:
     if isinstance(value, list):
         return [_scrub_value(v, detect, replacer, found) for v in value]
@@ -408,14 +451,14 @@ def scrub_event(
     found: set[str] = set()
     data = event.get("data")
     new_data: dict[str, Any] | None = None
-    if isinstance(data, Mapping) and data:
+    if isinstance(data, dict) and data:
         before = len(found)
         cleaned = {k: _scrub_value(v, detect, replacer, found) for k, v in data.items()}
         if len(found) > before or any(cleaned[k] is not data[k] for k in data):
             new_data = cleaned
     page = event.get("page")
     new_page: dict[str, Any] | None = None
-    if isinstance(page, Mapping):
+    if isinstance(page, dict):
         for name in URL_FIELDS:
             url = page.get(name)
             if isinstance(url, str):
