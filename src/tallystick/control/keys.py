@@ -458,6 +458,7 @@ class Verifier:
         self.store = store
         self.settings = settings
         self._reader = _read_engine(store.engine)
+        self._fast = _Lookups(store.engine)
         self._keyed = Keyed()
         self._touches = _Touches()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tallystick-keys")
@@ -466,6 +467,7 @@ class Verifier:
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+        self._fast.close()
         self._reader.dispose()
 
     # -- keys --
@@ -476,7 +478,7 @@ class Verifier:
         for static, principal in self._statics:
             if hmac.compare_digest(token, static):
                 return Found(principal)
-        key = _lookup(self._reader, token)
+        key = self._fast.lookup(digest(token))
         if key is None:
             return None
         if not key.active:
@@ -489,12 +491,7 @@ class Verifier:
         current = self._keyed
         if current.write and current.read and current.admin:
             return current
-        import sqlalchemy as sa
-
-        from tallystick.control import tables as t
-
-        with self._reader.connect() as conn:
-            kinds = set(conn.execute(sa.select(t.api_keys.c.kind).distinct()).scalars())
+        kinds = self._fast.kinds()
         statics = {p.kind for _, p in self._statics}
         kinds |= statics
         found = Keyed(
@@ -631,6 +628,115 @@ def _write_touch(store: ControlStore, key_id: int, at: dt.datetime) -> None:
             )
     except Exception:  # pragma: no cover - a busy database only delays the next write
         logging.getLogger("tallystick.keys").warning("could not record key %d's last use", key_id)
+
+
+_COLUMNS: Final = (
+    "id, kind, name, prefix, app, origins, streams, created_at, created_by, revoked_at, "
+    "revoked_by, last_used_at"
+)
+_BY_HASH: Final = f"SELECT {_COLUMNS} FROM api_keys WHERE hash = "
+PARSED_ROWS: Final = 1000
+_KINDS: Final = "SELECT DISTINCT kind FROM api_keys"
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _listed(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        import msgspec
+
+        value = msgspec.json.decode(value)
+    return tuple(value or ())
+
+
+class _Lookups:
+    """The per-request lookup of a key by its hash, as cheap as the database allows: SQLite
+    through the standard library (a connection per thread, autocommit: no write lock), other
+    databases through one prepared statement. A fraction of a millisecond less per event
+    request than going through the SQLAlchemy expression language."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.path: str | None = None
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            self.path = engine.url.database
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+        self._parsed: dict[tuple[Any, ...], ApiKey] = {}
+
+    def _sqlite(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            import sqlite3
+
+            from tallystick.control import db
+
+            conn = sqlite3.connect(
+                self.path or "", timeout=db.BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def kinds(self) -> set[str]:
+        """The kinds of key there are (revoked ones too)."""
+        if self.path is not None:
+            return {r[0] for r in self._sqlite().execute(_KINDS).fetchall()}
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.text(_KINDS)).scalars())
+
+    def lookup(self, hashed: str) -> ApiKey | None:
+        if self.path is not None:
+            row = self._sqlite().execute(_BY_HASH + "?", (hashed,)).fetchone()
+        else:
+            import sqlalchemy as sa
+
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.text(_BY_HASH + ":h"), {"h": hashed}).first()
+        if row is None:
+            return None
+        row = tuple(tuple(v) if isinstance(v, list) else v for v in row)
+        parsed = self._parsed.get(row)  # the row as read now: a revoked key's row differs
+        if parsed is None:
+            if len(self._parsed) > PARSED_ROWS:
+                self._parsed.clear()
+            parsed = self._parsed[row] = self._parse(row)
+        return parsed
+
+    @staticmethod
+    def _parse(row: tuple[Any, ...]) -> ApiKey:
+        return ApiKey(
+            int(row[0]),
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            _listed(row[5]),
+            _listed(row[6]),
+            _time(row[7]),
+            row[8],
+            _time(row[9]),
+            row[10],
+            _time(row[11]),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
 
 
 def _read_engine(engine: sa.Engine) -> sa.Engine:
