@@ -198,6 +198,24 @@ def test_every_read_endpoint_hides_the_private_stream_from_an_ungranted_key(
     assert sum(d["received"] for d in health["days"]) == LOGINS + VIEWS
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/v1/metrics/{}", "vault_deals"),
+        ("/v1/quality/alerts?stream={}", PRIVATE),
+        ("/v1/query/count?event={}&grain=month", "vault.deal"),
+    ],
+)
+def test_a_hidden_name_answers_as_one_that_does_not_exist(
+    running: tuple[ServerProcess, Keys], path: str, name: str
+) -> None:
+    server, keys = running
+    hidden = _get(server.url, path.format(name), keys.ungranted)
+    missing = _get(server.url, path.format("vault_nothing"), keys.ungranted)
+    assert hidden[0] == missing[0]
+    assert hidden[1].replace(name, "vault_nothing") == missing[1]
+
+
 @pytest.mark.parametrize("who", ["granted", "admin"])
 def test_a_granted_key_and_an_admin_key_see_the_private_stream(
     running: tuple[ServerProcess, Keys], who: str
