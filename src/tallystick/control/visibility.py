@@ -168,9 +168,10 @@ class Definitions:
             engine = self._engine
             kept = self._kept
         try:
-            with engine.connect() as conn:
-                if not sa.inspect(conn).has_table("config_version"):
-                    return empty
+            if kept is None:  # a database not migrated yet has no streams
+                with engine.connect() as conn:
+                    if not sa.inspect(conn).has_table("config_version"):
+                        return empty
             store = ControlStore(engine)
             version = store.version()
             if kept is not None and kept[0] == version:
