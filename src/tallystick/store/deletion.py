@@ -446,11 +446,14 @@ class Suppression:
             return table, frames, []
         if self._secret is None:
             self._secret = _secret(self.settings)
-        users = table["user_id"].to_pylist()
-        gone = suppressed_indexes(users, self.hashes, self._secret)
-        if not gone:
+        # each distinct id hashed once
+        distinct = pc.unique(table["user_id"]).to_pylist()
+        found = [distinct[i] for i in suppressed_indexes(distinct, self.hashes, self._secret)]
+        if not found:
             return table, frames, []
-        mask = pa.array([i in gone for i in range(table.num_rows)], pa.bool_())
+        mask = pc.fill_null(
+            pc.is_in(table["user_id"], value_set=pa.array(found, pa.string())), False
+        )
         doomed = table.filter(mask)
         counts: Counter[tuple[str, str]] = Counter()
         first: dict[tuple[str, str], dt.datetime] = {}
