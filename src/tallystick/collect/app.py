@@ -57,6 +57,7 @@ _STATUS_BODY_TOO_LARGE: Final = (messages.REQUEST_TOO_LARGE, messages.TOO_MANY_E
 
 ENDPOINTS: Final = {
     "POST /v1/events": "send events (see docs/collector.md)",
+    "OPTIONS /v1/events": "CORS preflight for pages on origins a write key allows",
     "GET /healthz": "alive",
     "GET /readyz": "ready to accept events",
     "GET /v1/query/{analysis}": "run an analysis (see docs/http-api.md)",
@@ -105,6 +106,9 @@ ENDPOINTS: Final = {
     "GET /v1/catalog/search": "search streams, fields and metrics",
     "GET /v1/audit": "the audit and gap report (?format=json|md|html)",
     "GET /": "the dashboard (see docs/dashboard.md)",
+    "GET /signin": "the dashboard's sign-in page (when reads need a key)",
+    "POST /signin": "sign in to the dashboard with a read key: sets the session cookie",
+    "POST /signout": "end the dashboard session",
 }
 
 
