@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/experiments/requirements-reference.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tallystick needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -r tests/experiments/requirements-reference.txt
 	@touch $(STAMP)
 
 # Debian's chromium, for the dashboard's browser tests (Playwright never downloads its own).
@@ -50,6 +51,8 @@ bench: install
 	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/flags.py
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 	$(BIN)/python bench/dashboard.py
 
