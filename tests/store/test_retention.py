@@ -247,3 +247,32 @@ def test_policy_from_the_control_plane_and_audit_without_content(
     text = json.dumps(entry.after)
     assert "u1" not in text
     assert "00000000-0000-4000" not in text
+
+
+def test_the_command_line(settings: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from tallystick.cli import app as cli
+
+    lake = _lake(settings.lake_dir)
+    with ControlStore.for_settings(settings) as store:
+        store.put_stream(Stream("short", ("login",), retention_days=10), "t")
+    data = str(settings.data)
+    versions = {p: lake.storage.version(p) for p in lake.files(EVENTS)}
+    dry = CliRunner().invoke(
+        cli, ["retention", "enforce", "--dry-run", "--format", "json", "--data", data]
+    )
+    assert dry.exit_code == 0, dry.output
+    planned = json.loads(dry.stdout)
+    assert planned["dry_run"] is True
+    # the command's today is the real one: every row of the fixture is older than 10 days
+    assert planned["event_rows"] == len(AGES)
+    assert {p: lake.storage.version(p) for p in lake.files(EVENTS)} == versions
+    done = CliRunner().invoke(cli, ["retention", "enforce", "--data", data])
+    assert done.exit_code == 0, done.output
+    assert "Retention on" in done.stdout
+    assert _ages_left(lake, "short") == set()
+    assert _ages_left(lake, "long") == _kept(0)  # no retention of its own here: forever
+    with ControlStore.for_settings(settings) as store:
+        [entry] = store.audit_log(kind="retention")
+    assert entry.actor.startswith("cli:")
