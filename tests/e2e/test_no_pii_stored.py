@@ -10,7 +10,8 @@ refused requests carrying emails (the failed store). Every file is searched twic
 events wait in the spool, and after a graceful stop has loaded everything: Parquet files are
 decoded and every value searched (they are compressed: a byte search alone would miss), every
 other file (spool segments, session state, the control plane's SQLite database, the secret) is
-searched byte by byte. So are the server's stdout and stderr (``--log-level info``).
+searched byte by byte. So are the server's stdout and stderr (``--log-level info``). The field
+catalog (example values of every field, in the control plane) is refreshed before the last search.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 
+from tallystick.catalog.fields import refresh_fields
 from tallystick.collect.server import free_port
 from tallystick.config import Settings
 from tallystick.control.definitions import parse_configuration
@@ -215,8 +217,11 @@ def search(root: Path, forbidden: list[bytes]) -> tuple[list[str], dict[str, int
                 table = pq.read_table(path)
             except (FileNotFoundError, OSError):
                 continue
-            for text in strings(table.to_pylist()):
-                found += [f"{path}: {t!r} in {text[:80]!r}" for t in texts if t in text]
+            values = "\x00".join(strings(table.to_pylist()))
+            for t in texts:
+                at = values.find(t)
+                if at != -1:
+                    found.append(f"{path}: {t!r} in {values[max(0, at - 60) : at + 60]!r}")
             schema_text = str(table.schema.metadata or "")
             found += [f"{path} (metadata): {t!r}" for t in texts if t in schema_text]
         elif "spool" in path.parts and raw:
@@ -262,6 +267,9 @@ def test_no_raw_ip_and_no_email_is_stored_or_logged(tmp_path: Path) -> None:
         stopping = time.monotonic()
         assert server.stop() == 0
         print(f"stopped (the spool loaded) in {time.monotonic() - stopping:.1f} s")
+    # the field catalog keeps example values in the control plane: measured from the lake
+    with ControlStore.for_settings(Settings(data=data)) as store:
+        assert refresh_fields(Settings(data=data), store)
     stopped = time.monotonic()
     found, kinds = search(data, needles())
     print(f"searched {kinds} in {time.monotonic() - stopped:.1f} s after the stop")
