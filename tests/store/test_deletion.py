@@ -307,3 +307,56 @@ def test_the_collector_drops_the_users_later_events(
         ("deleted_user", "page.view", 1),
         ("deleted_user", "project.commit", 1),
     ]
+
+
+def test_materialised_metrics_are_computed_again(settings: Settings) -> None:
+    from tallystick.metrics.catalog import read_catalog
+    from tallystick.metrics.materialize import materialize, results_path
+
+    lake = _build(settings)
+    settings.catalog_dir.mkdir(parents=True)
+    (settings.catalog_dir / "logins.yaml").write_text(
+        "- name: logins\n  title: Logins\n  type: count\n  params: {event: login}\n"
+    )
+    catalog, problems = read_catalog(settings.catalog_dir)
+    assert problems == []
+    materialize(lake, list(catalog))
+    path = lake.root / results_path("logins", "week")
+
+    def users() -> int:
+        return sum(r["units"] or 0 for r in pq.read_table(path).to_pylist())
+
+    before = users()
+    with ControlStore.for_settings(settings) as store:
+        request_deletion(store, settings, VICTIM, "tester")
+        report = run_here(settings, store)
+    assert report is not None
+    assert report.metrics == ("logins",)
+    assert report.stale == ()
+    # the victim counted once per week under each of the three forms, which are gone now
+    assert users() < before
+    events = sum(r["events"] for r in pq.read_table(path).to_pylist())
+    assert events == len(set(_read(lake, EVENTS)["event_id"].to_pylist()))
+
+
+def test_table_models_are_built_again(settings: Settings) -> None:
+    from tallystick.control.definitions import Stream, parse_model
+    from tallystick.models.build import build_models, snapshot_file
+
+    _build(settings)
+    with ControlStore.for_settings(settings) as store:
+        store.put_stream(Stream("product", ("login",)), "t")
+        model = parse_model(
+            {"name": "logins", "stream": "product", "materialize": "table", "fields": ["user.id"]}
+        )
+        store.put_model(model, "t")
+        build_models(settings, store)
+        snapshot = snapshot_file(settings, "logins")
+        assert set(pq.read_table(snapshot)["user_id"].to_pylist()) & set(FORMS)
+        request_deletion(store, settings, VICTIM, "tester")
+        report = run_here(settings, store)
+    assert report is not None
+    assert report.models == ("logins",)
+    users = set(pq.read_table(snapshot)["user_id"].to_pylist())
+    assert not users & set(FORMS)
+    assert {"bob", "carol"} <= users
