@@ -153,6 +153,14 @@ MATRIX: list[tuple[str, str, Any, tuple[int, int, int, int, int]]] = [
     ("GET", "/v1/admin/config", None, (401, 401, 403, 403, 200)),
     ("PUT", "/v1/admin/streams/web", {"name": "web"}, (401, 401, 403, 403, 201)),
     ("POST", "/v1/admin/quarantine", {"user": "u-9", "reason": "test"}, (401, 401, 403, 403, 201)),
+    ("GET", "/v1/admin/keys", None, (401, 401, 403, 403, 200)),
+    (
+        "POST",
+        "/v1/admin/keys",
+        {"kind": "read", "name": "made-over-http"},
+        (401, 401, 403, 403, 201),
+    ),
+    ("DELETE", "/v1/admin/keys/999", None, (401, 401, 403, 403, 404)),
     ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
     ("GET", "/v1", None, (200, 200, 200, 200, 200)),
@@ -197,6 +205,32 @@ def test_the_key_matrix(
         if key is not None:
             assert key.encode() not in answer.body
     assert all(k not in server.output() for k in keys.secrets.values())
+
+
+def test_keys_over_http_are_shown_once_and_revoked_at_once(
+    keyed: tuple[ServerProcess, Keys],
+) -> None:
+    server, keys = keyed
+    admin = keys.secrets["ops"]
+    made = call(server.url, "POST", "/v1/admin/keys", key=admin,
+                body={"kind": "write", "name": "app-2", "app": "two", "origins": ["https://two.example"]})  # fmt: skip  # noqa: E501
+    assert made.status == 201, made.body
+    assert made.headers["cache-control"] == "no-store"
+    secret, row = made.json()["secret"], made.json()["key"]
+    assert secret.startswith(row["prefix"])
+    assert row["created_by"] == f"key:{keys.ids['ops']}:ops"
+    listed = call(server.url, "GET", "/v1/admin/keys", key=admin)
+    assert secret not in listed.body.decode()
+    assert call(server.url, "POST", "/v1/events", key=secret, body=EVENTS).status == 200
+    bad = call(server.url, "POST", "/v1/admin/keys", key=admin,
+               body={"kind": "write", "name": "x", "app": "a", "origins": ["*"]})  # fmt: skip
+    assert bad.status == 400
+    assert bad.json()["error"]["code"] == "invalid_definition"
+    revoked = call(server.url, "DELETE", f"/v1/admin/keys/{row['id']}", key=admin)
+    assert revoked.json()["key"]["status"] == "revoked"
+    assert call(server.url, "POST", "/v1/events", key=secret, body=EVENTS).status == 401
+    again = call(server.url, "DELETE", f"/v1/admin/keys/{row['id']}", key=admin)
+    assert again.status == 409
 
 
 def test_a_write_key_may_come_as_a_query_parameter(keyed: tuple[ServerProcess, Keys]) -> None:

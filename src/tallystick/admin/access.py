@@ -240,3 +240,20 @@ def authorize_read(scope: Any, settings: Settings) -> Principal:
         scope["method"],
         scope.get("client"),
     )
+
+
+KEYS_NEED_ADMIN: Final = Problem(
+    messages.FORBIDDEN,
+    "keys are managed with an admin key (or, while the server has none, from its own machine "
+    "without a key): `tally keys create --kind admin`",
+)
+
+
+def require_key_admin(scope: Any) -> None:
+    """``/v1/admin/keys``: an admin key, or open mode on loopback (which the router checked for
+    changes); never a read key, even where the loopback rule lets it change streams."""
+    principal = scope.get(SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        return  # called without the router: ``authorize`` has applied the static keys' rules
+    if principal.kind not in ("admin", "open"):
+        raise Refused(403, KEYS_NEED_ADMIN)

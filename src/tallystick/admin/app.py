@@ -83,12 +83,15 @@ _LIST_HINTS: Final = {
     "`tally block list` shows the blocks": "GET /v1/admin/blocks lists them",
     "`tally block list` shows it": "GET /v1/admin/blocks lists it",
     "`tally users deletions` lists them": "GET /v1/admin/deletions lists them",
+    "`tally keys list` shows the keys": "GET /v1/admin/keys lists them",
 }
 PRIVATE_AUDIT: Final = Problem(
     messages.FORBIDDEN,
     "the audit report covers every stream, private ones included: ask with a key that reads "
     "every stream (an admin key, or a read key granted all streams)",
 )
+KEY_EXAMPLE: Final = '{"kind": "read", "name": "alice", "streams": ["deals"]}'
+_NO_STORE: Final = ((b"cache-control", b"no-store"),)
 QUARANTINE_EXAMPLE: Final = '{"user": "u-123", "reason": "load-test account"}'
 BLOCK_EXAMPLE: Final = '{"network": "203.0.113.0/24", "reason": "scraper"}'
 DELETE_USER_EXAMPLE: Final = '{"user_id": "u-123"}'
@@ -284,6 +287,8 @@ class ControlApi:
             Route.of("/v1/admin/quarantine/{id}/lift", {"POST": self.lift_quarantine}),
             Route.of("/v1/admin/blocks", {"GET": self.list_blocks, "POST": self.add_block}),
             Route.of("/v1/admin/blocks/{id}", {"DELETE": self.remove_block}),
+            Route.of("/v1/admin/keys", {"GET": self.list_keys, "POST": self.create_key}),
+            Route.of("/v1/admin/keys/{id}", {"DELETE": self.revoke_key}),
             Route.of("/v1/admin/users/delete", {"POST": self.delete_user}),
             Route.of("/v1/admin/deletions", {"GET": self.list_deletions}),
             Route.of("/v1/admin/deletions/{id}", {"GET": self.get_deletion}),
@@ -644,6 +649,55 @@ class ControlApi:
 
         return await self._with_store(work)
 
+    # -- keys ------------------------------------------------------------------------------------
+
+    async def list_keys(self, call: Call) -> Reply:
+        access.require_key_admin(call.scope)
+        everything = _flag(call.only("all").get("all", "true"), "all")
+        from tallystick.control.keys import list_keys
+
+        def work(store: ControlStore) -> Reply:
+            keys = list_keys(store, include_revoked=everything)
+            return Reply({"keys": [k.as_dict() for k in keys]})
+
+        return await self._with_store(work)
+
+    async def create_key(self, call: Call) -> Reply:
+        access.require_key_admin(call.scope)
+        body = await call.json(KEY_EXAMPLE)
+        unknown = sorted(set(body) - {"kind", "name", "app", "origins", "streams"})
+        if unknown:
+            raise invalid(
+                f"unknown key {unknown[0]!r}: a key has kind, name, and app, origins (write "
+                "keys), streams (read keys)"
+            )
+        from tallystick.control.keys import create_key
+
+        def work(store: ControlStore) -> Reply:
+            key, secret = create_key(
+                store,
+                str(body.get("kind") or ""),
+                str(body.get("name") or ""),
+                actor=call.who,
+                app=_optional_text(body, "app"),
+                origins=_texts(body, "origins"),
+                streams=_texts(body, "streams"),
+            )
+            return Reply({"key": key.as_dict(), "secret": secret}, 201, JSON, _NO_STORE)
+
+        return await self._with_store(work)
+
+    async def revoke_key(self, call: Call) -> Reply:
+        access.require_key_admin(call.scope)
+        call.only()
+        key_id = _id(call, "key")
+        from tallystick.control.keys import revoke_key
+
+        def work(store: ControlStore) -> Reply:
+            return Reply({"key": revoke_key(store, key_id, call.who).as_dict()})
+
+        return await self._with_store(work)
+
     # -- user deletion ---------------------------------------------------------------------------
 
     async def delete_user(self, call: Call) -> Reply:
@@ -917,6 +971,15 @@ def _id(call: Call, what: str) -> int:
 
 def _iso(at: dt.datetime | None) -> str | None:
     return None if at is None else at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _texts(body: Mapping[str, Any], key: str) -> list[str]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise invalid(f"{key} must be a list of strings, got {value!r}")
 
 
 def _optional_text(body: Mapping[str, Any], key: str) -> str | None:

@@ -29,8 +29,9 @@ SECURITY_SCHEMES: Final[Schema] = {
     "adminKey": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The server's admin key (setting `admin_key`), when it has one; without "
-        "one, changes are taken from loopback clients only.",
+        "description": "An admin key (`tally keys create --kind admin`, or the server's "
+        "`admin_key` setting), once one exists; until then, changes are taken from loopback "
+        "clients only. See docs/access.md.",
     }
 }
 _ADMIN_SECURITY: Final[list[dict[str, list[str]]]] = [{"adminKey": []}, {"readKey": []}, {}]
@@ -300,6 +301,35 @@ _DELETION: Final[Schema] = _object(
 )
 
 
+_API_KEY: Final[Schema] = _object(
+    {
+        "id": _INT,
+        "kind": {"type": "string", "enum": ["write", "read", "admin"]},
+        "name": _TEXT,
+        "prefix": {**_TEXT, "description": "the key's first characters (never the key)"},
+        "app": {"type": ["string", "null"], "description": "a write key's app"},
+        "origins": {**_TEXTS, "description": "browser origins a write key may send from"},
+        "streams": {**_TEXTS, "description": "private streams a read key may read (`*`: all)"},
+        "created_at": _TIME,
+        "created_by": _TEXT,
+        "revoked_at": _MAYBE_TIME,
+        "revoked_by": {"type": ["string", "null"]},
+        "last_used_at": {**_MAYBE_TIME, "description": "recorded at most once a minute"},
+        "status": {"type": "string", "enum": ["active", "revoked"]},
+    }
+)
+_NEW_KEY: Final[Schema] = _object(
+    {
+        "kind": {"type": "string", "enum": ["write", "read", "admin"]},
+        "name": {**_TEXT, "minLength": 1},
+        "app": {**_TEXT, "description": "required for write keys"},
+        "origins": {**_TEXTS, "description": "write keys: scheme://host[:port] each"},
+        "streams": {**_TEXTS, "description": "read keys: private streams granted (`*`: all)"},
+    },
+    ["kind", "name"],
+)
+
+
 def _with(definition: dict[str, Schema], extra: dict[str, Schema], required: list[str]) -> Schema:
     return _object({**copy.deepcopy(definition), **extra}, required)
 
@@ -334,6 +364,16 @@ def schemas() -> dict[str, Schema]:
         "Block": copy.deepcopy(_BLOCK),
         "Blocks": _object({"blocks": {"type": "array", "items": _ref("Block")}}),
         "BlockChanged": _object({"block": _ref("Block")}),
+        "ApiKey": copy.deepcopy(_API_KEY),
+        "ApiKeys": _object({"keys": {"type": "array", "items": _ref("ApiKey")}}),
+        "ApiKeyChanged": _object({"key": _ref("ApiKey")}),
+        "ApiKeyCreated": _object(
+            {
+                "key": _ref("ApiKey"),
+                "secret": {**_TEXT, "description": "the key itself: shown this once, never again"},
+            }
+        ),
+        "NewApiKey": copy.deepcopy(_NEW_KEY),
         "Deletion": copy.deepcopy(_DELETION),
         "DeletionRequested": _object({"deletion": _ref("Deletion")}),
         "Deletions": _object({"deletions": {"type": "array", "items": _ref("Deletion")}}),
@@ -565,12 +605,12 @@ def _query(name: str, description: str, schema: Schema) -> Schema:
 
 
 _UNAUTHORIZED: Final = (
-    f"`{messages.UNAUTHORIZED}`: the server has an admin key (or, for reads without one, a read "
-    "key) and the request did not carry it as `Authorization: Bearer <key>`."
+    f"`{messages.UNAUTHORIZED}`: an admin key exists (or, for reads without one, a read key) "
+    "and the request carried none, an unknown or a revoked one as `Authorization: Bearer <key>`."
 )
 _FORBIDDEN: Final = (
-    f"`{messages.FORBIDDEN}`: a change from another machine while the server has no admin key "
-    "(set TALLYSTICK_ADMIN_KEY)."
+    f"`{messages.FORBIDDEN}`: a key of the wrong kind (a write key; a read key once an admin key "
+    "exists), or a change from another machine while the server has no admin key."
 )
 _INVALID: Final = (
     f"`{messages.INVALID_DEFINITION}`: the definition is wrong; the message and `where` name the "
@@ -923,6 +963,49 @@ def paths() -> dict[str, Schema]:
                 _json(_ref("BlockChanged"), "The block, removed."),
                 write=True,
                 errors={"404": _NOT_FOUND, "409": f"`{messages.CONFLICT}`: removed already."},
+            ),
+        },
+        "/v1/admin/keys": {
+            "get": _operation(
+                "list_keys",
+                "admin",
+                "API keys",
+                "Every key, as `tally keys list`: kind, name, prefix, grants, when made and last "
+                "used, status. Never the keys themselves. Needs an admin key (or, while the "
+                "server has none, a loopback client in open mode).",
+                _json(_ref("ApiKeys"), "The keys."),
+                parameters=[
+                    _query("all", "Include revoked keys (default true).", {"type": "boolean"})
+                ],
+                errors={"400": f"`{messages.INVALID_QUERY}`: a parameter is wrong."},
+            ),
+            "post": _operation(
+                "create_key",
+                "admin",
+                "Create an API key",
+                "As `tally keys create`. The answer carries the key itself (`secret`) this once "
+                "(`Cache-Control: no-store`); the control plane keeps only its hash.",
+                _json(_ref("ApiKeyCreated"), "The key, with its secret."),
+                write=True,
+                body=_body(
+                    _ref("NewApiKey"),
+                    {"kind": "read", "name": "alice", "streams": ["deals"]},
+                    creates=True,
+                ),
+                errors={"400": _INVALID},
+            ),
+        },
+        "/v1/admin/keys/{id}": {
+            "parameters": [_id("key")],
+            "delete": _operation(
+                "revoke_key",
+                "admin",
+                "Revoke an API key",
+                "As `tally keys revoke`: the very next request with the key fails, on every "
+                "server process, and its dashboard sessions end. The key stays listed.",
+                _json(_ref("ApiKeyChanged"), "The key, revoked."),
+                write=True,
+                errors={"404": _NOT_FOUND, "409": f"`{messages.CONFLICT}`: revoked already."},
             ),
         },
         "/v1/admin/users/delete": {

@@ -528,7 +528,8 @@ _SECURITY_SCHEMES: Final[Schema] = {
     "readKey": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The server's read key (setting `read_key`), when it has one.",
+        "description": "A read or admin key (`tally keys create`, or the server's `read_key` / "
+        "`admin_key` settings), once one exists. See docs/access.md.",
     }
 }
 
