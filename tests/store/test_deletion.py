@@ -360,3 +360,19 @@ def test_table_models_are_built_again(settings: Settings) -> None:
     users = set(pq.read_table(snapshot)["user_id"].to_pylist())
     assert not users & set(FORMS)
     assert {"bob", "carol"} <= users
+
+
+def test_an_import_does_not_bring_the_user_back(settings: Settings, tmp_path: Path) -> None:
+    from tallystick.backfill.importer import detect_source, import_file
+
+    with ControlStore.for_settings(settings) as store:
+        request_deletion(store, settings, VICTIM, "tester")
+        run_here(settings, store)
+    rows = [make_event(user={"id": u}) for u in (VICTIM, FORMS[2], "bob")]
+    path = tmp_path / "backup.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lake = Lake(settings.lake_dir)
+    report = import_file(detect_source(path), lake, settings)
+    assert report.added == 1
+    assert _read(lake, EVENTS)["user_id"].to_pylist() == ["bob"]
+    assert sum(d["count"] for d in _read(lake, DECLINED).to_pylist()) == 2

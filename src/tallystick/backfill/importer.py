@@ -50,7 +50,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, cast
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 import pyarrow as pa
@@ -68,6 +68,9 @@ from tallystick.schema import Event
 from tallystick.store.failed import SOURCE_IMPORT, FailedEvent, truncate_raw
 from tallystick.store.lake import Lake, events_to_table
 from tallystick.store.reader import existing_events
+
+if TYPE_CHECKING:
+    from tallystick.store.deletion import Suppression
 
 DEFAULT_CHUNK_ROWS: Final = 100_000
 MAX_PROBLEMS_KEPT: Final = 1_000
@@ -510,6 +513,8 @@ class _Run:
     tag: str
     report: FileReport
     max_problems: int
+    suppression: Suppression | None = None
+    """Deleted users (``store.deletion``), read at the first chunk with events."""
 
     def fail(self, record: Record, problem: Problem, event_id: str | None) -> FailedEvent:
         self.report.failed += 1
@@ -581,6 +586,19 @@ class _Run:
                 .table
             )
             table = _with_exported(table, [g.server for g in good.values()])
+            # deleted users' events are not stored (``store.deletion``), only counted
+            if self.suppression is None:
+                from tallystick.store.deletion import read_suppression
+
+                self.suppression = read_suppression(self.settings)
+            table, _, declined = self.suppression.drop(
+                table, pa.array(range(table.num_rows), pa.int32())
+            )
+            if declined:
+                self.report.written += self.lake.write_declined(
+                    declined, f"{self.tag}-{number:05d}-declined"
+                )
+                self.report.added -= sum(int(d["count"]) for d in declined)
             written = sorted(f"{event_id}\t{name}" for event_id, name in good)
             ids = hashlib.sha1("\n".join(written).encode(), usedforsecurity=False)
             name = f"{self.tag}-{number:05d}-{ids.hexdigest()[:8]}"

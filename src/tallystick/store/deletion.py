@@ -480,6 +480,17 @@ class Suppression:
         return table.filter(keep), pc.filter(frames, keep), declined
 
 
+def read_suppression(settings: Settings) -> Suppression:
+    """The deleted users of ``settings``' control plane, read once (``tally import``)."""
+    suppression = Suppression(settings)
+    if control_store_exists(settings):
+        from tallystick.control.store import ControlStore
+
+        with ControlStore.for_settings(settings) as store:
+            suppression.refresh(store, force=True)
+    return suppression
+
+
 def control_store_exists(settings: Settings) -> bool:
     """Whether the data directory has a control plane to read (a SQLite file, or a URL)."""
     if settings.control_url:
