@@ -101,8 +101,8 @@ class Settings:
     results_retention_days: int = 90
     """How long materialised metric results are kept (0: until deleted)."""
     retention_interval_seconds: float = 86400.0
-    """How often ``tally serve`` enforces retention and runs pending deletions' follow-ups
-    (0: only ``tally retention enforce``)."""
+    """How often ``tally serve`` enforces retention (0: only ``tally retention enforce``).
+    Pending user deletions are carried out within seconds whatever this is."""
     dp_budget_epsilon: float = 10.0
     """The total privacy budget (epsilon) each dataset may spend on differentially private
     releases; a release that would exceed it is refused."""
