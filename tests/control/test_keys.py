@@ -484,3 +484,30 @@ def test_decide(
 )
 def test_what_each_path_needs(path: str, method: str, need: str) -> None:
     assert need_of(path, method) == need
+
+
+def test_keys_that_cannot_be_checked_are_a_503_not_a_decision(tmp_path: Path) -> None:
+    """A control plane that cannot be read decides nothing: 503 with Retry-After, never open."""
+    import sqlalchemy as sa
+    from starlette.testclient import TestClient
+
+    from tallystick.collect.app import Collector
+
+    settings = Settings(data=tmp_path / "data", min_free_bytes=0)
+    with ControlStore.for_settings(settings) as store:
+        _, secret = create_key(store, "write", "site", actor=ACTOR, app="web")
+    with TestClient(Collector(settings), base_url="http://127.0.0.1") as client:
+        auth = {"Authorization": f"Bearer {secret}"}
+        assert client.post("/v1/events", json=[], headers=auth).status_code in (200, 400)
+        with ControlStore.for_settings(settings) as store, store.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE api_keys RENAME TO api_keys_gone"))
+        for headers in (auth, {}):
+            refused = client.post("/v1/events", json=[], headers=headers)
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == messages.NOT_READY
+        assert client.get("/v1/meta", headers=auth).status_code == 503
+        assert (
+            client.options("/v1/events", headers={"Origin": "https://a.example"}).status_code == 204
+        )
+        assert client.get("/", follow_redirects=False).status_code == 503

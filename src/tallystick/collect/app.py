@@ -33,7 +33,7 @@ from tallystick.config import Settings, from_env
 from tallystick.control.blocks import BLOCKED, RATE_LIMITED
 from tallystick.control.controls import Controls
 from tallystick.control.deletions import DELETED_USER, suppressed_indexes
-from tallystick.control.keys import ApiKey, Keyed, Verifier
+from tallystick.control.keys import ApiKey, Keyed, KeysUnavailable, Verifier
 from tallystick.control.principal import OPEN, SCOPE_KEY, Principal
 from tallystick.messages import Problem
 from tallystick.privacy import ingest as privacy
@@ -121,6 +121,11 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 
 def _problem_body(problem: Problem) -> dict[str, object]:
     return {"accepted": 0, "rejected": 0, "error": problem.as_dict()}
+
+
+def _keys_unavailable(exc: Exception) -> Refused:
+    problem = Problem(messages.NOT_READY, f"{exc}. Retry later.")
+    return Refused(503, problem, ((b"retry-after", b"1"),))
 
 
 def _with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
@@ -362,8 +367,11 @@ class Collector:
             if dashboard.is_page(path):
                 try:
                     scope[SCOPE_KEY] = self.principal(scope, "read")
-                except Refused:
-                    await dashboard.to_sign_in(scope, send)
+                except Refused as refused:
+                    if refused.status == 503:
+                        await respond_json(send, 503, refused.body(), refused.headers)
+                    else:
+                        await dashboard.to_sign_in(scope, send)
                     return
             await dashboard(scope, receive, send)
         else:
@@ -386,7 +394,10 @@ class Collector:
             from tallystick.admin.access import static_keyed
 
             return static_keyed(self.settings)
-        return self.keys.keyed()
+        try:
+            return self.keys.keyed()
+        except KeysUnavailable as exc:
+            raise _keys_unavailable(exc) from None
 
     def credential(
         self, token: bytes | None, *, session: bool = False
@@ -400,9 +411,12 @@ class Collector:
             return static_credential(
                 {"headers": [(b"authorization", b"Bearer " + token)]}, self.settings
             ), None
-        if session:
-            return Credential(True, self.keys.session(token), cookie=True), None
-        found = self.keys.lookup(token)
+        try:
+            if session:
+                return Credential(True, self.keys.session(token), cookie=True), None
+            found = self.keys.lookup(token)
+        except KeysUnavailable as exc:
+            raise _keys_unavailable(exc) from None
         if found is None:
             return Credential(True), None
         return Credential(True, found.principal, revoked=found.principal is None), found.key
@@ -432,11 +446,12 @@ class Collector:
         origin = cors.normalized(_headers(scope).get(b"origin"))
         allowed = None
         if origin is not None:
-            if self._keyed().write:
-                allowed = (
-                    origin if self.keys is not None and origin in self.keys.origins() else None
-                )
-            elif cors.is_local(origin):
+            try:
+                keyed = self._keyed().write
+                origins = self.keys.origins() if keyed and self.keys is not None else frozenset()
+            except (Refused, KeysUnavailable):
+                keyed, origins = True, frozenset()  # unknown: grant nothing
+            if origin in origins or (not keyed and cors.is_local(origin)):
                 allowed = origin
         await respond(send, 204, b"text/plain", b"", cors.preflight_headers(allowed))
 
@@ -454,8 +469,8 @@ class Collector:
         if not await self._admitted(address, headers, received_us, send):
             return
         token = bearer(headers.items()) or query_key(scope.get("query_string", b""))
-        credential, key = self.credential(token)
         try:
+            credential, key = self.credential(token)
             writer = decide("write", credential, self._keyed, "POST", None)
         except Refused as refused:
             await respond_json(

@@ -34,12 +34,14 @@ at once. The server's static keys (``read_key``, ``admin_key``) open sessions to
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import secrets
 import string
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
@@ -70,6 +72,11 @@ STATIC_READ: Final = Principal(kind="read", name="http:read-key")
 """The server's ``read_key`` setting: reads every stream."""
 STATIC_ADMIN: Final = Principal(kind="admin", name="http:admin-key")
 """The server's ``admin_key`` setting."""
+
+
+class KeysUnavailable(RuntimeError):
+    """The control plane's database could not be read to check a key: the request is not
+    decided either way (503, retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,7 +485,8 @@ class Verifier:
         for static, principal in self._statics:
             if hmac.compare_digest(token, static):
                 return Found(principal)
-        key = self._fast.lookup(digest(token))
+        with _unavailable():
+            key = self._fast.lookup(digest(token))
         if key is None:
             return None
         if not key.active:
@@ -491,7 +499,8 @@ class Verifier:
         current = self._keyed
         if current.write and current.read and current.admin:
             return current
-        kinds = self._fast.kinds()
+        with _unavailable():
+            kinds = self._fast.kinds()
         statics = {p.kind for _, p in self._statics}
         kinds |= statics
         found = Keyed(
@@ -509,7 +518,7 @@ class Verifier:
         from tallystick.control import tables as t
 
         c = t.api_keys.c
-        with self._reader.connect() as conn:
+        with _unavailable(), self._reader.connect() as conn:
             rows = conn.execute(
                 sa.select(c.origins).where(c.kind == "write", c.revoked_at.is_(None))
             ).scalars()
@@ -564,6 +573,10 @@ class Verifier:
 
     def session(self, cookie: bytes) -> Principal | None:
         """Who a session cookie stands for, or ``None`` (unknown, expired, its key revoked)."""
+        with _unavailable():
+            return self._session(cookie)
+
+    def _session(self, cookie: bytes) -> Principal | None:
         import sqlalchemy as sa
 
         from tallystick.control import tables as t
@@ -598,6 +611,23 @@ class Verifier:
         s = t.dashboard_sessions
         with self.store.engine.begin() as conn:
             conn.execute(sa.delete(s).where(s.c.token_hash == digest(cookie)))
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """Database errors while checking a key become ``KeysUnavailable``."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    try:
+        yield
+    except (sqlite3.Error, sa.exc.SQLAlchemyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KeysUnavailable(
+            f"cannot check keys: the control plane's database failed ({type(exc).__name__}: "
+            f"{first})"
+        ) from exc
 
 
 def _reader_of(principal: Principal) -> Principal:
