@@ -376,3 +376,36 @@ def test_an_import_does_not_bring_the_user_back(settings: Settings, tmp_path: Pa
     assert report.added == 1
     assert _read(lake, EVENTS)["user_id"].to_pylist() == ["bob"]
     assert sum(d["count"] for d in _read(lake, DECLINED).to_pylist()) == 2
+
+
+def test_the_admin_api(settings: Settings) -> None:
+    admin = "admin-key-for-the-test-0123456789"
+    app = Collector(settings.with_changes(admin_key=admin))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        client.headers["Authorization"] = f"Bearer {admin}"
+        _admin_api(client)
+
+
+def _admin_api(collector: TestClient) -> None:
+    for body in ({"user_id": ""}, {"user_id": 7}, {"user": "x"}, {}):
+        answer = collector.post("/v1/admin/users/delete", json=body)
+        assert answer.status_code == 400, body
+        assert answer.json()["error"]["code"] == "invalid_query"
+    first = collector.post("/v1/admin/users/delete", json={"user_id": VICTIM})
+    assert first.status_code == 202
+    request = first.json()["deletion"]
+    assert request["status"] == "pending"
+    assert VICTIM not in first.text
+    again = collector.post("/v1/admin/users/delete", json={"user_id": VICTIM})
+    assert again.status_code == 200
+    assert again.json()["deletion"]["id"] == request["id"]
+    listed = collector.get("/v1/admin/deletions?status=pending").json()["deletions"]
+    assert [d["id"] for d in listed] == [request["id"]]
+    assert collector.get("/v1/admin/deletions?status=done").json() == {"deletions": []}
+    assert collector.get("/v1/admin/deletions?status=nope").status_code == 400
+    one = collector.get(f"/v1/admin/deletions/{request['id']}").json()["deletion"]
+    assert one == request
+    assert collector.get("/v1/admin/deletions/999").status_code == 404
+    audit = collector.get("/v1/admin/audit-log?kind=deletion").json()["entries"]
+    assert [e["action"] for e in audit] == ["request"]
+    assert VICTIM not in json.dumps(audit)
