@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from support import load, make_event
+from tallystick.backfill.importer import detect_source, import_file
 from tallystick.collect.app import Collector
 from tallystick.config import ConfigError, Settings
 from tallystick.control.definitions import parse_configuration
@@ -200,3 +201,26 @@ def test_pseudonymous_ids_without_a_key_stop_the_collector(tmp_path: Path) -> No
     settings = Settings(data=tmp_path, pseudonymize_user_ids=True)
     with pytest.raises(ConfigError, match="pseudonym_key"):
         Collector(settings)
+
+
+def test_imported_events_are_cleaned_as_the_collector_cleans_them(tmp_path: Path) -> None:
+    settings = Settings(
+        data=tmp_path / "data", pseudonymize_user_ids=True, pseudonym_key="k1", min_free_bytes=0
+    )
+    good = make_event(user={"id": "user-9"}, data={"contact": EMAIL})
+    bad = make_event("Bad Name", data={"contact": EMAIL})
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    lake = Lake(settings.lake_dir)
+    report = import_file(detect_source(path), lake, settings)
+    assert (report.added, report.failed) == (1, 1)
+    (row,) = stored(lake)
+    assert row["data"] == {"contact": "[email]"}
+    assert row["user_id"] == pseudonymize("user-9", "k1")
+    (failed,) = rows(lake, "SELECT raw FROM failed_events")
+    assert EMAIL not in failed["raw"]
+    rejecting = Settings(data=tmp_path / "other", pii_action="reject", min_free_bytes=0)
+    other = Lake(rejecting.lake_dir)
+    report = import_file(detect_source(path), other, rejecting)
+    assert (report.added, report.failed) == (0, 2)
+    assert [p.code for p in report.problems] == ["personal_data", "invalid_field"]

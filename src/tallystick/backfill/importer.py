@@ -64,8 +64,9 @@ from tallystick.collect.validate import check_event, latest_allowed
 from tallystick.config import Settings
 from tallystick.enrich.pipeline import Enricher
 from tallystick.messages import Problem
+from tallystick.privacy.ingest import Guard, Refused
 from tallystick.schema import Event
-from tallystick.store.failed import SOURCE_IMPORT, FailedEvent, truncate_raw
+from tallystick.store.failed import SOURCE_IMPORT, FailedEvent
 from tallystick.store.lake import Lake, events_to_table
 from tallystick.store.reader import existing_events
 
@@ -515,6 +516,14 @@ class _Run:
     max_problems: int
     suppression: Suppression | None = None
     """Deleted users (``store.deletion``), read at the first chunk with events."""
+    privacy: Guard | None = None
+    """Personal data and pseudonymous ids, as the collector (``privacy.ingest``, the settings'
+    ``pii_action``: imported events belong to no stream)."""
+
+    def guard(self) -> Guard:
+        if self.privacy is None:
+            self.privacy = Guard(self.settings)
+        return self.privacy
 
     def fail(self, record: Record, problem: Problem, event_id: str | None) -> FailedEvent:
         self.report.failed += 1
@@ -522,16 +531,22 @@ class _Run:
             self.report.problems.append(
                 RowProblem(self.source.label, record.line, problem.code, problem.message)
             )
-        raw, cut = truncate_raw(raw_text(record.raw), self.settings.failed_raw_max_bytes)
+        text = raw_text(record.raw)
+        guard = self.guard()
+        raw, cut = guard.failed_raw(
+            text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text,
+            None,
+            self.settings.failed_raw_max_bytes,
+        )
         return FailedEvent(
             received_ts=self.now,
             source=SOURCE_IMPORT,
             error_code=problem.code,
-            error_message=problem.message,
+            error_message=guard.failed_text(problem.message, None),
             raw=raw,
             raw_truncated=cut,
             index=record.index,
-            event_id=event_id,
+            event_id=guard.failed_id(event_id, None),
             origin=f"{self.source.label}:{record.line}",
         )
 
@@ -554,6 +569,20 @@ class _Run:
         )
         if isinstance(result, Problem):
             return _Bad(result, event_id)
+        # a valid event is cleaned as the collector cleans it (``privacy.ingest``)
+        guard = self.guard()
+        cleaned = guard.clean(converted.event, guard.default_policy, "", suspect=True)
+        if isinstance(cleaned, Refused):
+            return _Bad(Problem(messages.PERSONAL_DATA, cleaned.message()), event_id)
+        if cleaned is not None:
+            again = check_event(
+                msgspec.json.encode(cleaned),
+                max_event_bytes=self.settings.max_event_bytes,
+                latest_client_ts=self.latest,
+            )
+            if isinstance(again, Problem):  # a hash token made a value too long
+                return _Bad(again, event_id)
+            result = again
         return _Good(result, converted.received_ts or self.now, converted.server)
 
     def chunk(self, number: int, records: list[Record]) -> None:

@@ -80,10 +80,11 @@ class Refused:
 
     def message(self) -> str:
         kinds = ", ".join(k for k in pii.DETECTORS if k in self.kinds)
+        who = f"stream {self.stream!r}" if self.stream else "this installation (pii_action)"
         return (
-            f"the event holds personal data ({kinds} in `data` or a page URL) and stream "
-            f"{self.stream!r} refuses events with personal data: remove it from the event "
-            "(send an id instead) and send it again."
+            f"the event holds personal data ({kinds} in `data` or a page URL) and {who} "
+            "refuses events with personal data: remove it from the event (send an id instead) "
+            "and send it again."
         )
 
 
@@ -131,6 +132,11 @@ class Guard:
 
     def policy(self, controls: Controls, stream: str) -> Policy:
         return self.policies(controls).get(stream, self._default)
+
+    @property
+    def default_policy(self) -> Policy:
+        """The settings' policy: streams without a ``privacy`` block, imported events."""
+        return self._default
 
     def scrubs_anything(self, controls: Controls | None) -> bool:
         """Whether any policy in force looks for personal data."""

@@ -358,26 +358,6 @@ def _value_text(value: Any) -> str | None:
     return None
 
 
-def event_text(event: Any) -> str:
-    """The text ``maybe`` looks at for one event (a ``schema.Event`` or its JSON as a
-    mapping): its ``data`` strings (and long integers) and its page URLs."""
-    parts: list[str] = []
-    data = event.get("data") if isinstance(event, Mapping) else event.data
-    if data:
-        for value in data.values():
-            for item in value if isinstance(value, list) else (value,):
-                text = _value_text(item)
-                if text is not None:
-                    parts.append(url_text(text))
-    page = event.get("page") if isinstance(event, Mapping) else event.page
-    if page:
-        for name in URL_FIELDS:
-            url = page.get(name) if isinstance(page, Mapping) else getattr(page, name)
-            if isinstance(url, str):
-                parts.append(url_text(url))
-    return "\x00".join(parts)
-
-
 _LONG: Final = 10**12
 
 
