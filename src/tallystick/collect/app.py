@@ -466,9 +466,10 @@ class Collector:
         headers = _headers(scope)
         received_us = time.time_ns() // 1000
         address = self.edge.client_address(scope)
-        if not await self._admitted(address, headers, received_us, send):
+        query = scope.get("query_string", b"")
+        if not await self._admitted(address, headers, received_us, send, query):
             return
-        token = bearer(headers.items()) or query_key(scope.get("query_string", b""))
+        token = bearer(headers.items()) or query_key(query)
         try:
             credential, key = self.credential(token)
             writer = decide("write", credential, self._keyed, "POST", None)
@@ -689,6 +690,7 @@ class Collector:
         headers: dict[bytes, bytes],
         received_us: int,
         send: Send,
+        scope_query: bytes = b"",
     ) -> bool:
         """Whether a request may be read: not from a blocked range (403), within the rate limits
         (429 with ``Retry-After``). A refusal is answered here and counted, not recorded as a
@@ -706,7 +708,11 @@ class Collector:
                 await respond_json(send, 403, _problem_body(problem))
                 return False
         if self.edge.limits:
-            limit, wait = self.edge.limits.check(address, headers.get(b"authorization"))
+            authorization = headers.get(b"authorization")
+            if authorization is None and b"key=" in scope_query:
+                beacon = query_key(scope_query)  # sendBeacon's write key counts as one too
+                authorization = b"Bearer " + beacon if beacon else None
+            limit, wait = self.edge.limits.check(address, authorization)
             if limit:
                 self._count_refusal(RATE_LIMITED, limit, received_us)
                 seconds = retry_after(wait)
