@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from support import load, make_event
 from tallystick.backfill.importer import detect_source, import_file
 from tallystick.collect.app import Collector
+from tallystick.collect.edge import check_settings
 from tallystick.config import ConfigError, Settings
 from tallystick.control.definitions import parse_configuration
 from tallystick.control.store import ControlStore
@@ -224,3 +225,13 @@ def test_imported_events_are_cleaned_as_the_collector_cleans_them(tmp_path: Path
     report = import_file(detect_source(path), other, rejecting)
     assert (report.added, report.failed) == (0, 2)
     assert [p.code for p in report.problems] == ["personal_data", "invalid_field"]
+
+
+def test_tally_serve_checks_the_privacy_settings_before_it_starts(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="pii_action is 'scrub'"):
+        check_settings(Settings(data=tmp_path, pii_action="scrub"))
+    with pytest.raises(ConfigError, match="ip_policy"):
+        check_settings(Settings(data=tmp_path, ip_policy="keep"))
+    with pytest.raises(ConfigError, match="TALLYSTICK_PSEUDONYM_KEY"):
+        check_settings(Settings(data=tmp_path, pseudonymize_user_ids=True))
+    check_settings(Settings(data=tmp_path, pseudonymize_user_ids=True, pseudonym_key="k"))
