@@ -411,3 +411,27 @@ def _admin_api(collector: TestClient) -> None:
     audit = collector.get("/v1/admin/audit-log?kind=deletion").json()["entries"]
     assert [e["action"] for e in audit] == ["request"]
     assert VICTIM not in json.dumps(audit)
+
+
+def test_the_command_line_deletes_and_warns_without_pseudonym_keys(settings: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from tallystick.cli import app as cli
+
+    lake = _build(settings)
+    data = ["--data", str(settings.data)]
+    # this shell has no pseudonym key: only the id as given can be found
+    result = CliRunner().invoke(cli, ["users", "delete", VICTIM, "--format", "json", *data])
+    assert result.exit_code == 0, result.output
+    assert "no pseudonym key is set" in " ".join(result.stderr.split())
+    answer = json.loads(result.stdout)
+    assert answer["status"] == "done"
+    assert VICTIM not in result.stdout
+    left = set(_read(lake, EVENTS)["user_id"].to_pylist())
+    assert VICTIM not in left
+    assert {FORMS[1], FORMS[2]} <= left
+    listed = CliRunner().invoke(cli, ["users", "deletions", "--status", "done", *data])
+    assert listed.exit_code == 0, listed.output
+    assert "done" in listed.stdout
+    wrong = CliRunner().invoke(cli, ["users", "deletions", "--status", "nope", *data])
+    assert wrong.exit_code == 2

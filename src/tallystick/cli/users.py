@@ -22,6 +22,7 @@ from tallystick.cli.output import Format, render
 from tallystick.config import from_env
 
 if TYPE_CHECKING:
+    from tallystick.config import Settings
     from tallystick.control.deletions import DeletionRequest
 
 users_app = typer.Typer(
@@ -68,6 +69,7 @@ def delete(
     from tallystick.store.purge import PurgeRefused
 
     settings = from_env(data=data, control_url=control_url)
+    _warn_without_pseudonym_keys(settings)
     with opened(data, control_url) as store:
         try:
             request = request_deletion(store, settings, user_id, actor())
@@ -87,6 +89,35 @@ def delete(
     _show(request, fmt)
     if request.status != "done":
         fail(f"deletion request {request.id} failed: {request.message}")
+
+
+def _warn_without_pseudonym_keys(settings: Settings) -> None:
+    """The request can only name the pseudonyms this process can compute: say so when the lake
+    holds pseudonymous ids and no pseudonym key is set here."""
+    if settings.pseudonym_key or settings.pseudonym_previous_keys:
+        return
+    if not settings.lake_dir.is_dir():
+        return
+    from tallystick.privacy.pseudonym import PREFIX
+    from tallystick.store.lake import Lake
+    from tallystick.store.reader import connect
+
+    con = connect(Lake(settings.lake_dir))
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM raw_events WHERE starts_with(user_id, ?) LIMIT 1)",
+            [PREFIX],
+        ).fetchone()
+    finally:
+        con.close()
+    if row and row[0]:
+        err.print(
+            "[yellow]warning:[/] the lake holds pseudonymous user ids, but no pseudonym key is "
+            "set for this command: only events stored under the id as given can be found. Set "
+            "TALLYSTICK_PSEUDONYM_KEY (and TALLYSTICK_PSEUDONYM_PREVIOUS_KEYS) as the server has "
+            "them, or ask the server: POST /v1/admin/users/delete",
+            highlight=False,
+        )
 
 
 def _wait(store: Any, request_id: int, timeout: float) -> DeletionRequest:
