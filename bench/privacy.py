@@ -29,7 +29,7 @@ from tallystick.config import Settings
 from tallystick.control.controls import Controls
 from tallystick.store.spool import RequestContext
 
-ROUNDS = 9
+ROUNDS = 15
 REQUESTS = 20
 
 
