@@ -377,3 +377,21 @@ def test_serve_refuses_open_mode_beyond_loopback_and_announces_it(tmp_path: Path
                     headers={"Origin": OTHER_ORIGIN})  # fmt: skip
         assert away.status == 200
         assert _cors_headers(away) == {}
+
+
+def test_another_site_cannot_sign_a_visitor_in(keyed: tuple[ServerProcess, Keys]) -> None:
+    server, keys = keyed
+    form = f"key={keys.secrets['analyst']}&next=/".encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    elsewhere = call(server.url, "POST", "/signin", raw=form,
+                     headers={**headers, "Origin": OTHER_ORIGIN})  # fmt: skip
+    assert elsewhere.status == 403
+    assert "set-cookie" not in {k.lower() for k in elsewhere.headers}
+    cross = call(server.url, "POST", "/signin", raw=form,
+                 headers={**headers, "Origin": "null", "Sec-Fetch-Site": "cross-site"})  # fmt: skip
+    assert cross.status == 403
+    here = call(server.url, "POST", "/signin", raw=form, headers={**headers, "Origin": server.url})
+    assert here.status == 303
+    own = call(server.url, "POST", "/signin", raw=form,
+               headers={**headers, "Origin": "null", "Sec-Fetch-Site": "same-origin"})  # fmt: skip
+    assert own.status == 303

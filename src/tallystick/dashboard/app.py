@@ -240,6 +240,15 @@ class Dashboard:
         if method in ("GET", "HEAD"):
             await self._sign_in_page(send, target, "", 200, head=method == "HEAD")
             return
+        if not _same_origin(scope):
+            await respond(
+                send,
+                403,
+                b"text/plain; charset=utf-8",
+                b"Sign in and out from this server's own pages.\n",
+                list(_SECURITY),
+            )
+            return
         try:
             body = await read_body(receive, SIGN_IN_MAX_BYTES, None)
         except ClientDisconnected:
@@ -300,6 +309,22 @@ class Dashboard:
                 *_SECURITY,
             ],
         )
+
+
+def _same_origin(scope: Scope) -> bool:
+    """Whether a form was posted from this server's own page (another site's page may not sign
+    a visitor in or out): the browser's ``Sec-Fetch-Site`` says ``same-origin`` (or ``none``),
+    or, without it, ``Origin`` names the same host as ``Host``. The pages' ``no-referrer``
+    policy makes browsers send ``Origin: null`` for their own forms."""
+    headers: dict[bytes, bytes] = dict(scope.get("headers") or ())
+    site = headers.get(b"sec-fetch-site")
+    if site is not None:
+        return site in (b"same-origin", b"none")
+    origin = headers.get(b"origin")
+    if origin is None or origin == b"null":
+        return True  # not a browser that says where a form comes from
+    host = headers.get(b"host", b"").decode("latin-1").lower()
+    return urllib.parse.urlsplit(origin.decode("latin-1")).netloc.lower() == host
 
 
 def _local(target: str) -> str:
