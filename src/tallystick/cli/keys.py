@@ -121,6 +121,8 @@ def list_keys(
         out.print(
             "No keys: every kind of request is open (loopback only). Create one with "
             "`tally keys create --kind read --name NAME`."
+            if all_keys
+            else "No active keys (`tally keys list` shows the revoked ones too)."
         )
         return
     rows: list[dict[str, Any]] = []
