@@ -126,7 +126,13 @@ def test_unknown_paths_are_404s_for_anyone(keyed: TestClient, header: str | None
         assert response.status_code == 404, (path, response.text)
         assert "events go to POST /v1/events" in response.json()["error"]["message"]
     # under a path that reads data, the key comes first: who may not read learns nothing
-    for path in ("/v1/query/nope", "/v1/metrics/nope", "/v1/query", "/v1/metrics/", "/v1/catalog/x"):
+    for path in (
+        "/v1/query/nope",
+        "/v1/metrics/nope",
+        "/v1/query",
+        "/v1/metrics/",
+        "/v1/catalog/x",
+    ):
         expected = 404 if header == f"Bearer {KEY}" else 401
         assert _call(keyed, "GET", path, None, header).status_code == expected, path
 
