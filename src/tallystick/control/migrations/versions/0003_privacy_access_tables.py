@@ -44,9 +44,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_dashboard_sessions")),
     )
     with op.batch_alter_table("dashboard_sessions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_dashboard_sessions_key_id"), ["key_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_dashboard_sessions_key_id"), ["key_id"], unique=False)
     op.create_table(
         "user_deletions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
