@@ -188,11 +188,16 @@ def test_user_ids_are_pseudonymous_before_storage(
 ) -> None:
     app, client, settings = pseudonymous
     events = [make_event(user={"id": "user-7"}), make_event(user={"id": "user-7"})]
+    # an export imported again carries pseudonyms already: they are not pseudonymized twice
+    again = make_event(user={"id": pseudonymize("user-8", "k0")})
     bad = make_event("Bad Name", user={"id": "user-7"})
-    assert client.post("/v1/events", json=[*events, bad]).status_code == 207
+    assert client.post("/v1/events", json=[*events, again, bad]).status_code == 207
     load(settings, app)
     lake = Lake(settings.lake_dir)
-    assert {r["user_id"] for r in stored(lake)} == {pseudonymize("user-7", "k1")}
+    assert {r["user_id"] for r in stored(lake)} == {
+        pseudonymize("user-7", "k1"),
+        pseudonymize("user-8", "k0"),
+    }
     (failed,) = rows(lake, "SELECT raw FROM failed_events")
     assert "user-7" not in failed["raw"]
     assert pseudonymize("user-7", "k1") in failed["raw"]

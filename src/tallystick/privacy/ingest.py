@@ -192,7 +192,9 @@ class Guard:
             user = source.get("user")
             if isinstance(user, dict):
                 user_id = user.get("id")
-                if isinstance(user_id, str) and user_id:
+                # an id already in a pseudonym's shape (an export imported again) stays as it
+                # is: pseudonymizing it twice would hide it from deletion and suppression
+                if isinstance(user_id, str) and user_id and not pseudonym.is_pseudonym(user_id):
                     out = dict(source)
                     out["user"] = {**user, "id": self.pseudonymize(user_id)}
         return out
