@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/flags.py
+	$(BIN)/python bench/privacy.py
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 	$(BIN)/python bench/dashboard.py
 
