@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
@@ -63,7 +62,6 @@ DateLike: TypeAlias = str | dt.date
 Where: TypeAlias = str | Sequence[str | Filter | tuple[str, str, object]]
 EngineChoice: TypeAlias = Literal["duckdb", "clickhouse"]
 
-_IO_RETRIES: Final = 3
 _CHDB_ERROR: Final = re.compile(r"^Code: \d+\. DB::Exception: ")
 
 
@@ -128,29 +126,25 @@ def run(
     Bots are left out unless the analysis includes them, and so is what the quarantine
     ``rules`` match (default: the engine's rules in force; rules that cannot be read are a
     :class:`QueryFailed` too: nothing is counted that may be quarantined). A DuckDB read that
-    failed because compaction replaced a file is tried again (the files are listed anew each
-    time).
+    failed because compaction, a purge or retention replaced a file is tried again (the files
+    are listed anew each time, ``store.reader.retrying``).
     """
     from tallystick.control.quarantine import RulesUnavailable
+    from tallystick.store.reader import retrying
 
-    for attempt in range(_IO_RETRIES):
-        try:
-            return analysis.run(engine, rules, hidden)
-        except MetricError:
+    try:
+        return retrying(lambda: analysis.run(engine, rules, hidden), _is_io_error)
+    except MetricError:
+        raise
+    except RulesUnavailable as exc:
+        raise QueryFailed(str(exc)) from exc
+    except Exception as exc:
+        reason = _engine_reason(exc)
+        if reason is None:
             raise
-        except RulesUnavailable as exc:
-            raise QueryFailed(str(exc)) from exc
-        except Exception as exc:
-            if _is_io_error(exc) and attempt < _IO_RETRIES - 1:
-                time.sleep(0.05 * (attempt + 1))
-                continue
-            reason = _engine_reason(exc)
-            if reason is None:
-                raise
-            raise QueryFailed(
-                f"{engine.name} could not run the {analysis.name} analysis: {reason}"
-            ) from exc
-    raise AssertionError("unreachable")
+        raise QueryFailed(
+            f"{engine.name} could not run the {analysis.name} analysis: {reason}"
+        ) from exc
 
 
 def query(

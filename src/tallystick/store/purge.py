@@ -16,8 +16,11 @@ What goes, for the active quarantine rules (``control.quarantine``):
   event id only.
 
 Each file holding such rows is read whole, the rows are dropped (the others keep their order and
-every value), and it is written back atomically (a temporary file renamed over it, see
-``store.durable``); a file left empty is deleted. Files without such rows are not touched. The
+every value), and what is left is written atomically under a new name in the same partition
+(``rewritten_path``: never over the old name, which a running query may be reading) before the
+old file is deleted; a file left empty is just deleted. A crash between that write and that
+delete leaves both: the rows kept appear twice (events are de-duplicated by every analysis; the
+ledger would count those messages twice). Files without such rows are not touched. The
 ledger and the failed events go first, the events last: the events are what the rows to delete
 are found from, so a purge interrupted at any point and run again finishes the job. Running it
 twice deletes nothing the second time.
@@ -40,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,11 +355,24 @@ def _rewrite(
     removed = table.num_rows - kept.num_rows
     if removed == 0:
         return FileChange(change.kind, change.path, table.num_rows, 0)
-    if kept.num_rows == 0:
-        lake.storage.delete(change.path)
-    else:
-        lake.storage.write_table(change.path, kept)
+    if kept.num_rows > 0:
+        lake.storage.write_table(rewritten_path(change.path), kept)
+    lake.storage.delete(change.path)
     return FileChange(change.kind, change.path, table.num_rows, removed)
+
+
+def rewritten_path(path: str) -> str:
+    """Where a rewritten file goes: a new name in its partition, never the old one.
+
+    A query lists a partition's files, reads each file's footer, then reads its pages: a file
+    replaced under its own name in between would pair the old footer with the new pages (DuckDB
+    reports "Invalid data", or worse, reads garbage). Under a new name, a reader that listed the
+    old file finds it gone and lists the files anew (``reader.retry_io``, ``metrics.api``), as
+    after a compaction; one that lists both in the instant between the write and the delete
+    counts some events twice, which analyses' de-duplication absorbs.
+    """
+    partition = path.rsplit("/", 1)[0]
+    return f"{partition}/rewrite-{uuid.uuid4().hex[:16]}.parquet"
 
 
 class _Deadline:

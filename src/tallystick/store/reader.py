@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_RETRIES: Final = 5
+IO_RETRY_SECONDS: Final = 15.0
+"""How long a read is tried again while the files it listed keep changing under it."""
 #: among copies of an event received together (one per stream), the one with the fewest empty
 #: columns first: a stream's `keep` list may have narrowed another copy
 _MISSING: Final = " + ".join(
@@ -137,17 +138,31 @@ _DUCKDB_TYPES: Final = {
 }
 
 
-def retry_io(attempt: Callable[[], T]) -> T:
-    """Run ``attempt``, again when DuckDB could not read a file that compaction just replaced
-    (``attempt`` must list the files anew each time)."""
-    for n in range(_RETRIES):
+def retrying(attempt: Callable[[], T], transient: Callable[[Exception], bool]) -> T:
+    """Run ``attempt``, again while it fails with an error ``transient`` accepts, for up to
+    ``IO_RETRY_SECONDS`` (waits growing from 50 ms to 0.5 s), then let the error through.
+
+    A file a query listed may be gone by the time it is read: compaction merged it, or a purge,
+    retention or user deletion rewrote its partition (``store.purge``) — the latter go through
+    many partitions in a row, so a query may need several listings before one holds still.
+    ``attempt`` must list the files anew each time.
+    """
+    deadline = time.monotonic() + IO_RETRY_SECONDS
+    wait = 0.05
+    while True:
         try:
             return attempt()
-        except duckdb.IOException:
-            if n == _RETRIES - 1:
+        except Exception as exc:
+            if not transient(exc) or time.monotonic() + wait > deadline:
                 raise
-            time.sleep(0.05 * (n + 1))
-    raise AssertionError("unreachable")
+        time.sleep(wait)
+        wait = min(wait * 2, 0.5)
+
+
+def retry_io(attempt: Callable[[], T]) -> T:
+    """Run ``attempt``, again when DuckDB could not read a file that was just replaced
+    (``retrying``)."""
+    return retrying(attempt, lambda exc: isinstance(exc, duckdb.IOException))
 
 
 def with_retry(
