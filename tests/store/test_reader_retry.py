@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tallystick.store import reader
@@ -16,7 +18,7 @@ def test_transient_errors_are_retried_until_the_read_holds_still(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     waits: list[float] = []
-    monkeypatch.setattr(reader.time, "sleep", waits.append)
+    monkeypatch.setattr(time, "sleep", waits.append)
     failures = iter(range(6))
 
     def attempt() -> str:
@@ -30,7 +32,7 @@ def test_transient_errors_are_retried_until_the_read_holds_still(
 
 def test_other_errors_go_through_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
-    monkeypatch.setattr(reader.time, "sleep", waits.append)
+    monkeypatch.setattr(time, "sleep", waits.append)
 
     def attempt() -> str:
         raise ValueError("a real problem")
@@ -44,8 +46,8 @@ def test_a_read_that_never_holds_still_fails_after_the_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [0.0]
-    monkeypatch.setattr(reader.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(reader.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
 
     def attempt() -> str:
         raise Gone("still changing")
