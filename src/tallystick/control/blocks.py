@@ -139,6 +139,7 @@ def _block(row: Any) -> Block:
 
 def _audit(
     conn: sa.Connection,
+    store: ControlStore,
     *,
     at: dt.datetime,
     actor: str,
@@ -146,23 +147,16 @@ def _audit(
     network: str,
     before: Block | None,
     after: Block | None,
-    version: int,
 ) -> None:
-    import sqlalchemy as sa
-
-    from tallystick.control import tables as t
-
-    conn.execute(
-        sa.insert(t.audit_log).values(
-            at=at,
-            actor=actor,
-            action=action,
-            kind="block",
-            name=network,
-            before=None if before is None else before.as_dict(),
-            after=None if after is None else after.as_dict(),
-            version=version,
-        )
+    store.audit(
+        conn,
+        at=at,
+        actor=actor,
+        action=action,
+        kind="block",
+        name=network,
+        before=None if before is None else before.as_dict(),
+        after=None if after is None else after.as_dict(),
     )
 
 
@@ -192,16 +186,15 @@ def add_block(store: ControlStore, network: str, reason: str, actor: str) -> Blo
             .returning(c.id)
         ).scalar_one()
         block = Block(int(new_id), canonical, why, at, actor)
-        version = store._bump(conn)
         _audit(
             conn,
+            store,
             at=at,
             actor=actor,
             action="add",
             network=canonical,
             before=None,
             after=block,
-            version=version,
         )
     return block
 
@@ -239,16 +232,15 @@ def remove_block(store: ControlStore, block_id: int, actor: str) -> Block:
             at,
             actor,
         )
-        version = store._bump(conn)
         _audit(
             conn,
+            store,
             at=at,
             actor=actor,
             action="remove",
             network=before.network,
             before=before,
             after=after,
-            version=version,
         )
     return after
 

@@ -114,34 +114,32 @@ def _request(row: Any) -> DeletionRequest:
 
 def _audit(
     conn: sa.Connection,
+    store: ControlStore,
     *,
     at: dt.datetime,
     actor: str,
     action: str,
     request: DeletionRequest,
-    version: int,
+    version: int | None = None,
 ) -> None:
-    import sqlalchemy as sa
-
-    from tallystick.control import tables as t
-
-    conn.execute(
-        sa.insert(t.audit_log).values(
-            at=at,
-            actor=actor,
-            action=action,
-            kind=AUDIT_KIND,
-            name=f"deletion {request.id}",
-            before=None,
-            after={
-                "id": request.id,
-                "subject_hash": request.subject_hash,
-                "status": request.status,
-                **({"report": request.outcome} if request.outcome else {}),
-                **({"message": request.message} if request.message else {}),
-            },
-            version=version,
-        )
+    """One audit row for a request (the subject's hash, never the id); a new request bumps the
+    configuration version (``version=None``), the worker's outcome is recorded under the
+    version in force."""
+    store.audit(
+        conn,
+        at=at,
+        actor=actor,
+        action=action,
+        kind=AUDIT_KIND,
+        name=f"deletion {request.id}",
+        after={
+            "id": request.id,
+            "subject_hash": request.subject_hash,
+            "status": request.status,
+            **({"report": request.outcome} if request.outcome else {}),
+            **({"message": request.message} if request.message else {}),
+        },
+        version=version,
     )
 
 
@@ -178,8 +176,7 @@ def request_deletion(
             .returning(c.id)
         ).scalar_one()
         request = DeletionRequest(int(new_id), forms[0], at, actor, PENDING, tuple(forms))
-        version = store._bump(conn)
-        _audit(conn, at=at, actor=actor, action="request", request=request, version=version)
+        _audit(conn, store, at=at, actor=actor, action="request", request=request)
     return request
 
 
@@ -276,7 +273,7 @@ def finish(
                 outcome,
                 message,
             )
-            _audit(conn, at=at, actor=actor, action=status, request=after, version=version)
+            _audit(conn, store, at=at, actor=actor, action=status, request=after, version=version)
             finished.append(after)
     return finished
 

@@ -237,22 +237,15 @@ def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> None:
-    import sqlalchemy as sa
-
-    from tallystick.control import tables as t
-
-    version = store._bump(conn)
-    conn.execute(
-        sa.insert(t.audit_log).values(
-            at=at,
-            actor=actor,
-            action=action,
-            kind=AUDIT_KIND,
-            name=f"{key.id}:{key.name}"[:200],
-            before=before,
-            after=after,
-            version=version,
-        )
+    store.audit(
+        conn,
+        at=at,
+        actor=actor,
+        action=action,
+        kind=AUDIT_KIND,
+        name=f"{key.id}:{key.name}",
+        before=before,
+        after=after,
     )
 
 

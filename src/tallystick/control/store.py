@@ -240,6 +240,37 @@ class ControlStore:
             ).scalar_one()
         )
 
+    def audit(
+        self,
+        conn: sa.Connection,
+        *,
+        at: dt.datetime,
+        actor: str,
+        action: str,
+        kind: str,
+        name: str,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        version: int | None = None,
+    ) -> int:
+        """Record a change in the audit log, in ``conn``'s transaction: under ``version``, or
+        (``None``) a new configuration version, so collectors see the change; return it."""
+        if version is None:
+            version = self._bump(conn)
+        conn.execute(
+            sa.insert(t.audit_log).values(
+                at=at,
+                actor=actor,
+                action=action,
+                kind=kind,
+                name=name[:200],
+                before=before,
+                after=after,
+                version=version,
+            )
+        )
+        return version
+
     def _write(
         self,
         conn: sa.Connection,
@@ -270,17 +301,16 @@ class ControlStore:
                     .where(table.c.name == change.name)
                     .values(definition=change.after, updated_at=at)
                 )
-        conn.execute(
-            sa.insert(t.audit_log).values(
-                at=at,
-                actor=actor,
-                action=action,
-                kind=change.kind,
-                name=change.name,
-                before=change.before,
-                after=change.after,
-                version=version,
-            )
+        self.audit(
+            conn,
+            at=at,
+            actor=actor,
+            action=action,
+            kind=change.kind,
+            name=change.name,
+            before=change.before,
+            after=change.after,
+            version=version,
         )
 
     def _change(self, actor: str, action: str, make: Any) -> Plan:

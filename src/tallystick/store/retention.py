@@ -338,15 +338,13 @@ def audit(store: ControlStore, report: RetentionReport, actor: str) -> None:
         version = conn.execute(
             sa.select(t.config_version.c.version).where(t.config_version.c.id == 1)
         ).scalar_one_or_none()
-        conn.execute(
-            sa.insert(t.audit_log).values(
-                at=dt.datetime.now(dt.UTC),
-                actor=actor,
-                action="enforce",
-                kind=AUDIT_KIND,
-                name="lake",
-                before=None,
-                after=report.summary(),
-                version=int(version or 0),
-            )
+        store.audit(
+            conn,
+            at=dt.datetime.now(dt.UTC),
+            actor=actor,
+            action="enforce",
+            kind=AUDIT_KIND,
+            name="lake",
+            after=report.summary(),
+            version=int(version or 0),
         )
