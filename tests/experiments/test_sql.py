@@ -217,17 +217,21 @@ def test_units_in_two_variations_bots_and_events_before_exposure_are_left_out(
         _event("page.view", "u4", END + dt.timedelta(hours=1)),  # after the end
         {**_exposure("u5", T0 + dt.timedelta(hours=1), "a"), "agent_is_bot": True},  # a bot
         _event("page.view", "u5", T0 + dt.timedelta(hours=2)),
+        # The variation in data only (flags.exposures, for keys outside the map's pattern).
+        _event(EXPOSURE_EVENT, "u6", T0, data={"experiment": KEY, "variation": "b"}),
+        _event("page.view", "u6", T0 + dt.timedelta(hours=2)),
+        _event(EXPOSURE_EVENT, "u7", T0, data={"experiment": "other", "variation": "b"}),
     ]
     q = ExperimentQuery(
         KEY, ("a", "b"), (Metric("pages", "mean", "page.view", cuped_days=3),), start=START, end=END
     )
     data = q.run(DuckDBEngine(write_rows(tmp_path, rows)))
     assert data.multiple_variations == 1
-    assert data.units.tolist() == [1, 2]
+    assert data.units.tolist() == [1, 3]
     s = data.stats
-    assert s.n[0].tolist() == [1, 2]
-    assert s.sum[0].tolist() == [2, 1]
-    assert s.sum_squares[0].tolist() == [4, 1]
+    assert s.n[0].tolist() == [1, 3]
+    assert s.sum[0].tolist() == [2, 2]
+    assert s.sum_squares[0].tolist() == [4, 2]
     assert s.covariate_sum[0].tolist() == [1, 0]
     assert s.main_covariate_sum_product[0].tolist() == [2, 0]
     assert np.isnan(s.denominator_sum).all()

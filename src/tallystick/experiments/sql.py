@@ -9,9 +9,11 @@ in two or more variations. The trees are dialect-neutral (``metrics.sql``): Duck
 
 Semantics:
 
-- an **exposure** is an event named ``experiment.exposure`` whose ``experiments`` map (the
-  lake's ``experiments`` column: experiment key → variation, as the demo's web events carry
-  ``{"signin-dialog": "b"}``) names the experiment; it is dated in ``[start, end)`` when given;
+- an **exposure** is an event named ``experiment.exposure`` (``flags.exposures``) whose
+  ``experiments`` map (the lake's ``experiments`` column: experiment key → variation, as the
+  demo's web events carry ``{"signin-dialog": "b"}``) names the experiment, or whose
+  ``data.experiment`` is the experiment (the variation then in ``data.variation``); it is dated
+  in ``[start, end)`` when given;
 - a unit (``user.id`` by default; events without it are left out) is in the variation of its
   exposures from its **first exposure** on; a unit exposed to two or more variations is left
   out of every metric and counted (``ExperimentData.multiple_variations``);
@@ -44,6 +46,7 @@ from tallystick.metrics.sql import (
     col,
     cte,
     events_cte,
+    field_text,
     instant,
     is_in,
     json_number,
@@ -144,13 +147,25 @@ class ExperimentQuery:
         """The events CTEs and ``fe``: one row per exposed unit (``unit``, ``first_ts``,
         ``variation``, ``k`` = its distinct variations)."""
         names = [self.exposure_event] + [e for m in self.metrics for e in m.events]
-        extra: dict[str, exp.Expr] = {
-            "xv": exp.Nullif(
-                this=exp.Bracket(this=col("experiments"), expressions=[lit(self.experiment)]),
-                expression=lit(""),
-            )
-        }
-        paths = ["experiments"]
+        # The variation: the event's experiments map, else data.variation when data.experiment
+        # names the experiment (flags.exposures writes both; the map only for keys that fit
+        # the event schema's pattern).
+        in_map = exp.Nullif(
+            this=exp.Bracket(this=col("experiments"), expressions=[lit(self.experiment)]),
+            expression=lit(""),
+        )
+        in_data = exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.EQ(
+                        this=field_text("data.experiment"), expression=lit(self.experiment)
+                    ),
+                    true=field_text("data.variation"),
+                )
+            ]
+        )
+        extra: dict[str, exp.Expr] = {"xv": exp.Coalesce(this=in_map, expressions=[in_data])}
+        paths = ["experiments", "data.experiment", "data.variation"]
         for i, m in enumerate(self.metrics):
             for name, path in ((f"v{i}", m.value), (f"dv{i}", m.denominator_value)):
                 if path is not None:

@@ -61,7 +61,13 @@ WITH src AS (
     (DATE '1970-01-01' + CAST(fdiv(epoch_us(client_ts), 86400000000) AS INTEGER)) AS day,
     NULLIF(user_id, '') AS unit,
     NULL AS bd,
-    NULLIF(experiments['signin-dialog'], '') AS xv,
+    COALESCE(
+      NULLIF(experiments['signin-dialog'], ''),
+      CASE
+        WHEN NULLIF(json_extract_string(data, '$."experiment"'), '') = 'signin-dialog'
+        THEN NULLIF(json_extract_string(data, '$."variation"'), '')
+      END
+    ) AS xv,
     CASE WHEN json_type(data, '$."amount"') IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST(json_extract(data, '$."amount"') AS DOUBLE) END AS v2
   FROM dd
 ), fe AS (
