@@ -236,3 +236,17 @@ dp_releases = sa.Table(
     sa.Column("params", sa.JSON, nullable=False),
 )
 """The privacy-budget ledger: every differentially private release and the epsilon it spent."""
+
+flag_rulesets = sa.Table(
+    "flag_rulesets",
+    metadata,
+    sa.Column("environment", sa.String(200), primary_key=True),
+    # the ruleset restricted to this environment (``control.flags.environment_document``): a
+    # ruleset in its own right, what SDKs fetch and compile
+    sa.Column("document", sa.JSON, nullable=False),
+    # the configuration version of the change that last wrote this environment's document
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+"""Feature flags (``tally flags``): one row per environment."""

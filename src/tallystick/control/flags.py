@@ -1,0 +1,232 @@
+"""Feature flags in the control plane: the ruleset, stored one environment per row.
+
+The whole ruleset (docs/flags.md) is what people write and read (``tally flags apply``,
+``PUT /v1/admin/flags``); it is stored split by environment: each ``flag_rulesets`` row holds
+the ruleset *restricted to that environment* (``environments: [env]``, every flag with only that
+environment's rules), itself a valid ruleset — exactly what an SDK fetches
+(``GET /v1/flags/ruleset?environment=prod``) and compiles. A row's ``version`` is the
+configuration version of the change that last wrote it, so a change to ``dev`` leaves ``prod``'s
+version (and its ETag) alone.
+
+Writing validates the whole document with ``parse_ruleset`` (an invalid one is refused as a
+``DefinitionError`` naming the place: ``flags.new-signin.environments.prod.rules[2].value``),
+then, in one transaction, rewrites the environments whose document changed, deletes the
+environments no longer listed, and records each in the audit log (kind ``flags``, name the
+environment) under one new configuration version, so running collectors reload. Writing the
+same ruleset again changes nothing.
+
+SQLAlchemy is imported inside the functions: the collector's request path imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from tallystick.control.definitions import DefinitionError
+from tallystick.flags.errors import RulesetError
+from tallystick.flags.evaluate import DEFAULT_ENVIRONMENTS, Ruleset, parse_ruleset
+
+if TYPE_CHECKING:
+    from tallystick.control.store import ControlStore
+
+KIND: Final = "flags"
+"""The audit log's kind for flag changes (the name is the environment)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRuleset:
+    """One environment's ruleset as stored: its document carries ``version``."""
+
+    environment: str
+    document: dict[str, Any]
+    version: int
+    updated_at: dt.datetime
+    updated_by: str
+
+    @property
+    def etag(self) -> str:
+        """The HTTP entity tag of this environment's document (quoted)."""
+        return f'"flags-{self.environment}-{self.version}"'
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What ``put_ruleset`` did: the environments written and removed, under ``version``
+    (``None``: nothing changed), and the whole ruleset now in force."""
+
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    version: int | None
+    ruleset: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changed": list(self.changed),
+            "removed": list(self.removed),
+            "version": self.version,
+            "ruleset": self.ruleset,
+        }
+
+
+def validate(doc: Any) -> Ruleset:
+    """``parse_ruleset(doc)`` (its ``version`` is the server's to assign and is ignored); an
+    invalid document raises ``DefinitionError`` with the parser's place and message."""
+    if isinstance(doc, dict) and "version" in doc:
+        doc = {k: v for k, v in doc.items() if k != "version"}
+    try:
+        return parse_ruleset(doc)
+    except RulesetError as exc:
+        raise DefinitionError(exc.path, exc.message) from None
+
+
+def environment_document(ruleset: Ruleset, environment: str) -> dict[str, Any]:
+    """The ruleset restricted to one environment (without a version)."""
+    flags = {
+        key: dataclasses.replace(
+            flag,
+            environments=(
+                {environment: flag.environments[environment]}
+                if environment in flag.environments
+                else {}
+            ),
+        )
+        for key, flag in ruleset.flags.items()
+    }
+    return Ruleset(flags, ruleset.segments, (environment,)).to_dict()
+
+
+def merge(documents: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The whole ruleset from the environments' documents (environments in name order; the
+    version is the newest environment's). No environment at all: an empty ruleset."""
+    if not documents:
+        return {"environments": list(DEFAULT_ENVIRONMENTS), "segments": {}, "flags": {}}
+    envs = sorted(documents)
+    flags: dict[str, dict[str, Any]] = {}
+    segments: dict[str, Any] = {}
+    versions: list[int] = []
+    for env in envs:
+        doc = documents[env]
+        if isinstance(doc.get("version"), int):
+            versions.append(doc["version"])
+        segments.update(doc.get("segments", {}))
+        for key, flag in doc.get("flags", {}).items():
+            merged = flags.setdefault(key, {**flag, "environments": {}})
+            merged["environments"].update(flag.get("environments", {}))
+    head: dict[str, Any] = {"version": max(versions)} if versions else {}
+    return {**head, "environments": envs, "segments": segments, "flags": flags}
+
+
+def _stored(row: Any) -> StoredRuleset:
+    return StoredRuleset(
+        row.environment,
+        {"version": int(row.version), **row.document},
+        int(row.version),
+        row.updated_at,
+        row.updated_by,
+    )
+
+
+def list_rulesets(store: ControlStore) -> list[StoredRuleset]:
+    """Every environment's stored ruleset, in name order."""
+    import sqlalchemy as sa
+
+    from tallystick.control import tables as t
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(t.flag_rulesets).order_by(t.flag_rulesets.c.environment))
+        return [_stored(r) for r in rows]
+
+
+def get_ruleset(store: ControlStore) -> dict[str, Any]:
+    """The whole ruleset in force (an empty one before any was applied)."""
+    return merge({s.environment: s.document for s in list_rulesets(store)})
+
+
+def get_environment(store: ControlStore, environment: str) -> StoredRuleset:
+    """One environment's ruleset; raises ``NotFound`` naming the environments there are."""
+    import sqlalchemy as sa
+
+    from tallystick.control import tables as t
+    from tallystick.control.store import NotFound
+
+    c = t.flag_rulesets.c
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(t.flag_rulesets).where(c.environment == environment)
+        ).one_or_none()
+        if row is not None:
+            return _stored(row)
+        names = list(conn.execute(sa.select(c.environment).order_by(c.environment)).scalars())
+    if not names:
+        raise NotFound(
+            f"no flags ruleset for environment {environment!r}: none was applied yet "
+            "(`tally flags apply FILE`)"
+        )
+    raise NotFound(
+        f"no flags ruleset for environment {environment!r}; the environments are {', '.join(names)}"
+    )
+
+
+def environment_version(store: ControlStore, environment: str) -> int | None:
+    """The version of one environment's ruleset (``None``: there is none): one cheap read, to
+    tell whether a cached compiled ruleset is still current."""
+    import sqlalchemy as sa
+
+    from tallystick.control import tables as t
+
+    c = t.flag_rulesets.c
+    with store.engine.connect() as conn:
+        version = conn.execute(
+            sa.select(c.version).where(c.environment == environment)
+        ).scalar_one_or_none()
+    return None if version is None else int(version)
+
+
+def put_ruleset(store: ControlStore, doc: Any, actor: str) -> Applied:
+    """Replace the whole ruleset with ``doc`` (validated: ``DefinitionError`` names the place);
+    see the module's documentation."""
+    import sqlalchemy as sa
+
+    from tallystick.control import tables as t
+
+    ruleset = validate(doc)
+    wanted = {env: environment_document(ruleset, env) for env in ruleset.environments}
+    at = dt.datetime.now(dt.UTC)
+    c = t.flag_rulesets.c
+    changed: list[str] = []
+    removed: list[str] = []
+    version: int | None = None
+    with store.engine.begin() as conn:
+        current = {r.environment: r for r in conn.execute(sa.select(t.flag_rulesets))}
+        for env in sorted(set(wanted) | set(current)):
+            row = current.get(env)
+            before = None if row is None else row.document
+            after = wanted.get(env)
+            if before == after:
+                continue
+            version = store.audit(
+                conn,
+                at=at,
+                actor=actor,
+                action="delete" if after is None else "create" if before is None else "update",
+                kind=KIND,
+                name=env,
+                before=before,
+                after=after,
+                version=version,
+            )
+            if after is None:
+                conn.execute(sa.delete(t.flag_rulesets).where(c.environment == env))
+                removed.append(env)
+                continue
+            values = {"document": after, "version": version, "updated_at": at, "updated_by": actor}
+            if row is None:
+                conn.execute(sa.insert(t.flag_rulesets).values(environment=env, **values))
+            else:
+                conn.execute(sa.update(t.flag_rulesets).where(c.environment == env).values(values))
+            changed.append(env)
+    return Applied(tuple(changed), tuple(removed), version, get_ruleset(store))
