@@ -108,8 +108,10 @@ def test_invalid_rulesets_are_refused_with_the_place(store: ControlStore) -> Non
     with pytest.raises(DefinitionError, match="flgs"):
         flags.put_ruleset(store, {"flgs": {}}, "alice")
     assert store.audit_log(kind="flags") == []
+    empty = flags.get_environment(store, "prod")
+    assert (empty.version, empty.document["flags"], empty.etag) == (0, {}, '"flags-prod-0"')
     with pytest.raises(NotFound, match="none was applied yet"):
-        flags.get_environment(store, "prod")
+        flags.get_environment(store, "staging")
 
 
 def test_a_sent_version_is_ignored(store: ControlStore) -> None:

@@ -161,6 +161,11 @@ MATRIX: list[tuple[str, str, Any, tuple[int, int, int, int, int]]] = [
         (401, 401, 403, 403, 201),
     ),
     ("DELETE", "/v1/admin/keys/999", None, (401, 401, 403, 403, 404)),
+    ("GET", "/v1/admin/flags", None, (401, 401, 403, 403, 200)),
+    ("PUT", "/v1/admin/flags", {"flags": {}}, (401, 401, 403, 403, 200)),
+    # any key reads the flags ruleset and evaluates: SDKs in apps carry write keys
+    ("GET", "/v1/flags/ruleset?environment=prod", None, (401, 401, 200, 200, 200)),
+    ("POST", "/v1/flags/evaluate", {"environment": "prod"}, (401, 401, 200, 200, 200)),
     ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
     ("GET", "/v1", None, (200, 200, 200, 200, 200)),

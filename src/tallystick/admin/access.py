@@ -11,6 +11,9 @@ need                   rule
 ``admin``              ``/v1/admin/...``: an admin key, when one exists (a read key: 403);
                        without one, reads follow the read rule and changes are taken from
                        loopback clients only (recorded as ``http:loopback``)
+``flags``              ``/v1/flags/...`` (the flags ruleset and server-side evaluation): any
+                       key, a write key included (SDKs in apps carry write keys: they need
+                       the ruleset, never data), when any key exists; open otherwise
 ``none``               ``/healthz``, ``/readyz``, ``GET /v1``, ``/openapi.json``
 ====================== ===================================================================
 
@@ -41,8 +44,9 @@ from tallystick.control.principal import OPEN, SCOPE_KEY, Principal
 from tallystick.messages import Problem
 from tallystick.query.auth import CHALLENGE, MISSING, SESSION_ENDED, WRONG, bearer, reads_data
 
-Need: TypeAlias = Literal["none", "write", "read", "admin"]
+Need: TypeAlias = Literal["none", "write", "read", "admin", "flags"]
 ADMIN_PREFIX: Final = "/v1/admin/"
+FLAGS_PREFIX: Final = "/v1/flags/"
 ADMIN_ACTOR: Final = STATIC_ADMIN.name
 LOOPBACK_ACTOR: Final = "http:loopback"
 READS: Final = frozenset({"GET", "HEAD"})
@@ -57,6 +61,16 @@ ADMIN_WRONG: Final = Problem(
     messages.UNAUTHORIZED,
     "the admin key was not accepted: send an admin key as Authorization: Bearer <key> "
     "(`tally keys list` shows which are active)",
+)
+FLAGS_MISSING: Final = Problem(
+    messages.UNAUTHORIZED,
+    "this server needs a key for /v1/flags/: send any of its keys (an app's write key will do) "
+    "as Authorization: Bearer <key>",
+)
+FLAGS_WRONG: Final = Problem(
+    messages.UNAUTHORIZED,
+    "the key was not accepted: send one of the server's keys (an app's write key will do) as "
+    "Authorization: Bearer <key>",
 )
 REVOKED: Final = Problem(
     messages.UNAUTHORIZED,
@@ -116,6 +130,8 @@ def need_of(path: str, method: str) -> Need:
         return "write" if method == "POST" else "none"
     if path.startswith(ADMIN_PREFIX):
         return "admin"
+    if path.startswith(FLAGS_PREFIX):
+        return "flags"
     if reads_data(path):
         return "read"
     return "none"
@@ -152,6 +168,14 @@ def decide(
     if credential.revoked:
         raise _unauthorized(REVOKED)
     who = credential.principal
+    if need == "flags":
+        # any kind of key: the ruleset is configuration an app needs, not collected data
+        if who is not None:
+            return who
+        keys = keyed()
+        if not (keys.write or keys.read):
+            return OPEN
+        raise _unauthorized(FLAGS_WRONG if credential.sent else FLAGS_MISSING)
     if need == "write":
         if who is not None and who.kind == "write":
             return who
@@ -219,7 +243,9 @@ def authorize(scope: Any, settings: Settings) -> str | None:
     principal = scope.get(SCOPE_KEY)
     if not isinstance(principal, Principal):
         principal = decide(
-            need_of(scope["path"], method) if scope["path"].startswith(ADMIN_PREFIX) else "read",
+            need_of(scope["path"], method)
+            if scope["path"].startswith((ADMIN_PREFIX, FLAGS_PREFIX))
+            else "read",
             static_credential(scope, settings),
             lambda: static_keyed(settings),
             method,

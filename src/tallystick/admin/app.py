@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from tallystick import messages
 from tallystick.admin import access, views
-from tallystick.admin.documents import read_configuration, refuse_definition
+from tallystick.admin.documents import read_configuration, read_document, refuse_definition
 from tallystick.admin.http import invalid, not_allowed, not_found, query_params, read_body
 from tallystick.admin.volume import WINDOWS, Volume, stream_volumes, window_start
 from tallystick.collect.asgi import JSON, Headers, Receive, Scope, Send, respond, respond_json
@@ -55,6 +55,7 @@ from tallystick.store.lake import EVENTS, Lake
 
 if TYPE_CHECKING:
     from tallystick.catalog.fields import FieldInfo
+    from tallystick.flags.evaluate import CompiledRuleset
 
 log = logging.getLogger("tallystick.admin")
 
@@ -95,6 +96,7 @@ _NO_STORE: Final = ((b"cache-control", b"no-store"),)
 QUARANTINE_EXAMPLE: Final = '{"user": "u-123", "reason": "load-test account"}'
 BLOCK_EXAMPLE: Final = '{"network": "203.0.113.0/24", "reason": "scraper"}'
 DELETE_USER_EXAMPLE: Final = '{"user_id": "u-123"}'
+FLAGS_EXAMPLE: Final = '{"environment": "prod", "attributes": {"id": "user-42"}}'
 #: what a quarantine rule is written as in a request: one of these, with its value
 QUARANTINE_KINDS: Final = ("user", "session", "ip", "where")
 
@@ -189,6 +191,8 @@ class ControlApi:
         self._store: ControlStore | None = None
         self._opening = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
+        self._compiled: dict[str, tuple[int, CompiledRuleset]] = {}
+        """Each environment's compiled flags ruleset and its version (``POST /v1/flags/...``)."""
         self.routes = self._routes()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -239,7 +243,7 @@ class ControlApi:
             return
         except ClientDisconnected:
             return
-        if reply.content_type == JSON:
+        if reply.content_type == JSON and reply.status != 304:
             await respond_json(send, reply.status, reply.body, reply.headers)
         else:
             assert isinstance(reply.body, bytes)
@@ -297,6 +301,9 @@ class ControlApi:
             Route.of("/v1/admin/config", {"GET": self.get_config}),
             Route.of("/v1/admin/config/plan", {"POST": self.plan_config}),
             Route.of("/v1/admin/config/apply", {"POST": self.apply_config}),
+            Route.of("/v1/admin/flags", {"GET": self.get_flags, "PUT": self.put_flags}),
+            Route.of("/v1/flags/ruleset", {"GET": self.flags_ruleset}),
+            Route.of("/v1/flags/evaluate", {"POST": self.evaluate_flags}),
             Route.of("/v1/catalog/streams", {"GET": self.catalog_streams}),
             Route.of("/v1/catalog/models", {"GET": self.catalog_models}),
             Route.of("/v1/catalog/fields", {"GET": self.catalog_fields}),
@@ -648,6 +655,97 @@ class ControlApi:
             return Reply({"block": remove_block(store, block_id, call.who).as_dict()})
 
         return await self._with_store(work)
+
+    # -- feature flags -----------------------------------------------------------------------------
+
+    async def get_flags(self, call: Call) -> Reply:
+        call.only()
+        from tallystick.control.flags import list_rulesets, merge
+
+        def work(store: ControlStore) -> Reply:
+            stored = list_rulesets(store)
+            return Reply(
+                {
+                    "ruleset": merge({s.environment: s.document for s in stored}),
+                    "environments": [
+                        {
+                            "environment": s.environment,
+                            "version": s.version,
+                            "updated_at": _iso(s.updated_at),
+                            "updated_by": s.updated_by,
+                        }
+                        for s in stored
+                    ],
+                }
+            )
+
+        return await self._with_store(work)
+
+    async def put_flags(self, call: Call) -> Reply:
+        call.only()
+        from tallystick.control.flags import put_ruleset, validate
+
+        document = read_document(await call.body(), call.content_type)
+        try:
+            validate(document.data)
+        except DefinitionError as exc:
+            raise refuse_definition(exc, document.root) from None
+
+        def work(store: ControlStore) -> Reply:
+            return Reply(put_ruleset(store, document.data, call.who).as_dict())
+
+        return await self._with_store(work)
+
+    async def flags_ruleset(self, call: Call) -> Reply:
+        environment = _environment(call.only("environment"))
+        from tallystick.control.flags import etag_matches, get_environment
+
+        def work(store: ControlStore) -> Reply:
+            stored = get_environment(store, environment)
+            headers = ((b"etag", stored.etag.encode()), (b"cache-control", b"no-cache"))
+            if etag_matches(_header(call.scope, b"if-none-match"), stored.etag):
+                return Reply(b"", 304, headers=headers)
+            return Reply(stored.document, headers=headers)
+
+        return await self._with_store(work)
+
+    async def evaluate_flags(self, call: Call) -> Reply:
+        call.only()
+        body = await call.json(FLAGS_EXAMPLE)
+        environment, attributes, keys = _evaluation_request(body)
+        from tallystick.control.flags import ACTIVE_HEADER, active_header, evaluation_dict
+
+        def work(store: ControlStore) -> tuple[int, CompiledRuleset]:
+            return self._ruleset(store, environment)
+
+        version, compiled = await self._with_store(work)
+        if keys is None:
+            evaluations = compiled.evaluate_all(attributes)
+        else:
+            evaluations = {k: compiled.evaluate(k, attributes) for k in keys}
+        header = active_header(evaluations)
+        return Reply(
+            {
+                "environment": environment,
+                "version": version,
+                "flags": {k: evaluation_dict(e) for k, e in evaluations.items()},
+            },
+            headers=((ACTIVE_HEADER.lower().encode(), header.encode("ascii")),),
+        )
+
+    def _ruleset(self, store: ControlStore, environment: str) -> tuple[int, CompiledRuleset]:
+        """The environment's compiled ruleset, compiled again only when its version moved."""
+        from tallystick.control.flags import environment_version, get_environment
+        from tallystick.flags.evaluate import parse_ruleset
+
+        cached = self._compiled.get(environment)
+        version = environment_version(store, environment)
+        if cached is not None and cached[0] == (version or 0):
+            return cached
+        stored = get_environment(store, environment)
+        compiled = parse_ruleset(stored.document).compile(environment)
+        self._compiled[environment] = (stored.version, compiled)
+        return stored.version, compiled
 
     # -- keys ------------------------------------------------------------------------------------
 
@@ -1007,6 +1105,41 @@ def _quarantine_kind(body: Mapping[str, Any]) -> tuple[str, str]:
     value = _optional_text(body, chosen[0])
     assert value is not None
     return chosen[0], value
+
+
+def _environment(params: Mapping[str, str]) -> str:
+    environment = params.get("environment", "")
+    if not environment:
+        raise invalid("give the environment: ?environment=prod")
+    return environment
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
+def _evaluation_request(body: Mapping[str, Any]) -> tuple[str, dict[str, Any], list[str] | None]:
+    """``{"environment", "attributes"?, "flags"?}``: the environment, the unit's attributes and
+    the flags asked for (``None``: every flag)."""
+    unknown = sorted(set(body) - {"environment", "attributes", "flags"})
+    if unknown:
+        raise invalid(f"unknown key {unknown[0]!r}: send environment, attributes and flags")
+    environment = body.get("environment")
+    if not isinstance(environment, str) or not environment:
+        raise invalid('give the environment: {"environment": "prod", "attributes": {...}}')
+    attributes = body.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise invalid("attributes is an object: attribute name → value")
+    keys = body.get("flags")
+    if keys is not None and (
+        not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)
+    ):
+        raise invalid("flags is a list of flag keys (leave it out for every flag)")
+    return environment, attributes, keys
 
 
 def _http_hints(message: str) -> str:

@@ -24,6 +24,7 @@ Schema = dict[str, Any]
 TAGS: Final = [
     {"name": "admin", "description": "The control plane: streams, data models, configuration"},
     {"name": "catalog-admin", "description": "Streams, models and fields as the catalog sees them"},
+    {"name": "flags", "description": "Feature flags for SDKs and servers: the ruleset, evaluation"},
 ]
 SECURITY_SCHEMES: Final[Schema] = {
     "adminKey": {
@@ -430,6 +431,7 @@ def schemas() -> dict[str, Schema]:
                                     "quarantine",
                                     "deletion",
                                     "retention",
+                                    "flags",
                                 ],
                             },
                             "name": _TEXT,
@@ -687,6 +689,10 @@ _CONFIG_BODY: Final[Schema] = {
     },
 }
 _NOT_FOUND: Final = f"`{messages.NOT_FOUND}`: no such definition."
+_FLAGS_RULESET: Final[Schema] = {
+    "type": "object",
+    "description": "a feature-flags ruleset: environments, segments, flags (docs/flags.md)",
+}
 _CONFLICT: Final = f"`{messages.CONFLICT}`: it clashes with what exists (the message says how)."
 
 
@@ -1064,7 +1070,7 @@ def paths() -> dict[str, Schema]:
                     _query(
                         "kind",
                         "stream, model, setting, block (IP blocks), quarantine, deletion (user "
-                        "deletions) or retention",
+                        "deletions), retention or flags",
                         {
                             "enum": [
                                 "stream",
@@ -1074,6 +1080,7 @@ def paths() -> dict[str, Schema]:
                                 "quarantine",
                                 "deletion",
                                 "retention",
+                                "flags",
                             ]
                         },
                     ),
@@ -1129,6 +1136,90 @@ def paths() -> dict[str, Schema]:
                 write=True,
                 body=_CONFIG_BODY,
                 errors={"400": _INVALID + " A YAML document's error also has its `line`."},
+            ),
+        },
+        "/v1/admin/flags": {
+            "get": _operation(
+                "get_flags",
+                "admin",
+                "The feature-flags ruleset",
+                "The whole ruleset (docs/flags.md), every environment, with each environment's "
+                "version and who changed it last, as `tally flags show`.",
+                _json(
+                    _object({"ruleset": _FLAGS_RULESET, "environments": {"type": "array"}}),
+                    "The ruleset.",
+                ),
+            ),
+            "put": _operation(
+                "put_flags",
+                "admin",
+                "Replace the feature-flags ruleset",
+                "Validates the whole ruleset (JSON or YAML), writes the environments whose "
+                "rules changed under one new configuration version and records each in the "
+                "audit log (kind `flags`), as `tally flags apply`. A `version` sent is ignored.",
+                _json(
+                    _object(
+                        {
+                            "changed": _TEXTS,
+                            "removed": _TEXTS,
+                            "version": {"type": ["integer", "null"]},
+                            "ruleset": _FLAGS_RULESET,
+                        }
+                    ),
+                    "What changed, and the ruleset now in force.",
+                ),
+                write=True,
+                body=_body(_FLAGS_RULESET, {"flags": {}}),
+                errors={"400": _INVALID},
+            ),
+        },
+        "/v1/flags/ruleset": {
+            "get": _operation(
+                "flags_ruleset",
+                "flags",
+                "One environment's flags ruleset",
+                "The ruleset restricted to one environment, with its `version`, for SDKs to "
+                "compile and evaluate locally. Any key may read it (an app's write key too). "
+                "Answers with an `ETag`; `If-None-Match` with it gives 304 while it is current.",
+                _json(_FLAGS_RULESET, "The environment's ruleset."),
+                admin=False,
+                parameters=[
+                    {**_query("environment", "dev, prod, …", _TEXT), "required": True},
+                ],
+                errors={"404": f"`{messages.NOT_FOUND}`: no such environment."},
+            ),
+        },
+        "/v1/flags/evaluate": {
+            "post": _operation(
+                "evaluate_flags",
+                "flags",
+                "Evaluate flags for one unit",
+                "Every flag (or those listed in `flags`) for a unit's `attributes`: value, "
+                "reason and, for an experiment, the variation. The `X-Tally-Flags` header lists "
+                "`key=variation` for experiment assignments and `key=value` for targeted and "
+                "rolled-out values. Any key may call it.",
+                _json(
+                    _object(
+                        {
+                            "environment": _TEXT,
+                            "version": _INT,
+                            "flags": {"type": "object"},
+                        }
+                    ),
+                    "The evaluations, by flag key.",
+                ),
+                admin=False,
+                body=_body(
+                    _object(
+                        {"environment": _TEXT, "attributes": {"type": "object"}, "flags": _TEXTS},
+                        ["environment"],
+                    ),
+                    {"environment": "prod", "attributes": {"id": "user-42"}},
+                ),
+                errors={
+                    "400": f"`{messages.INVALID_QUERY}`: the body is wrong.",
+                    "404": f"`{messages.NOT_FOUND}`: no such environment.",
+                },
             ),
         },
         "/v1/catalog/streams": {

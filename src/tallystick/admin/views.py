@@ -42,6 +42,7 @@ AUDIT_KINDS: Final = (
     "quarantine",
     "deletion",
     "retention",
+    "flags",
 )
 AUDIT_PARAMS: Final = ("kind", "name", "limit")
 DEFAULT_AUDIT_LIMIT: Final = 100

@@ -51,7 +51,7 @@ log = logging.getLogger("tallystick.collector")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
-CONTROL_PREFIXES: Final = ("/v1/admin/", "/v1/catalog/")
+CONTROL_PREFIXES: Final = ("/v1/admin/", "/v1/catalog/", "/v1/flags/")
 """Paths served by the control-plane API (``GET /v1/catalog`` itself is the query API's)."""
 _STATUS_BODY_TOO_LARGE: Final = (messages.REQUEST_TOO_LARGE, messages.TOO_MANY_EVENTS)
 
@@ -103,6 +103,10 @@ ENDPOINTS: Final = {
     "GET /v1/admin/config": "the whole configuration (JSON, or YAML with ?format=yaml)",
     "POST /v1/admin/config/plan": "what applying a configuration would change",
     "POST /v1/admin/config/apply": "apply a whole configuration",
+    "GET /v1/admin/flags": "the whole feature-flags ruleset, every environment",
+    "PUT /v1/admin/flags": "replace the feature-flags ruleset (validated, audited)",
+    "GET /v1/flags/ruleset": "one environment's flags ruleset for SDKs (ETag; any key)",
+    "POST /v1/flags/evaluate": "evaluate flags for a unit's attributes (any key)",
     "GET /v1/catalog/streams": "the streams with their status and event volume",
     "GET /v1/catalog/models": "the data models with their latest check results",
     "GET /v1/catalog/fields": "every field seen in the lake (?q= searches)",

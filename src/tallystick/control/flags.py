@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from tallystick.control.definitions import DefinitionError
 from tallystick.flags.errors import RulesetError
-from tallystick.flags.evaluate import DEFAULT_ENVIRONMENTS, Ruleset, parse_ruleset
+from tallystick.flags.evaluate import DEFAULT_ENVIRONMENTS, Evaluation, Ruleset, parse_ruleset
 
 if TYPE_CHECKING:
     from tallystick.control.store import ControlStore
@@ -44,8 +45,8 @@ class StoredRuleset:
     environment: str
     document: dict[str, Any]
     version: int
-    updated_at: dt.datetime
-    updated_by: str
+    updated_at: dt.datetime | None = None
+    updated_by: str | None = None
 
     @property
     def etag(self) -> str:
@@ -161,10 +162,15 @@ def get_environment(store: ControlStore, environment: str) -> StoredRuleset:
         if row is not None:
             return _stored(row)
         names = list(conn.execute(sa.select(c.environment).order_by(c.environment)).scalars())
+    if not names and environment in DEFAULT_ENVIRONMENTS:
+        # nothing applied yet: every flag is unknown (SDKs serve their defaults), version 0
+        empty = {"environments": [environment], "segments": {}, "flags": {}}
+        return StoredRuleset(environment, {"version": 0, **empty}, 0)
     if not names:
         raise NotFound(
             f"no flags ruleset for environment {environment!r}: none was applied yet "
-            "(`tally flags apply FILE`)"
+            f"(`tally flags apply FILE`); until then only {' and '.join(DEFAULT_ENVIRONMENTS)} "
+            "answer, with an empty ruleset"
         )
     raise NotFound(
         f"no flags ruleset for environment {environment!r}; the environments are {', '.join(names)}"
@@ -172,8 +178,8 @@ def get_environment(store: ControlStore, environment: str) -> StoredRuleset:
 
 
 def environment_version(store: ControlStore, environment: str) -> int | None:
-    """The version of one environment's ruleset (``None``: there is none): one cheap read, to
-    tell whether a cached compiled ruleset is still current."""
+    """The version of one environment's stored ruleset (``None``: none is stored): one cheap
+    read, to tell whether a cached compiled ruleset is still current."""
     import sqlalchemy as sa
 
     from tallystick.control import tables as t
@@ -230,3 +236,64 @@ def put_ruleset(store: ControlStore, doc: Any, actor: str) -> Applied:
                 conn.execute(sa.update(t.flag_rulesets).where(c.environment == env).values(values))
             changed.append(env)
     return Applied(tuple(changed), tuple(removed), version, get_ruleset(store))
+
+
+# -- serving -------------------------------------------------------------------------------------
+
+ACTIVE_HEADER: Final = "X-Tally-Flags"
+"""The response header listing a unit's active flags (``POST /v1/flags/evaluate``)."""
+_HEADER_SAFE: Final = "-._~:/"
+
+
+def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
+    """An evaluation as JSON, without its flag key (the answer's key) and its empty fields."""
+    out: dict[str, Any] = {"value": evaluation.value, "reason": evaluation.reason}
+    for name in _OPTIONAL_FIELDS:
+        value = getattr(evaluation, name)
+        if value is not None:
+            out[name] = value
+    if evaluation.exposure:
+        out["exposure"] = True
+    return out
+
+
+_OPTIONAL_FIELDS: Final = (
+    "rule",
+    "experiment",
+    "variation",
+    "variation_key",
+    "hash_attribute",
+    "unit",
+    "bucket",
+)
+
+
+def active_header(evaluations: Mapping[str, Evaluation]) -> str:
+    """``key=variation`` for each experiment assignment and ``key=value`` for each targeted or
+    rolled-out value that is a boolean, string or number (``true``/``false``; a string
+    percent-encoded); flags at their default, killed, disabled, unknown or with a JSON value are
+    left out. Comma-separated, in flag-key order."""
+    parts: list[str] = []
+    for key in sorted(evaluations):
+        e = evaluations[key]
+        if e.reason == "experiment" and e.variation_key is not None:
+            shown = urllib.parse.quote(e.variation_key, safe=_HEADER_SAFE)
+        elif e.reason in ("targeted", "rollout") and isinstance(e.value, bool):
+            shown = "true" if e.value else "false"
+        elif e.reason in ("targeted", "rollout") and isinstance(e.value, int | float | str):
+            shown = urllib.parse.quote(str(e.value), safe=_HEADER_SAFE)
+        else:
+            continue
+        parts.append(f"{key}={shown}")
+    return ",".join(parts)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weak comparison; ``*`` matches)."""
+    if not if_none_match:
+        return False
+    for tag in if_none_match.split(","):
+        tag = tag.strip().removeprefix("W/")
+        if tag in ("*", etag):
+            return True
+    return False
