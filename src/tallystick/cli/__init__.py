@@ -22,6 +22,7 @@ from tallystick.cli import (
     streams,
 )
 from tallystick.cli import blocks as blocks_cmd
+from tallystick.cli import flags as flags_cmd
 from tallystick.cli import keys as keys_cmd
 from tallystick.cli import models as models_cmd
 from tallystick.cli import privacy as privacy_cmd
@@ -77,6 +78,7 @@ retention_cmd.register(app)
 users_cmd.register(app)
 privacy_cmd.register(app)
 keys_cmd.register(app)
+flags_cmd.register(app)
 
 
 def main() -> None:

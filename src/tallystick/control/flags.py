@@ -297,3 +297,70 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
         if tag in ("*", etag):
             return True
     return False
+
+
+# -- what a change does --------------------------------------------------------------------------
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """What replacing ruleset ``before`` with ``after`` (both canonical: ``to_dict()`` or
+    ``merge``) changes, one line each: ``+`` added, ``-`` removed, ``~`` changed (and how)."""
+    lines: list[str] = []
+    old_envs, new_envs = list(before.get("environments", [])), list(after.get("environments", []))
+    lines += [f"+ environment {e}" for e in new_envs if e not in old_envs]
+    lines += [f"- environment {e}" for e in old_envs if e not in new_envs]
+    lines += _keyed_diff("segment", before.get("segments", {}), after.get("segments", {}))
+    old_flags: Mapping[str, Any] = before.get("flags", {})
+    new_flags: Mapping[str, Any] = after.get("flags", {})
+    for key in sorted(set(old_flags) | set(new_flags)):
+        old, new = old_flags.get(key), new_flags.get(key)
+        if old is None:
+            lines.append(f"+ flag {key} ({(new or {}).get('type')})")
+        elif new is None:
+            lines.append(f"- flag {key}")
+        elif old != new:
+            lines.append(f"~ flag {key}: {', '.join(_flag_changes(old, new))}")
+    return lines
+
+
+def _keyed_diff(what: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if key not in old:
+            out.append(f"+ {what} {key}")
+        elif key not in new:
+            out.append(f"- {what} {key}")
+        elif old[key] != new[key]:
+            out.append(f"~ {what} {key}")
+    return out
+
+
+def _flag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    changes = []
+    if old.get("killed") != new.get("killed"):
+        changes.append("KILLED" if new.get("killed") else "kill switch off")
+    for field in ("type", "default", "description"):
+        if old.get(field) != new.get(field):
+            changes.append(f"{field} {_short(old.get(field))} → {_short(new.get(field))}")
+    old_envs, new_envs = old.get("environments", {}), new.get("environments", {})
+    for env in sorted(set(old_envs) | set(new_envs)):
+        was, now = old_envs.get(env), new_envs.get(env)
+        if was == now:
+            continue
+        if was is None or now is None:
+            changes.append(f"{env} {'added' if was is None else 'removed'}")
+            continue
+        if was.get("enabled", True) != now.get("enabled", True):
+            changes.append(f"{env} {'enabled' if now.get('enabled', True) else 'disabled'}")
+        if was.get("rules") != now.get("rules"):
+            changes.append(
+                f"{env} rules ({len(was.get('rules', []))} → {len(now.get('rules', []))})"
+            )
+    return changes or ["changed"]
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
