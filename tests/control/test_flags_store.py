@@ -117,3 +117,63 @@ def test_invalid_rulesets_are_refused_with_the_place(store: ControlStore) -> Non
 def test_a_sent_version_is_ignored(store: ControlStore) -> None:
     applied = flags.put_ruleset(store, {**RULESET, "version": 999}, "alice")
     assert flags.get_environment(store, "prod").document["version"] == applied.version != 999
+
+
+def test_the_active_flags_header_and_etags() -> None:
+    from tallystick.flags.evaluate import Evaluation
+
+    evaluations = {
+        "b-exp": Evaluation("b-exp", "x", "experiment", variation_key="B v2"),
+        "a-on": Evaluation("a-on", True, "targeted"),
+        "ramp": Evaluation("ramp", 0.5, "rollout"),
+        "json": Evaluation("json", {"k": 1}, "targeted"),
+        "off": Evaluation("off", False, "default"),
+        "dead": Evaluation("dead", False, "killed"),
+    }
+    assert flags.active_header(evaluations) == "a-on=true,b-exp=B%20v2,ramp=0.5"
+    assert flags.evaluation_dict(evaluations["b-exp"]) == {
+        "value": "x",
+        "reason": "experiment",
+        "variation_key": "B v2",
+    }
+    assert flags.etag_matches('"a", W/"flags-prod-3"', '"flags-prod-3"')
+    assert flags.etag_matches("*", '"flags-prod-3"')
+    assert not flags.etag_matches('"flags-prod-2"', '"flags-prod-3"')
+    assert not flags.etag_matches(None, '"flags-prod-3"')
+
+
+def test_diff_lists_what_changes() -> None:
+    before = parse_ruleset(RULESET).to_dict()
+    after = copy.deepcopy(RULESET)
+    after["flags"]["new-signin"]["killed"] = True
+    after["flags"]["new-signin"]["environments"]["dev"]["enabled"] = False
+    del after["flags"]["signin-dialog"]
+    after["flags"]["banner"] = {"type": "json", "default": {}}
+    after["environments"] = ["dev", "prod", "staging"]
+    after["segments"]["beta"] = {"attribute": "beta", "op": "equals", "value": True}
+    assert flags.diff(before, parse_ruleset(after).to_dict()) == [
+        "+ environment staging",
+        "+ segment beta",
+        "+ flag banner (json)",
+        "~ flag new-signin: KILLED, dev disabled",
+        "- flag signin-dialog",
+    ]
+    assert flags.diff(before, before) == []
+
+
+def test_the_flags_need_takes_any_key() -> None:
+    from tallystick.admin.access import Credential, decide, need_of
+    from tallystick.collect.requests import Refused
+    from tallystick.control.keys import Keyed
+    from tallystick.control.principal import OPEN, Principal
+
+    assert need_of("/v1/flags/ruleset", "GET") == "flags"
+    assert need_of("/v1/flags/evaluate", "POST") == "flags"
+    writer = Principal("write", "key:1:shop")
+    some_keys = Keyed(write=True)
+    assert decide("flags", Credential(True, writer), lambda: some_keys, "GET", None) == writer
+    assert decide("flags", Credential(), lambda: Keyed(), "POST", None) == OPEN
+    for credential in (Credential(), Credential(True), Credential(True, revoked=True)):
+        with pytest.raises(Refused) as refused:
+            decide("flags", credential, lambda: some_keys, "GET", None)
+        assert refused.value.status == 401
