@@ -10,11 +10,28 @@ One background thread sends batches to ``POST {endpoint}/v1/events``, retries wi
 the collector is unreachable, and keeps undelivered batches on disk so a restarted process sends
 them. ``close()`` (also run at interpreter exit) delivers what is left. See
 :mod:`tallystick.sdk.tracker` for the delivery rules.
+
+Feature flags (``Tracker(..., flags_environment="prod")``, then ``tracker.flag(...)`` and
+``tracker.variant(...)``) are evaluated locally from a polled ruleset: :mod:`tallystick.sdk.flags`
+(``FlagClient`` is imported from it on first use).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tallystick.sdk.events import TrackContext
 from tallystick.sdk.tracker import Tracker, TrackerStats
 
-__all__ = ["TrackContext", "Tracker", "TrackerStats"]
+if TYPE_CHECKING:
+    from tallystick.sdk.flags import FlagClient
+
+__all__ = ["FlagClient", "TrackContext", "Tracker", "TrackerStats"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FlagClient":  # imported lazily: the flags engine is only loaded when used
+        from tallystick.sdk.flags import FlagClient
+
+        return FlagClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

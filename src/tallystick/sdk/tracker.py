@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, Unpack
 
 from tallystick.sdk import backoff
 from tallystick.sdk.events import (
@@ -55,6 +55,12 @@ from tallystick.sdk.events import (
 )
 from tallystick.sdk.storage import QueueDir, default_queue_dir, read_batch
 from tallystick.sdk.transport import NETWORK_ERRORS, Reply, Transport
+
+if TYPE_CHECKING:
+    from tallystick.flags.evaluate import CompiledRuleset, Evaluation
+    from tallystick.flags.exposures import Exposure
+    from tallystick.flags.openfeature import TallystickProvider
+    from tallystick.sdk.flags import FlagClient
 
 log = logging.getLogger("tallystick.sdk")
 
@@ -181,6 +187,12 @@ class Tracker:
         backoff_base, backoff_max: retry ``n`` (0-based) waits a random time in
             ``[0, min(backoff_max, backoff_base * 2**n)]``.
         close_timeout: how long ``close()`` (and the exit hook) tries to deliver what is left.
+        flags_environment: turn feature flags on: fetch this environment's ruleset from
+            ``GET {endpoint}/v1/flags/ruleset`` (see :mod:`tallystick.sdk.flags`).
+        flags_poll_seconds: fetch the ruleset again this often (``If-None-Match``); ``None``
+            fetches only on ``refresh_flags()``.
+        wait_for_flags: fetch the ruleset once in the constructor, waiting at most this many
+            seconds (otherwise the first fetch happens on the polling thread).
 
     ``session.seq`` counts the events of each session id from 1. It is assigned in ``track()``,
     also for events that are then dropped, so gaps measure loss. With disk persistence the
@@ -205,6 +217,9 @@ class Tracker:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         close_timeout: float = 10.0,
+        flags_environment: str | None = None,
+        flags_poll_seconds: float | None = 30.0,
+        wait_for_flags: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -212,7 +227,11 @@ class Tracker:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         if max_retries is not None and max_retries < 0:
             raise ValueError(f"max_retries must be None or >= 0, got {max_retries}")
-        for what, value in (("flush_interval", flush_interval), ("timeout", timeout)):
+        for what, value in (
+            ("flush_interval", flush_interval),
+            ("timeout", timeout),
+            ("flags_poll_seconds", 1.0 if flags_poll_seconds is None else flags_poll_seconds),
+        ):
             if not value > 0:
                 raise ValueError(f"{what} must be greater than 0, got {value}")
         for what, value in (
@@ -265,11 +284,26 @@ class Tracker:
         self._warned_closed = False
         self._close_lock = threading.Lock()
         self._backlog_loaded = threading.Event()
+        self._flags: FlagClient | None = None
+        if flags_environment is not None:
+            from tallystick.sdk.flags import FlagClient
+
+            self._flags = FlagClient(
+                endpoint,
+                write_key=write_key,
+                environment=flags_environment,
+                poll_seconds=flags_poll_seconds,
+                timeout=timeout,
+                user_agent=f"{LIBRARY}/{library_version()}",
+                sink=self._track_exposure,
+            )
 
         self._thread = threading.Thread(target=self._run, name="tallystick-sdk", daemon=True)
         self._atexit_hook: Callable[[], None] = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit_hook)
         self._thread.start()
+        if self._flags is not None:
+            self._flags.start(wait=wait_for_flags)
 
     @staticmethod
     def _open_queue_dir(
@@ -352,6 +386,83 @@ class Tracker:
             log.warning("the tracker is closed: events tracked now are dropped")
         return event_id
 
+    # -- feature flags -----------------------------------------------------------------------
+
+    def _flag_client(self) -> FlagClient:
+        if self._flags is None:
+            raise RuntimeError("feature flags are off: pass flags_environment= to the Tracker")
+        return self._flags
+
+    @staticmethod
+    def _unit(attributes: Mapping[str, Any] | None, user_id: str | None) -> Mapping[str, Any]:
+        if user_id is None:
+            return attributes or {}
+        unit = dict(attributes or {})
+        unit.setdefault("id", user_id)
+        return unit
+
+    def _track_exposure(self, exposure: Exposure) -> None:
+        data = exposure.data
+        who = data.get("hash_attribute")
+        self.track(
+            exposure.name,
+            user_id=data["unit"] if who == "id" else None,
+            anonymous_id=data["unit"] if who == "anonymous_id" else None,
+            data=data,
+            experiments=exposure.experiments or None,
+        )
+
+    def flag(
+        self,
+        key: str,
+        default: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+    ) -> Any:
+        """A flag's value for a unit, evaluated locally from the cached ruleset.
+
+        ``user_id`` becomes the ``id`` attribute unless ``attributes`` has one. ``default`` is
+        served for an unknown flag and before the ruleset was fetched. An experiment
+        assignment logs an ``experiment.exposure`` event the first time per unit. Never raises
+        (but flags must be on: ``flags_environment=``).
+        """
+        return self._flag_client().evaluate(key, default, self._unit(attributes, user_id)).value
+
+    def flag_details(
+        self,
+        key: str,
+        default: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+    ) -> Evaluation:
+        """Like :meth:`flag`, but the whole :class:`~tallystick.flags.evaluate.Evaluation`."""
+        return self._flag_client().evaluate(key, default, self._unit(attributes, user_id))
+
+    def variant(
+        self,
+        experiment: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+    ) -> str | None:
+        """The unit's variation key in ``experiment`` (found in any flag), else ``None``."""
+        return self._flag_client().variant(experiment, self._unit(attributes, user_id))
+
+    def refresh_flags(self, timeout: float | None = None) -> bool:
+        """Fetch the ruleset now; ``True`` when the collector answered (200 or 304)."""
+        return self._flag_client().refresh(timeout)
+
+    @property
+    def flags_ruleset(self) -> CompiledRuleset | None:
+        """The current compiled ruleset, or ``None`` (flags off or nothing fetched yet)."""
+        return None if self._flags is None else self._flags.ruleset
+
+    def openfeature_provider(self) -> TallystickProvider:
+        """An OpenFeature provider over this tracker's ruleset and exposure logging."""
+        return self._flag_client().provider()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued so far now and wait until it was delivered or rejected.
 
@@ -383,6 +494,8 @@ class Tracker:
         """Deliver what is left (for up to ``timeout``, default ``close_timeout`` seconds), then
         stop the thread. Undelivered events stay on disk (``stats.persisted``). Idempotent."""
         limit = self._close_timeout if timeout is None else max(0.0, timeout)
+        if self._flags is not None:
+            self._flags.close()
         with self._lock:
             if not self._closing:
                 self._closing = True
