@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from support import load, make_event
+from support import load, make_event, run_coroutine
 from tallystick.collect.app import Collector
 from tallystick.config import Settings
 from tallystick.store.lake import Lake
@@ -275,8 +275,6 @@ def test_not_ready_refuses_instead_of_accepting(tmp_path: Any) -> None:
 
 def test_a_bogus_content_length_is_not_trusted(app: Collector, collector: TestClient) -> None:
     """The body decides, not a header: a non-numeric Content-Length is ignored."""
-    import asyncio
-    import concurrent.futures
 
     body = js([make_event()])
     sent: list[dict[str, Any]] = []
@@ -293,9 +291,6 @@ def test_a_bogus_content_length_is_not_trusted(app: Collector, collector: TestCl
     async def send(message: Any) -> None:
         sent.append(message)
 
-    # in a thread of its own: a browser test on the same pytest worker may hold an event loop
-    # in this one
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, app(scope, receive, send)).result()
+    run_coroutine(app(scope, receive, send))
     assert sent[0]["status"] == 200
     assert json.loads(sent[1]["body"]) == {"accepted": 1, "rejected": 0}

@@ -4,7 +4,6 @@ exposures."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +14,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason as OFReason
 
+from support import run_coroutine
 from tallystick.flags.evaluate import CompiledRuleset, Evaluation, compile_ruleset
 from tallystick.flags.exposures import Exposure, ExposureLogger
 from tallystick.flags.openfeature import TallystickProvider, attributes_of
@@ -312,4 +312,4 @@ def test_async_evaluation() -> None:
         d = await api.get_client().get_string_details_async("signin-dialog", "Z", ctx("user-3"))
         return d.value
 
-    assert asyncio.run(go()) == FLAGS.evaluate("signin-dialog", {"id": "user-3"}).value
+    assert run_coroutine(go()) == FLAGS.evaluate("signin-dialog", {"id": "user-3"}).value
