@@ -646,16 +646,24 @@ class Collector:
                     declined[(target, DELETED_USER, name)] += 1
                 continue
             copies: list[tuple[str, bytes]] = []
+            # copies stored as sent under the same policy are cleaned once, not once per stream
+            cleaned_once: dict[tuple[int, privacy.Policy], bytes | None] = {}
             for placed in controls.place(fields, now, declined):
                 if i in suspects or changes:
                     policy = guard.policy(controls, placed.stream)
                     source = fields if placed.event is None else placed.event
-                    cleaned = guard.clean(source, policy, placed.stream, i in suspects)
-                    if isinstance(cleaned, privacy.Refused):
-                        refused[i] = cleaned
-                        break
-                    if cleaned is not None:
-                        copies.append((placed.stream, _encode(cleaned)))
+                    memo = (id(source), policy)
+                    if memo in cleaned_once:
+                        encoded = cleaned_once[memo]
+                    else:
+                        cleaned = guard.clean(source, policy, placed.stream, i in suspects)
+                        if isinstance(cleaned, privacy.Refused):
+                            refused[i] = cleaned
+                            break
+                        encoded = None if cleaned is None else _encode(cleaned)
+                        cleaned_once[memo] = encoded
+                    if encoded is not None:
+                        copies.append((placed.stream, encoded))
                         continue
                 copy = bytes(raw) if placed.event is None else _encode(placed.event)
                 copies.append((placed.stream, copy))
