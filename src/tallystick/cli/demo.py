@@ -76,6 +76,15 @@ def demo(
             f"\n[bold green]Serving[/]: open the dashboard at [cyan]{server.url}/[/] "
             f"(the API: {server.url}/v1, events: POST /v1/events). Press Ctrl-C to stop."
         )
+        from tallystick.collect.server import keyed_kinds
+
+        open_kinds = keyed_kinds(settings).open_kinds
+        if open_kinds:  # the server says so on its own standard error, which the demo keeps
+            console.print(
+                f"[bold yellow]OPEN MODE[/]: {'; '.join(open_kinds)}. Anyone who can reach this "
+                "machine's loopback may do that; create keys with `tally keys create` before "
+                "serving beyond it (docs/access.md)."
+            )
         assert server.proc is not None
         server.proc.wait()
     except KeyboardInterrupt:

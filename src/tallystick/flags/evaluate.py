@@ -497,7 +497,11 @@ def parse_ruleset(doc: Any) -> Ruleset:
     segments = parse_segments(d.get("segments"))
     flags_doc = d.get("flags", {})
     if not isinstance(flags_doc, dict):
-        raise RulesetError("flags", "flags is an object key → flag")
+        raise RulesetError(
+            "flags",
+            "flags must be an object from flag key to flag definition, "
+            f"not {type(flags_doc).__name__}",
+        )
     flags = {
         _name(key, f"flags.{key}", "flag key"): _parse_flag(
             key, f, f"flags.{key}", envs, set(segments)
