@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -30,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Final
 from tallystick.control.definitions import DefinitionError
 from tallystick.flags.errors import RulesetError
 from tallystick.flags.evaluate import DEFAULT_ENVIRONMENTS, Evaluation, Ruleset, parse_ruleset
+from tallystick.flags.header import ACTIVE_HEADER as ACTIVE_HEADER
+from tallystick.flags.header import active_header as active_header
 
 if TYPE_CHECKING:
     from tallystick.control.store import ControlStore
@@ -240,10 +241,6 @@ def put_ruleset(store: ControlStore, doc: Any, actor: str) -> Applied:
 
 # -- serving -------------------------------------------------------------------------------------
 
-ACTIVE_HEADER: Final = "X-Tally-Flags"
-"""The response header listing a unit's active flags (``POST /v1/flags/evaluate``)."""
-_HEADER_SAFE: Final = "-._~:/"
-
 
 def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
     """An evaluation as JSON, without its flag key (the answer's key) and its empty fields."""
@@ -266,26 +263,6 @@ _OPTIONAL_FIELDS: Final = (
     "unit",
     "bucket",
 )
-
-
-def active_header(evaluations: Mapping[str, Evaluation]) -> str:
-    """``key=variation`` for each experiment assignment and ``key=value`` for each targeted or
-    rolled-out value that is a boolean, string or number (``true``/``false``; a string
-    percent-encoded); flags at their default, killed, disabled, unknown or with a JSON value are
-    left out. Comma-separated, in flag-key order."""
-    parts: list[str] = []
-    for key in sorted(evaluations):
-        e = evaluations[key]
-        if e.reason == "experiment" and e.variation_key is not None:
-            shown = urllib.parse.quote(e.variation_key, safe=_HEADER_SAFE)
-        elif e.reason in ("targeted", "rollout") and isinstance(e.value, bool):
-            shown = "true" if e.value else "false"
-        elif e.reason in ("targeted", "rollout") and isinstance(e.value, int | float | str):
-            shown = urllib.parse.quote(str(e.value), safe=_HEADER_SAFE)
-        else:
-            continue
-        parts.append(f"{key}={shown}")
-    return ",".join(parts)
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:

@@ -4,7 +4,9 @@
   versions 1 and 2, bucket ranges, namespaces);
 - :mod:`tallystick.flags.conditions`: attribute conditions, parsed then compiled to predicates;
 - :mod:`tallystick.flags.evaluate`: rulesets (flags, environments, rules, kill switch), compiled
-  per environment and evaluated locally.
+  per environment and evaluated locally;
+- :mod:`tallystick.flags.header`: the ``X-Tally-Flags`` response header listing the flags and
+  variations a response was made with.
 
 See ``docs/flags.md``.
 """
