@@ -5,6 +5,13 @@ See docs/experiment-statistics.md for the methods, their formulas and when to us
 
 from tallystick.experiments.analysis import ExperimentAnalysis, analyze
 from tallystick.experiments.corrections import adjust_p_values, ci_alpha
+from tallystick.experiments.definition import (
+    Experiment,
+    ExperimentError,
+    MetricRef,
+    Variation,
+    parse_experiment,
+)
 from tallystick.experiments.moments import MetricStats, cuped_theta
 from tallystick.experiments.power import (
     binomial_variance,
@@ -26,11 +33,15 @@ from tallystick.experiments.stats import (
 __all__ = [
     "Comparison",
     "Effect",
+    "Experiment",
     "ExperimentAnalysis",
+    "ExperimentError",
     "GaussianPrior",
+    "MetricRef",
     "MetricStats",
     "SRMResult",
     "Status",
+    "Variation",
     "adjust_p_values",
     "analyze",
     "bayesian",
@@ -39,6 +50,7 @@ __all__ = [
     "cuped_theta",
     "frequentist",
     "minimum_detectable_effect",
+    "parse_experiment",
     "power",
     "sample_size",
     "sequential",
