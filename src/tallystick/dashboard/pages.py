@@ -61,6 +61,14 @@ PAGES: Final[tuple[Page, ...]] = (
         ("event", "metric", "unit", "grain", "where", "breakdown"),
     ),
     Page(
+        "experiments",
+        "/experiments",
+        "Experiments",
+        "A/B tests: for each metric the effect of every variation with its interval, whether "
+        "the split of units can be trusted, and the units exposed over time.",
+        ("key",),
+    ),
+    Page(
         "data-health",
         "/data-health",
         "Data health",

@@ -1252,6 +1252,351 @@
     ]);
   }
 
+  // -- experiments: the readout of each A/B test (tallystick.experiments) -----------------------
+
+  const ROLES = [
+    ["primary", "Primary metrics", "What the experiment is decided on."],
+    ["secondary", "Secondary metrics", "What else the change may move: to understand the result, not to decide it."],
+    ["guardrail", "Guardrails", "What must not get worse, whatever the primary metrics say."],
+  ];
+  const VERDICT_COLORS = { better: "#1a7f37", worse: "#b42318", inconclusive: "#5b6775" };
+  const sigFormat = new Intl.NumberFormat("en", { maximumSignificantDigits: 4 });
+  const pFormat = new Intl.NumberFormat("en", { maximumSignificantDigits: 2 });
+  const effectFormat = new Intl.NumberFormat("en", { style: "percent", maximumFractionDigits: 1, signDisplay: "exceptZero" });
+  const rateFormat = new Intl.NumberFormat("en", { style: "percent", maximumFractionDigits: 2 });
+  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+  const fmtSig = (v) => (isNum(v) ? sigFormat.format(v) : "—");
+  const fmtEffect = (v) => (isNum(v) ? effectFormat.format(v) : "—");
+  const fmtP = (v) => (!isNum(v) ? "—" : v < 0.0001 ? "< 0.0001" : pFormat.format(v));
+  const pIs = (v) => (isNum(v) && v < 0.0001 ? "p < 0.0001" : `p = ${fmtP(v)}`);
+  const fmtCi = (ci) => (Array.isArray(ci) && isNum(ci[0]) && isNum(ci[1]) ? `${fmtEffect(ci[0])} to ${fmtEffect(ci[1])}` : "—");
+  const experimentHref = (key) => `/experiments?key=${encodeURIComponent(key)}`;
+  const variationKey = (v) => (v && typeof v === "object" ? v.key : String(v));
+
+  /** GET /v1/experiments: the list (an array, or {experiments: [...]}). */
+  const experimentList = (body) => (Array.isArray(body) ? body : body.experiments || []);
+
+  /** An experiment's metrics by role, from {primary, secondary, guardrails} or [{metric, role}]. */
+  function metricsByRole(metrics) {
+    const out = { primary: [], secondary: [], guardrail: [] };
+    const name = (m) => (m && typeof m === "object" ? m.metric : String(m));
+    if (Array.isArray(metrics)) {
+      for (const m of metrics) (out[m.role] || out.secondary).push(name(m));
+    } else if (metrics) {
+      for (const [role, items] of Object.entries(metrics)) {
+        const one = role === "guardrails" ? "guardrail" : role;
+        if (out[one]) out[one].push(...(items || []).map(name));
+      }
+    }
+    return out;
+  }
+
+  function renderExperimentTable(experiments) {
+    const count = $("#experiments-count");
+    count.dataset.value = String(experiments.length);
+    const running = experiments.filter((e) => e.status === "running").length;
+    count.textContent = `${plural(experiments.length, "experiment")}${experiments.length ? ` · ${running} running` : ""}`;
+    if (!experiments.length) {
+      $("#experiments").replaceChildren(message("empty", "No experiments yet.", "Describe one in a YAML file, then `tally experiments apply FILE` and `tally experiments start KEY` (see docs/cli.md), or PUT /v1/admin/experiments/KEY."));
+      return;
+    }
+    const columns = [
+      { key: "key", label: "experiment", format: (v, e) => el("span", {}, el("a", { href: experimentHref(v) }, el("strong", { text: e.name || v })), el("br"), el("code", { text: v })) },
+      { key: "status", format: (v) => badge(v, `status-${v}`) },
+      { key: "owner", format: (v) => v || "—" },
+      { key: "unit", format: (v) => el("code", { text: v }) },
+      { key: "variations", format: (v) => (v && v.length ? v.map(variationKey).join(" / ") : "—") },
+      { key: "start", format: fmtTime },
+      { key: "stop", format: fmtTime },
+      { key: "primary", label: "primary metrics", format: (v) => (v.length ? el("span", {}, v.map((m) => el("code", { class: "tag", text: m }))) : "—") },
+    ];
+    const rows = experiments.map((e) => ({ ...e, primary: metricsByRole(e.metrics).primary }));
+    const table = renderTable({ columns, rows, caption: "Experiments: open one for its results" }, "Experiments");
+    $$("tbody tr", table).forEach((tr, i) => { tr.dataset.experiment = rows[i].key; });
+    $("#experiments").replaceChildren(table);
+  }
+
+  function experimentHead(r) {
+    const x = r.experiment;
+    const variations = r.variations || [];
+    const total = variations.reduce((s, v) => s + (v.units || 0), 0);
+    const facts = [
+      ["Owner", el("span", {}, x.owner || "—", " ", ...(x.teams || []).map((t) => el("span", { class: "tag", text: t })))],
+      ["Unit", el("code", { text: r.unit || x.unit })],
+      ["Flag", el("span", {}, el("code", { text: x.flag || x.key }), ` in ${x.environment || "prod"}`)],
+      ["Started", fmtTime(x.start)],
+      ["Stopped", x.stop ? fmtTime(x.stop) : x.status === "running" ? "still running" : "—"],
+      ["Analysed", el("span", {}, fmtTime(r.analysed_at), r.window && r.window.end ? el("small", { class: "desc", text: `exposures from ${fmtTime(r.window.start)} to ${fmtTime(r.window.end)}` }) : null)],
+      ["Statistics", `${fmtPct(1 - (r.alpha ?? x.alpha ?? 0.05))} intervals${r.sequential ? ", always valid (sequential: safe to peek)" : ""}; p-values ${r.correction ? `${r.correction === "bh" ? "Benjamini–Hochberg" : "Holm"}-adjusted` : "not adjusted"}`],
+    ];
+    if (!r.analysed_at) facts.splice(5);  // the definition only: no readout to describe
+    if (r.srm && isNum(r.srm.p_value)) {
+      facts.push(["Sample ratio", r.srm.flagged ? el("strong", { class: "past", text: `mismatch (${pIs(r.srm.p_value)})` }) : `as planned (${pIs(r.srm.p_value)})`]);
+    }
+    const planned = r.planned_sample_size;
+    const progress = isNum(r.progress) ? r.progress : planned ? total / planned : null;
+    const progressText = planned
+      ? `${fmtInt(total)} of ${fmtInt(planned)} planned units exposed (${fmtPct(progress)})`
+      : `${fmtInt(total)} units exposed · no planned sample size (set planned_sample_size, or an mde and a baseline for the readout to compute it)`;
+    const variationColumns = [
+      { key: "key", label: "variation", format: (v, row) => el("span", {}, el("strong", { text: v }), row.control ? " (control)" : "", row.name && row.name !== v ? el("small", { class: "desc", text: row.name }) : null) },
+      { key: "weight", label: "planned share", num: true, format: fmtPct },
+      { key: "units", label: "units exposed", num: true, format: fmtInt },
+      { key: "share", label: "observed share", num: true, format: fmtPct },
+    ];
+    const variationRows = variations.map((v) => ({ ...v, share: total ? v.units / total : null }));
+    const table = renderTable({ columns: variationColumns, rows: variationRows, caption: "Variations: planned and observed split" }, "Variations");
+    $$("tbody tr", table).forEach((tr, i) => { tr.dataset.variation = variations[i].key; });
+    return el("section", { class: "card experiment-head", id: "experiment-head", "aria-labelledby": "experiment-title" },
+      el("div", { class: "card-head" },
+        el("h2", { id: "experiment-title" }, x.name || x.key, " ", badge(x.status, `status-${x.status}`)),
+        el("code", { text: x.key })),
+      x.hypothesis ? el("p", { class: "hypothesis" }, el("strong", { text: "Hypothesis: " }), x.hypothesis) : null,
+      el("dl", { class: "facts" }, facts.map(([dt, dd]) => el("div", {}, el("dt", { text: dt }), el("dd", {}, dd)))),
+      r.analysed_at ? el("div", { class: "progress" },
+        el("label", { for: "experiment-progress", id: "experiment-progress-label" }, progressText),
+        isNum(progress) ? el("progress", { id: "experiment-progress", max: "1", value: String(Math.min(progress, 1)), dataset: { value: String(progress) } }, fmtPct(progress)) : null) : null,
+      variations.length ? el("div", { class: "table-wrap" }, table) : null);
+  }
+
+  function srmBanner(r) {
+    const s = r.srm;
+    const observed = s.observed || {};
+    const expected = s.expected || {};
+    const rows = (r.variations || []).map((v) => ({
+      variation: v.key, weight: v.weight, observed: observed[v.key], expected: expected[v.key],
+      difference: isNum(expected[v.key]) && expected[v.key] ? (observed[v.key] - expected[v.key]) / expected[v.key] : null,
+    }));
+    const columns = [
+      { key: "variation" },
+      { key: "weight", label: "planned share", num: true, format: fmtPct },
+      { key: "observed", label: "units observed", num: true, format: fmtInt },
+      { key: "expected", label: "units expected", num: true, format: fmtNum },
+      { key: "difference", label: "difference", num: true, format: fmtEffect },
+    ];
+    return el("section", { class: "message error srm", id: "srm-warning", role: "alert", "aria-labelledby": "srm-title", dataset: { pValue: String(s.p_value) } },
+      el("h2", { id: "srm-title", text: "Sample ratio mismatch: do not trust these results" }),
+      el("p", {}, `The units are not split between the variations as their weights say: a split this uneven happens by chance with ${pIs(s.p_value)}, below the threshold of ${fmtP(s.threshold ?? 0.001)}. `,
+        "Something assigns or counts units unevenly — one variation that fails to log its exposures, crashes or redirects that lose users, bots, a ruleset changed mid-experiment — so every effect below may be biased, in either direction. ",
+        el("strong", { text: "Find and fix the cause before reading the results" }), "; if the assignment itself was wrong, restart the experiment."),
+      renderTable({ columns, rows, caption: "Units exposed per variation: observed, and expected from the weights" }, "Sample ratio"));
+  }
+
+  /** One row per metric × treatment of a role's metrics (what the forest plot and its table show). */
+  function effectRows(metrics) {
+    const rows = [];
+    for (const m of metrics) {
+      const control = m.variations.find((v) => v.control) || m.variations[0];
+      for (const v of m.variations) {
+        if (v === control || v.control) continue;
+        rows.push({
+          metric: m.metric, title: m.title || m.metric, kind: m.kind, inverse: Boolean(m.inverse),
+          variation: v.variation, control: control.variation,
+          control_mean: control.mean, control_n: control.n, mean: v.mean, n: v.n,
+          effect: v.effect, ci_low: v.ci ? v.ci[0] : null, ci_high: v.ci ? v.ci[1] : null,
+          absolute_effect: v.absolute_effect, p_value: v.p_value, p_value_adjusted: v.p_value_adjusted,
+          chance_to_win: v.chance_to_win, risk: v.risk ? v.risk.treatment : null,
+          risk_control: v.risk ? v.risk.control : null, verdict: v.verdict || "inconclusive", status: v.status,
+        });
+      }
+    }
+    return rows;
+  }
+
+  const meanFormat = (row) => (row.kind === "conversion" ? (v) => (isNum(v) ? rateFormat.format(v) : "—") : fmtSig);
+  const EFFECT_COLUMNS = [
+    { key: "metric", format: (v, row) => el("span", {}, el("strong", { text: row.title }), el("br"), el("code", { text: v }), row.inverse ? el("small", { class: "desc", text: "lower is better" }) : null) },
+    { key: "variation", format: (v, row) => `${v} vs ${row.control}` },
+    { key: "control_mean", label: "control mean", num: true, format: (v, row) => meanFormat(row)(v) },
+    { key: "mean", label: "treatment mean", num: true, format: (v, row) => meanFormat(row)(v) },
+    { key: "effect", label: "effect", num: true, format: fmtEffect },
+    { key: "ci_low", label: "interval", num: true, format: (_, row) => fmtCi([row.ci_low, row.ci_high]) },
+    { key: "p_value_adjusted", label: "p-value (adjusted)", num: true, format: (v, row) => (isNum(row.p_value) && row.p_value !== v ? `${fmtP(v)} (raw ${fmtP(row.p_value)})` : fmtP(v)) },
+    { key: "chance_to_win", label: "chance to win", num: true, format: fmtPct },
+    { key: "risk", label: "risk of shipping", num: true, format: (v) => (isNum(v) ? rateFormat.format(v) : "—") },
+    { key: "verdict", format: (v, row) => el("span", {}, badge(v, `verdict-${v}`), row.status && row.status !== "ok" ? el("small", { class: "desc", text: row.status.replace(/_/g, " ") }) : null) },
+  ];
+  /** The CSV behind a forest plot: every number, unformatted. */
+  const EFFECT_CSV = ["metric", "variation", "control", "control_n", "control_mean", "n", "mean", "effect", "ci_low", "ci_high", "absolute_effect", "p_value", "p_value_adjusted", "chance_to_win", "risk", "risk_control", "verdict", "status"].map((key) => ({ key }));
+
+  async function forestCard(container, role, label, about, metrics, r) {
+    const rows = effectRows(metrics);
+    const treatments = new Set(rows.map((row) => row.variation));
+    const alpha = r.alpha ?? r.experiment.alpha ?? 0.05;
+    const correction = r.correction ? `${r.correction === "bh" ? "Benjamini–Hochberg" : "Holm"}-adjusted` : "not adjusted";
+    const card = chartCard(container, {
+      id: `forest-${role}`, title: label, cls: "forest",
+      subtitle: `${about} Each marker is a variation's relative effect against the control, with its ${fmtPct(1 - alpha)}${r.sequential ? " always-valid" : ""} interval; left of the zero line the metric fell. Green: better, red: worse (for a metric where lower is better, a fall is better), grey: inconclusive. p-values ${correction}.`,
+    });
+    card.section.dataset.role = role;
+    const label_ = (row) => (treatments.size > 1 ? `${row.title} · ${row.variation}` : row.title);
+    const shown = rows.filter((row) => isNum(row.effect));
+    const finish = () => {
+      const table = renderTable({ columns: EFFECT_COLUMNS, rows, caption: `${label}: each variation against the control` }, label);
+      $$("tbody tr", table).forEach((tr, i) => {
+        tr.dataset.metric = rows[i].metric;
+        tr.dataset.variation = rows[i].variation;
+        tr.dataset.verdict = rows[i].verdict;
+        tr.classList.add(`verdict-${rows[i].verdict}`);
+      });
+      card.table.replaceChildren(table);
+      card.rows = rows;
+      card.columns = EFFECT_CSV;
+    };
+    if (!shown.length) {
+      empty(card, "No effects to show yet.", (r.variations || []).some((v) => v.units) ? "Every comparison lacks data (see the reasons in the table)." : "No unit has been exposed yet: effects appear once units of each variation are counted.");
+      finish();
+      return;
+    }
+    const traces = [];
+    for (const verdict of ["better", "worse", "inconclusive"]) {
+      const these = shown.filter((row) => row.verdict === verdict);
+      if (!these.length) continue;
+      traces.push({
+        type: "scatter", mode: "markers", name: verdict, x: these.map((row) => row.effect), y: these.map(label_),
+        marker: { color: VERDICT_COLORS[verdict], size: 11, symbol: "square" },
+        error_x: {
+          type: "data", symmetric: false, color: VERDICT_COLORS[verdict], thickness: 2, width: 6,
+          array: these.map((row) => (isNum(row.ci_high) ? row.ci_high - row.effect : 0)),
+          arrayminus: these.map((row) => (isNum(row.ci_low) ? row.effect - row.ci_low : 0)),
+        },
+        customdata: these.map((row) => [fmtEffect(row.effect), fmtCi([row.ci_low, row.ci_high]), fmtP(row.p_value_adjusted), fmtPct(row.chance_to_win), row.inverse ? "lower is better" : "higher is better", row.variation]),
+        hovertemplate: "%{y}<br>%{customdata[5]}: %{customdata[0]} (%{customdata[1]})<br>p = %{customdata[2]} · chance to win %{customdata[3]} · %{customdata[4]}<extra>%{fullData.name}</extra>",
+      });
+    }
+    const ends = shown.flatMap((row) => [row.effect, row.ci_low, row.ci_high]).filter(isNum);
+    const lo = Math.min(0, ...ends);
+    const hi = Math.max(0, ...ends);
+    const pad = (hi - lo || 0.1) * 0.08;
+    const categories = rows.map(label_);
+    await draw(card, {
+      traces,
+      layout: {
+        hovermode: "closest", height: Math.max(180, 52 * categories.length + 110),
+        legend: { orientation: "h", y: -0.3 },
+        xaxis: { type: "linear", range: [lo - pad, hi + pad], tickformat: ".1~%", zeroline: false, title: { text: `relative effect against the control (${fmtPct(1 - alpha)} interval)` } },
+        yaxis: { type: "category", categoryorder: "array", categoryarray: categories, autorange: "reversed", rangemode: "normal", gridcolor: "#f5f7fa" },
+        shapes: [{ type: "line", xref: "x", yref: "paper", x0: 0, x1: 0, y0: 0, y1: 1, line: { color: "#1b2430", width: 1.5 } }],
+      },
+      rows,
+      columns: EFFECT_CSV,
+    });
+    card.chart.setAttribute("aria-label", `Forest plot: ${label}, the relative effect of each variation with its interval; the table below has every number`);
+    finish();
+  }
+
+  async function exposureCard(container, r) {
+    const card = chartCard(container, {
+      id: "experiment-exposures", title: "Units exposed over time",
+      subtitle: "Cumulative units per variation, by the UTC day of each unit's first exposure (its first experiment.exposure event). The lines should keep the planned split.",
+    });
+    const variations = r.variations || [];
+    const days = r.exposures || [];
+    if (!days.length) {
+      empty(card, "No units exposed yet.", r.experiment.status === "running"
+        ? "Units are counted from their first experiment.exposure event: check that the SDK evaluates the experiment's flag (Data health shows what arrives)."
+        : `The experiment is ${r.experiment.status}: \`tally experiments start ${r.experiment.key}\` starts it.`);
+      return;
+    }
+    const totals = Object.fromEntries(variations.map((v) => [v.key, 0]));
+    const rows = days.map((d) => {
+      const row = { day: d.day };
+      for (const v of variations) {
+        totals[v.key] += d[v.key] || 0;
+        row[`${v.key} new`] = d[v.key] || 0;
+        row[`${v.key} total`] = totals[v.key];
+      }
+      return row;
+    });
+    const columns = [{ key: "day" }, ...variations.flatMap((v) => [
+      { key: `${v.key} total`, num: true, format: fmtInt },
+      { key: `${v.key} new`, num: true, format: fmtInt },
+    ])];
+    await draw(card, {
+      traces: variations.map((v, i) => ({
+        type: "scatter", mode: "lines+markers", name: v.control ? `${v.key} (control)` : v.key,
+        x: rows.map((row) => row.day), y: rows.map((row) => row[`${v.key} total`]),
+        line: { width: 2, color: COLORS[i % COLORS.length] }, marker: { size: 4 },
+      })),
+      layout: { xaxis: { type: "date", tickformat: "%b %-d" }, yaxis: { title: { text: "units exposed, cumulative" }, ...countAxis(Math.max(...Object.values(totals))) } },
+      rows,
+      columns,
+      table: { columns, rows, caption: "Units exposed per day and variation: new, and in total" },
+    });
+    card.table.replaceChildren(el("details", {}, el("summary", { text: "Table" }), card.table.firstChild));
+  }
+
+  async function renderExperiment(box, r) {
+    box.append(experimentHead(r));
+    if (r.srm && r.srm.flagged) box.append(srmBanner(r));
+    const warnings = (r.warnings || []).filter((w) => w);
+    if (warnings.length) {
+      box.append(el("div", { class: "message warn", id: "experiment-warnings", role: "note" },
+        el("strong", { text: warnings.length === 1 ? "Warning:" : "Warnings:" }),
+        el("ul", {}, warnings.map((w) => el("li", { text: w })))));
+    }
+    const metrics = r.metrics || [];
+    if (!metrics.length) box.append(message("empty", "This experiment has no metrics.", "Add some under `metrics:` in its definition."));
+    for (const [role, label, about] of ROLES) {
+      const these = metrics.filter((m) => m.role === role);
+      if (these.length) await forestCard(box, role, label, about, these, r);
+    }
+    await exposureCard(box, r);
+  }
+
+  /** The message for an experiment the server does not know, with the way back to the list. */
+  function unknownExperiment(key, error) {
+    return el("div", { class: "message error", role: "alert", id: "experiment-error" },
+      el("strong", { text: `No experiment “${key}”.` }), ` ${error.message} `,
+      el("a", { href: "/experiments" }, "See every experiment"), " or choose one below.");
+  }
+
+  async function renderExperiments() {
+    const key = value("key");
+    const listPromise = api("/v1/experiments");
+    const resultsPromise = key ? api(`/v1/experiments/${encodeURIComponent(key)}/results`) : null;
+    listPromise.catch(() => {});
+    if (resultsPromise) resultsPromise.catch(() => {});
+    const box = $("#experiment");
+    const list = $("#experiments-list");
+    box.replaceChildren();
+    list.hidden = Boolean(key);
+    let experiments = [];
+    let listError = null;
+    try {
+      experiments = experimentList(await listPromise);
+    } catch (error) {
+      if (!key || (error instanceof ApiError && error.status === 401)) throw error;
+      listError = error;
+    }
+    fillSelect($("#key"), experiments.map((e) => ({ value: e.key, label: `${e.name || e.key} (${e.status})` })), { blank: "All experiments" });
+    if (!key) {
+      renderExperimentTable(experiments);
+      return;
+    }
+    let results;
+    try {
+      results = await resultsPromise;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) throw error;
+      if (error instanceof ApiError && error.status === 404) {
+        box.append(unknownExperiment(key, error));
+        if (!listError) {
+          list.hidden = false;
+          renderExperimentTable(experiments);
+        }
+        return;
+      }
+      // The definition is known but it cannot be analysed (yet): say so under its header.
+      const known = experiments.find((e) => e.key === key);
+      if (known) box.append(experimentHead({ experiment: known, variations: (known.variations || []).filter((v) => typeof v === "object") }));
+      box.append(el("div", { id: "experiment-error" }, errorMessage(error)));
+      return;
+    }
+    document.title = `${results.experiment.name || key} · Experiments · Tallystick`;
+    await renderExperiment(box, results);
+  }
+
   // -- wiring ----------------------------------------------------------------------------------
 
   const RENDER = {
@@ -1260,6 +1605,7 @@
     funnel: renderFunnel,
     retention: renderRetention,
     explore: renderExplore,
+    experiments: renderExperiments,
     "data-health": renderHealth,
     catalog: renderCatalog,
     streams: renderStreams,
