@@ -565,21 +565,27 @@ def ratio(
     unit: str = "user.id",
     where: Where = (),
     breakdown: str | None = None,
+    numerator_where: Where = (),
 ) -> list[Result]:
-    """``period``, ``numerator``, ``denominator``, ``ratio``; ``unit`` may be ``"event"``."""
+    """``period``, ``numerator``, ``denominator``, ``ratio``; ``unit`` may be ``"event"``;
+    ``numerator_where`` filters the numerator's events only."""
     evs = _events(rows, where, [numerator, denominator], unit, breakdown, date_from, date_to)
-    seen: dict[tuple[dt.date, str, str | None], set[str]] = defaultdict(set)
+    nums: dict[tuple[dt.date, str | None], set[str]] = defaultdict(set)
+    dens: dict[tuple[dt.date, str | None], set[str]] = defaultdict(set)
     for e in evs:
         key = e.event_id if unit == EVENT_UNIT else e.unit
         if key is None:
             continue
         p = period_start(e.ts, grain)
         # One event counts for both sides when numerator == denominator.
-        seen[p, e.name, e.bd].add(key)
+        if e.name == numerator and _matches(e.row, numerator_where):
+            nums[p, e.bd].add(key)
+        if e.name == denominator:
+            dens[p, e.bd].add(key)
     out: list[Result] = []
     for p in periods_between(date_from, date_to, grain):
         for b in _breakdowns((e.bd for e in evs), breakdown):
-            num, den = len(seen[p, numerator, b]), len(seen[p, denominator, b])
+            num, den = len(nums[p, b]), len(dens[p, b])
             row: Result = {
                 "period": p,
                 "numerator": num,

@@ -25,10 +25,10 @@ from tallystick.store.lake import Lake
 ENGINES: dict[str, Callable[[Lake], Engine]] = {"duckdb": DuckDBEngine, "clickhouse": ChDBEngine}
 
 
-def _where(analysis: Analysis) -> list[tuple[str, str, Any]]:
+def _where(analysis: Analysis, filters: Any = None) -> list[tuple[str, str, Any]]:
     return [
         (f.field, f.op, list(f.values) if f.op == "in" else f.values[0])
-        for f in analysis.scope.where
+        for f in (analysis.scope.where if filters is None else filters)
     ]
 
 
@@ -52,7 +52,15 @@ def reference(rows: Sequence[Mapping[str, Any]], analysis: Analysis) -> list[dic
     if name == "count":
         return ref.count(rows, a.event, a.grain, unit=s.unit, **common)
     if name == "ratio":
-        return ref.ratio(rows, a.numerator, a.denominator, a.grain, unit=s.unit, **common)
+        return ref.ratio(
+            rows,
+            a.numerator,
+            a.denominator,
+            a.grain,
+            unit=s.unit,
+            numerator_where=_where(analysis, a.numerator_where),
+            **common,
+        )
     if name == "percentile":
         return ref.percentile(rows, a.event, a.field, a.percentiles, a.grain, **common)
     if name == "funnel":

@@ -140,6 +140,23 @@ def test_definition_hash_follows_type_and_params_only() -> None:
     )
 
 
+def test_direction_and_numerator_where() -> None:
+    text = (
+        "name: bounce_rate\ntitle: Bounce rate\ntype: ratio\ndirection: lower\nparams:\n"
+        "  numerator: session.end\n  denominator: session.end\n  unit: event\n"
+        "  numerator_where: [data.pageviews=1]\n"
+    )
+    (metric,), problems = parse_text(text, "m.yaml")
+    assert problems == []
+    assert metric.direction == "lower"
+    assert metric.to_dict()["direction"] == "lower"
+    assert metric.params["numerator_where"] == ("data.pageviews=1",)
+    analysis = metric.build()
+    assert [str(f) for f in analysis.numerator_where] == ["data.pageviews=1"]  # type: ignore[attr-defined]
+    (plain,), _ = parse_text(OK, "m.yaml")
+    assert plain.direction == "higher"  # the default: existing catalogs stay valid
+
+
 def test_stickiness_is_active_with_a_flag() -> None:
     metrics, problems = parse_text(
         "name: stick\ntitle: DAU/MAU\ntype: active\nparams: {active: [a], stickiness: true}\n",
@@ -239,6 +256,25 @@ INVALID: list[tuple[str, str, int, list[str]]] = [
         OK + "importance: critical\n",
         5,
         ["importance 'critical' is not allowed", "kpi, high, normal, low"],
+    ),
+    (
+        "bad direction",
+        OK + "direction: down\n",
+        5,
+        ["direction 'down' is not allowed", "higher, lower"],
+    ),
+    (
+        "bad numerator filter",
+        "name: m\ntitle: M\ntype: ratio\nparams:\n  numerator: a\n  denominator: b\n"
+        "  numerator_where: [data.pages]\n",
+        7,
+        ["cannot read filter 'data.pages'", "write FIELD=VALUE"],
+    ),
+    (
+        "numerator filter outside ratio",
+        "name: m\ntitle: M\ntype: count\nparams:\n  event: x\n  numerator_where: [a=b]\n",
+        6,
+        ["type count does not take the parameter 'numerator_where'"],
     ),
     (
         "bad standard",

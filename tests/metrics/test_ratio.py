@@ -223,3 +223,64 @@ def test_bad_parameters() -> None:
         Ratio(numerator="a", denominator="b", grain="quarter", scope=scope)  # type: ignore[arg-type]
     with pytest.raises(MetricError, match="unit"):
         build("ratio", {"numerator": "a", "denominator": "b", "unit": "nope", **RANGE})
+
+
+@pytest.mark.parametrize(
+    ("unit", "numerator_where", "expected"),
+    [
+        # Shares by a pro plan over creates: u1 (pro) shared twice; u3 (free) is filtered out.
+        ("user.id", ["data.plan=pro"], (1, 2)),
+        # Four creates in January, anonymous and empty users included.
+        ("event", ["data.plan=pro"], (2, 4)),
+        # != matches the anonymous team share and u3's free one; the denominator is untouched.
+        ("event", ["data.plan!=pro"], (2, 4)),
+        ("event", ["data.plan in free,team", "user.id!=u3"], (1, 4)),
+    ],
+)
+def test_numerator_where_filters_the_numerator_only(
+    tmp_path: Path, unit: str, numerator_where: list[str], expected: tuple[int, int]
+) -> None:
+    rows = check(
+        tmp_path,
+        ROWS,
+        "ratio",
+        numerator="share",
+        denominator="create",
+        grain="month",
+        unit=unit,
+        numerator_where=numerator_where,
+        **{"from": "2026-01-01", "to": "2026-01-31"},
+    )
+    assert [(r["numerator"], r["denominator"]) for r in rows] == [expected]
+    assert rows[0]["ratio"] == pytest.approx(expected[0] / expected[1])
+
+
+def test_numerator_where_on_one_event_is_a_bounce_rate(tmp_path: Path) -> None:
+    """Sessions with one page view over all sessions, counted as events (the demo's metric)."""
+    sessions = [
+        ev("session.end", f"2026-01-0{d}T10:00:00+00:00", f"u{d}", data={"pageviews": pages})
+        for d, pages in ((1, 1), (2, 3), (3, 1), (4, 2), (5, 1))
+    ]
+    sessions.append(ev("session.end", "2026-01-06T10:00:00+00:00", "u6"))  # no page count
+    rows = check(
+        tmp_path,
+        sessions,
+        "ratio",
+        numerator="session.end",
+        denominator="session.end",
+        grain="month",
+        unit="event",
+        numerator_where=["data.pageviews=1"],
+        where=["user.id!=u5"],  # applies to both sides
+        **{"from": "2026-01-01", "to": "2026-01-31"},
+    )
+    assert [(r["numerator"], r["denominator"]) for r in rows] == [(2, 5)]
+
+
+def test_numerator_where_is_checked() -> None:
+    with pytest.raises(MetricError, match="cannot read filter"):
+        build("ratio", {"numerator": "a", "denominator": "b", "numerator_where": "nope", **RANGE})
+    with pytest.raises(MetricError, match="numerator_where must be a list"):
+        build("ratio", {"numerator": "a", "denominator": "b", "numerator_where": 3, **RANGE})
+    with pytest.raises(MetricError, match="does not take numerator_where"):
+        build("count", {"event": "a", "numerator_where": ["data.x=1"], **RANGE})

@@ -256,6 +256,15 @@ def ratio(
     grain: GrainOption = "week",
     unit: UnitOption = None,
     where: WhereOption = None,
+    numerator_where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--numerator-where",
+            metavar="FILTER",
+            help="Like --where, on the numerator's events only (e.g. data.pageviews=1).",
+            show_default=False,
+        ),
+    ] = None,
     breakdown: BreakdownOption = None,
     include_bots: IncludeBotsOption = False,
     fmt: FormatOption = Format.table,
@@ -401,7 +410,7 @@ def _params(given: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if key in ("date_from", "date_to"):
             value = parse_date(value, "--from" if key == "date_from" else "--to")
-        elif isinstance(value, list) and key != "where":
+        elif isinstance(value, list) and key not in ("where", "numerator_where"):
             value = _flatten(value)
         params[key] = value
     return params

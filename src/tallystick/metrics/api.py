@@ -296,6 +296,7 @@ def ratio(
     grain: str = "week",
     unit: str = DEFAULT_UNIT,
     where: Where | None = None,
+    numerator_where: Where | None = None,
     breakdown: str | None = None,
     include_bots: bool = False,
     data: str | Path | None = None,
@@ -305,8 +306,9 @@ def ratio(
     """A ratio of two events: per period, units (or events) of each and their ratio.
 
     Columns: ``period``, ``numerator``, ``denominator``, ``ratio`` (plus ``breakdown``). With
-    ``unit="event"`` events are counted instead of distinct units. The other parameters are
-    those of :func:`core`.
+    ``unit="event"`` events are counted instead of distinct units; ``numerator_where`` filters
+    the numerator's events only (``["data.pageviews=1"]``). The other parameters are those of
+    :func:`core`.
     """
     return _frame("ratio", locals())
 

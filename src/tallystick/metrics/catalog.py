@@ -42,6 +42,8 @@ IMPORTANCE: Final = ("kpi", "high", "normal", "low")
 STANDARDS: Final = ("industry", "custom")
 STATUSES: Final = ("draft", "active", "deprecated")
 PRIVACY: Final = ("public", "internal", "personal", "sensitive")
+DIRECTIONS: Final = ("higher", "lower")
+"""``direction``: whether a higher or a lower value is better (experiments read it)."""
 DATES: Final = ("implemented", "modified", "sunset")
 REQUIRED_KEYS: Final = ("name", "title", "type")
 KEYS: Final = (
@@ -55,6 +57,7 @@ KEYS: Final = (
     "tags",
     "grain",
     "importance",
+    "direction",
     "standard",
     "status",
     "sources",
@@ -91,6 +94,7 @@ DEFAULT_GRAIN: Final[Grain] = "week"
 
 _NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _FIELD_PARAMS: Final = ("unit", "breakdown", "field")
+_FILTER_PARAMS: Final = ("where", "numerator_where")
 _EXAMPLES: Final = {
     "name": "weekly_active_users",
     "title": "Weekly active users",
@@ -100,6 +104,8 @@ _EXAMPLES: Final = {
     "event": "error.shown",
     "numerator": "error.shown",
     "denominator": "page.view",
+    "numerator_where": "[data.pageviews=1]",
+    "direction": "lower",
     "field": "data.duration_ms",
     "p": "[50, 90, 99]",
     "steps": "[signin.open, signin.completed]",
@@ -188,6 +194,8 @@ class MetricDef:
     tags: tuple[str, ...] = ()
     grain: Grain = DEFAULT_GRAIN
     importance: str = "normal"
+    direction: str = "higher"
+    """``higher`` or ``lower``: which way is better (an experiment's verdict follows it)."""
     standard: str = "custom"
     status: str = "active"
     sources: tuple[str, ...] = ()
@@ -288,6 +296,7 @@ class MetricDef:
             "tags": list(self.tags),
             "grain": self.grain,
             "importance": self.importance,
+            "direction": self.direction,
             "standard": self.standard,
             "status": self.status,
             "sources": list(self.sources),
@@ -463,6 +472,7 @@ class _FileReader:
             values["grain"] = grain
         for key, choices in (
             ("importance", IMPORTANCE),
+            ("direction", DIRECTIONS),
             ("standard", STANDARDS),
             ("status", STATUSES),
         ):
@@ -756,12 +766,12 @@ class _FileReader:
                 if value is None:
                     return None
                 items.append(value)
-            if key == "where":
+            if key in _FILTER_PARAMS:
                 for item, value in zip(node.value, items, strict=True):
                     self.check_filter(item, value)
             return tuple(items)
         value = self.param_scalar(key, node)
-        if value is not None and key == "where":
+        if value is not None and key in _FILTER_PARAMS:
             self.check_filter(node, value)
         if isinstance(value, str) and key in _FIELD_PARAMS:
             self.check_field(key, node, value)

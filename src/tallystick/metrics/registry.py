@@ -3,29 +3,30 @@
 The CLI, the Python API, the HTTP API and the metric catalog all build analyses here, so a
 parameter has one name and one meaning everywhere:
 
-============== ==========================================================================
-parameter      meaning
-============== ==========================================================================
-from, to       inclusive UTC dates (``YYYY-MM-DD``); default: the 12 weeks ending today
-grain          ``day``, ``week`` or ``month`` (default ``week``)
-unit           what is counted (default ``user.id``; ``event`` for ratio only)
-where          list of filters ``FIELD=VALUE``, ``FIELD!=VALUE``, ``FIELD in A,B``
-breakdown      a field to split results by
-include_bots   count events from bots too (bool; default false: they are left out)
-actions        core: the core actions (list or ``a,b``)
-active         core/active: the actions that make a unit active (list or ``a,b``)
-stickiness     active: report average DAU / MAU per month instead (bool)
-event          count/percentile: the event name
-numerator      ratio: event name of the numerator
-denominator    ratio: event name of the denominator
-field          percentile: the numeric field (``data.<key>``)
-p              percentile: percentiles (list or ``50,90,99``)
-steps          funnel: the step event names in order (list or ``a,b,c``)
-window         funnel: conversion window (``1h``, ``30m``, ``1d``; default ``1d``)
-cohort_event   retention: the event that puts a unit in a cohort
-return_events  retention: the events that count as a return (list or ``a,b``)
-periods        retention: how many periods after the cohort (default 8)
-============== ==========================================================================
+================ ==========================================================================
+parameter        meaning
+================ ==========================================================================
+from, to         inclusive UTC dates (``YYYY-MM-DD``); default: the 12 weeks ending today
+grain            ``day``, ``week`` or ``month`` (default ``week``)
+unit             what is counted (default ``user.id``; ``event`` for ratio only)
+where            list of filters ``FIELD=VALUE``, ``FIELD!=VALUE``, ``FIELD in A,B``
+breakdown        a field to split results by
+include_bots     count events from bots too (bool; default false: they are left out)
+actions          core: the core actions (list or ``a,b``)
+active           core/active: the actions that make a unit active (list or ``a,b``)
+stickiness       active: report average DAU / MAU per month instead (bool)
+event            count/percentile: the event name
+numerator        ratio: event name of the numerator
+denominator      ratio: event name of the denominator
+numerator_where  ratio: filters on the numerator's events only (like ``where``)
+field            percentile: the numeric field (``data.<key>``)
+p                percentile: percentiles (list or ``50,90,99``)
+steps            funnel: the step event names in order (list or ``a,b,c``)
+window           funnel: conversion window (``1h``, ``30m``, ``1d``; default ``1d``)
+cohort_event     retention: the event that puts a unit in a cohort
+return_events    retention: the events that count as a return (list or ``a,b``)
+periods          retention: how many periods after the cohort (default 8)
+================ ==========================================================================
 
 ``date_from``/``date_to`` are accepted for ``from``/``to``; ``-`` and ``_`` are the same.
 """
@@ -70,7 +71,7 @@ SPECIFIC: Final[dict[str, tuple[str, ...]]] = {
     "active": ("active", "stickiness"),
     "stickiness": ("active",),
     "count": ("event",),
-    "ratio": ("numerator", "denominator"),
+    "ratio": ("numerator", "denominator", "numerator_where"),
     "percentile": ("event", "field", "p"),
     "funnel": ("steps", "window"),
     "retention": ("cohort_event", "return_events", "periods"),
@@ -151,12 +152,12 @@ def _one(value: Any, name: str) -> str:
     return value.strip()
 
 
-def _where(value: Any) -> Sequence[Any]:
+def _where(value: Any, name: str = "where") -> Sequence[Any]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, Sequence):
         return value
-    raise MetricError("where must be a list of filters such as app.environment=prod")
+    raise MetricError(f"{name} must be a list of filters such as app.environment=prod")
 
 
 def build(name: str, params: Mapping[str, Any], *, today: dt.date | None = None) -> Analysis:
@@ -207,6 +208,7 @@ def build(name: str, params: Mapping[str, Any], *, today: dt.date | None = None)
             "numerator": _one(p["numerator"], "numerator"),
             "denominator": _one(p["denominator"], "denominator"),
             "grain": grain,
+            "numerator_where": as_filters(_where(p.get("numerator_where", ()), "numerator_where")),
         }
     elif name == "percentile":
         kwargs |= {

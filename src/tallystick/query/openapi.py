@@ -11,7 +11,14 @@ from typing import Any, Final, Literal, TypeAlias
 
 from tallystick import messages
 from tallystick.admin import openapi as control
-from tallystick.metrics.catalog import IMPORTANCE, PRIVACY, STANDARDS, STATUSES, TYPES
+from tallystick.metrics.catalog import (
+    DIRECTIONS,
+    IMPORTANCE,
+    PRIVACY,
+    STANDARDS,
+    STATUSES,
+    TYPES,
+)
 from tallystick.metrics.params import GRAINS, MetricError
 from tallystick.metrics.registry import (
     ANALYSES,
@@ -156,6 +163,13 @@ PARAMS: Final[dict[str, Param]] = {
     "event": Param("text", "The event name.", {"type": "string"}, "workflow.run"),
     "numerator": Param("text", "Event of the numerator.", {"type": "string"}, "project.commit"),
     "denominator": Param("text", "Event of the denominator.", {"type": "string"}, "user.login"),
+    "numerator_where": Param(
+        "where",
+        "Filters on the numerator's events only, written like `where` (bounced sessions: "
+        "data.pageviews=1 on session.end over session.end).",
+        {"oneOf": [_FILTER["oneOf"][0], {"type": "array", "items": _FILTER}]},
+        ["data.pageviews=1"],
+    ),
     "field": Param(
         "text", "The numeric field, data.<key>.", {"type": "string"}, "data.duration_ms"
     ),
@@ -249,7 +263,7 @@ def _names(name: str, value: object) -> str | list[str]:
     raise _wrong(name, 'an event name list such as ["a", "b"] or "a,b"', value)
 
 
-def _filter(item: object) -> str | tuple[str, str, object]:
+def _filter(item: object, name: str = "where") -> str | tuple[str, str, object]:
     if isinstance(item, str):
         return item
     if isinstance(item, list) and len(item) == 3 and all(isinstance(v, str) for v in item[:2]):
@@ -262,7 +276,7 @@ def _filter(item: object) -> str | tuple[str, str, object]:
     ):
         return (item["field"], item["op"], item["value"])
     raise _wrong(
-        "where",
+        name,
         'a list of filters: "FIELD=VALUE", [field, op, value] or {"field", "op", "value"}',
         item,
     )
@@ -281,7 +295,7 @@ def check(name: str, value: object) -> object:
         return _names(name, value)
     if kind == "where":
         items = value if isinstance(value, list) else [value]
-        return [_filter(item) for item in items]
+        return [_filter(item, name) for item in items]
     if kind == "bool":
         if isinstance(value, bool) or (
             isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no")
@@ -904,6 +918,11 @@ def _definition_properties() -> dict[str, Schema]:
         "tags": _TEXTS,
         "grain": {"type": "string", "enum": list(GRAINS)},
         "importance": {"type": "string", "enum": list(IMPORTANCE)},
+        "direction": {
+            "type": "string",
+            "enum": list(DIRECTIONS),
+            "description": "which way is better (experiments read it)",
+        },
         "standard": {"type": "string", "enum": list(STANDARDS)},
         "status": {"type": "string", "enum": list(STATUSES)},
         "sources": _TEXTS,

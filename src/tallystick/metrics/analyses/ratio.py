@@ -1,5 +1,6 @@
 """Ratio of two events: per period, distinct units (or events, with unit ``event``) with a
-numerator event over those with a denominator event."""
+numerator event over those with a denominator event (``numerator_where`` narrows the numerator's
+events only: bounced sessions over sessions)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,27 @@ from tallystick.metrics.analysis import (
     div,
     with_breakdown,
 )
-from tallystick.metrics.params import Grain, MetricError, Scope, check_grain
+from tallystick.metrics.params import Filter, Grain, MetricError, Scope, check_grain
 from tallystick.metrics.periods import periods_between
-from tallystick.metrics.sql import col, count_distinct, cte, events_cte, lit, period, when
+from tallystick.metrics.sql import (
+    col,
+    count_distinct,
+    cte,
+    events_cte,
+    filter_condition,
+    lit,
+    period,
+    when,
+)
 
 
-def _side(event: str, alias: str) -> exp.Expr:
-    """Distinct units (event ids with unit ``event``) of the ``event`` events in the group."""
-    unit_if = when(exp.EQ(this=col("name"), expression=lit(event)), col("unit"))
-    return exp.alias_(count_distinct(unit_if), alias)
+def _side(event: str, alias: str, also: exp.Expr | None = None) -> exp.Expr:
+    """Distinct units (event ids with unit ``event``) of the ``event`` events in the group
+    (those where ``also`` holds, when given)."""
+    cond: exp.Expr = exp.EQ(this=col("name"), expression=lit(event))
+    if also is not None:
+        cond = exp.and_(cond, also)
+    return exp.alias_(count_distinct(when(cond, col("unit"))), alias)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +50,9 @@ class Ratio(Analysis):
     ``numerator`` / ``denominator`` event in the period; with unit ``event`` they are the
     numbers of such events, anonymous ones included. ``ratio = numerator / denominator``
     (``None`` when the denominator is 0; it may exceed 1). The two events may be the same.
+    ``numerator_where`` filters apply to the numerator's events only (after the scope's
+    ``where``, which applies to both): ``session.end`` with ``data.pageviews=1`` over
+    ``session.end`` is the bounce rate.
     """
 
     name: ClassVar[str] = "ratio"
@@ -44,6 +60,7 @@ class Ratio(Analysis):
     denominator: str
     grain: Grain
     scope: Scope
+    numerator_where: tuple[Filter, ...] = ()
 
     def __post_init__(self) -> None:
         check_grain(self.grain)
@@ -55,6 +72,9 @@ class Ratio(Analysis):
 
     def build(self, source: exp.Expr) -> exp.Expr:
         s = self.scope
+        extra: dict[str, exp.Expr] = {}
+        if self.numerator_where:
+            extra["nw"] = exp.and_(*(filter_condition(f) for f in self.numerator_where))
         steps = events_cte(
             source,
             tuple(dict.fromkeys((self.numerator, self.denominator))),
@@ -63,12 +83,14 @@ class Ratio(Analysis):
             unit=s.unit,
             where=s.where,
             breakdown=s.breakdown,
+            extra=extra,
+            extra_paths=[f.field for f in self.numerator_where],
         )
         query = (
             exp.select(
                 exp.alias_(period(col("ts"), self.grain), "period"),
                 col("bd"),
-                _side(self.numerator, "num"),
+                _side(self.numerator, "num", col("nw") if self.numerator_where else None),
                 _side(self.denominator, "den"),
             )
             .from_("ev")
