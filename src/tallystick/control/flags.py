@@ -33,6 +33,8 @@ from tallystick.flags.header import ACTIVE_HEADER as ACTIVE_HEADER
 from tallystick.flags.header import active_header as active_header
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from tallystick.control.store import ControlStore
 
 KIND: Final = "flags"
@@ -196,47 +198,74 @@ def environment_version(store: ControlStore, environment: str) -> int | None:
 def put_ruleset(store: ControlStore, doc: Any, actor: str) -> Applied:
     """Replace the whole ruleset with ``doc`` (validated: ``DefinitionError`` names the place);
     see the module's documentation."""
+
+    ruleset = validate(doc)
+    with store.engine.begin() as conn:
+        changed, removed, version = write_ruleset(store, conn, ruleset, actor)
+    return Applied(changed, removed, version, get_ruleset(store))
+
+
+def current_ruleset(conn: sa.Connection) -> dict[str, Any]:
+    """The whole ruleset in force, read in ``conn``'s transaction (see :func:`get_ruleset`)."""
     import sqlalchemy as sa
 
     from tallystick.control import tables as t
 
-    ruleset = validate(doc)
+    rows = conn.execute(sa.select(t.flag_rulesets))
+    return merge({r.environment: {"version": int(r.version), **r.document} for r in rows})
+
+
+def write_ruleset(
+    store: ControlStore,
+    conn: sa.Connection,
+    ruleset: Ruleset,
+    actor: str,
+    *,
+    at: dt.datetime | None = None,
+    version: int | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...], int | None]:
+    """:func:`put_ruleset`'s writes, in ``conn``'s transaction (so a caller changing something
+    else with the ruleset, like an experiment starting, changes both or neither): the
+    environments changed and removed, and the version (``version``, or a new one; ``None``:
+    nothing changed)."""
+    import sqlalchemy as sa
+
+    from tallystick.control import tables as t
+
     wanted = {env: environment_document(ruleset, env) for env in ruleset.environments}
-    at = dt.datetime.now(dt.UTC)
+    at = at or dt.datetime.now(dt.UTC)
     c = t.flag_rulesets.c
     changed: list[str] = []
     removed: list[str] = []
-    version: int | None = None
-    with store.engine.begin() as conn:
-        current = {r.environment: r for r in conn.execute(sa.select(t.flag_rulesets))}
-        for env in sorted(set(wanted) | set(current)):
-            row = current.get(env)
-            before = None if row is None else row.document
-            after = wanted.get(env)
-            if before == after:
-                continue
-            version = store.audit(
-                conn,
-                at=at,
-                actor=actor,
-                action="delete" if after is None else "create" if before is None else "update",
-                kind=KIND,
-                name=env,
-                before=before,
-                after=after,
-                version=version,
-            )
-            if after is None:
-                conn.execute(sa.delete(t.flag_rulesets).where(c.environment == env))
-                removed.append(env)
-                continue
-            values = {"document": after, "version": version, "updated_at": at, "updated_by": actor}
-            if row is None:
-                conn.execute(sa.insert(t.flag_rulesets).values(environment=env, **values))
-            else:
-                conn.execute(sa.update(t.flag_rulesets).where(c.environment == env).values(values))
-            changed.append(env)
-    return Applied(tuple(changed), tuple(removed), version, get_ruleset(store))
+    current = {r.environment: r for r in conn.execute(sa.select(t.flag_rulesets))}
+    for env in sorted(set(wanted) | set(current)):
+        row = current.get(env)
+        before = None if row is None else row.document
+        after = wanted.get(env)
+        if before == after:
+            continue
+        version = store.audit(
+            conn,
+            at=at,
+            actor=actor,
+            action="delete" if after is None else "create" if before is None else "update",
+            kind=KIND,
+            name=env,
+            before=before,
+            after=after,
+            version=version,
+        )
+        if after is None:
+            conn.execute(sa.delete(t.flag_rulesets).where(c.environment == env))
+            removed.append(env)
+            continue
+        values = {"document": after, "version": version, "updated_at": at, "updated_by": actor}
+        if row is None:
+            conn.execute(sa.insert(t.flag_rulesets).values(environment=env, **values))
+        else:
+            conn.execute(sa.update(t.flag_rulesets).where(c.environment == env).values(values))
+        changed.append(env)
+    return tuple(changed), tuple(removed), version if changed or removed else None
 
 
 # -- serving -------------------------------------------------------------------------------------

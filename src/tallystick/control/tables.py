@@ -250,3 +250,20 @@ flag_rulesets = sa.Table(
     sa.Column("updated_by", sa.String(200), nullable=False),
 )
 """Feature flags (``tally flags``): one row per environment."""
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    # the normalised definition (``experiments.definition.Experiment.to_dict()``), its status,
+    # start and stop included
+    sa.Column("document", sa.JSON, nullable=False),
+    # draft | running | stopped (also in the document; a column to list by status)
+    sa.Column("status", sa.String(20), nullable=False),
+    # the configuration version of the change that last wrote this experiment
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+"""Experiments (``tally experiments``): one row per experiment definition."""
