@@ -1270,6 +1270,7 @@
   const fmtP = (v) => (!isNum(v) ? "—" : v < 0.0001 ? "< 0.0001" : pFormat.format(v));
   const pIs = (v) => (isNum(v) && v < 0.0001 ? "p < 0.0001" : `p = ${fmtP(v)}`);
   const fmtCi = (ci) => (Array.isArray(ci) && isNum(ci[0]) && isNum(ci[1]) ? `${fmtEffect(ci[0])} to ${fmtEffect(ci[1])}` : "—");
+  const correctionText = (c) => ({ holm: "Holm-adjusted", bh: "Benjamini–Hochberg-adjusted" })[c] || "not adjusted";
   const experimentHref = (key) => `/experiments?key=${encodeURIComponent(key)}`;
   const variationKey = (v) => (v && typeof v === "object" ? v.key : String(v));
 
@@ -1327,7 +1328,7 @@
       ["Started", fmtTime(x.start)],
       ["Stopped", x.stop ? fmtTime(x.stop) : x.status === "running" ? "still running" : "—"],
       ["Analysed", el("span", {}, fmtTime(r.analysed_at), r.window && r.window.end ? el("small", { class: "desc", text: `exposures from ${fmtTime(r.window.start)} to ${fmtTime(r.window.end)}` }) : null)],
-      ["Statistics", `${fmtPct(1 - (r.alpha ?? x.alpha ?? 0.05))} intervals${r.sequential ? ", always valid (sequential: safe to peek)" : ""}; p-values ${r.correction ? `${r.correction === "bh" ? "Benjamini–Hochberg" : "Holm"}-adjusted` : "not adjusted"}`],
+      ["Statistics", `${fmtPct(1 - (r.alpha ?? x.alpha ?? 0.05))} intervals${r.sequential ? ", always valid (sequential: safe to peek)" : ""}; p-values ${correctionText(r.correction)}`],
     ];
     if (!r.analysed_at) facts.splice(5);  // the definition only: no readout to describe
     if (r.srm && isNum(r.srm.p_value)) {
@@ -1423,7 +1424,7 @@
     const rows = effectRows(metrics);
     const treatments = new Set(rows.map((row) => row.variation));
     const alpha = r.alpha ?? r.experiment.alpha ?? 0.05;
-    const correction = r.correction ? `${r.correction === "bh" ? "Benjamini–Hochberg" : "Holm"}-adjusted` : "not adjusted";
+    const correction = correctionText(r.correction);
     const card = chartCard(container, {
       id: `forest-${role}`, title: label, cls: "forest",
       subtitle: `${about} Each marker is a variation's relative effect against the control, with its ${fmtPct(1 - alpha)}${r.sequential ? " always-valid" : ""} interval; left of the zero line the metric fell. Green: better, red: worse (for a metric where lower is better, a fall is better), grey: inconclusive. p-values ${correction}.`,
