@@ -4,7 +4,8 @@ One query per experiment computes, per metric × variation, the columns :meth:`M
 takes (``n``, ``sum``, ``sum_squares``, ``denominator_sum``, ``denominator_sum_squares``,
 ``main_denominator_sum_product``, ``covariate_sum``, ``covariate_sum_squares``,
 ``main_covariate_sum_product``); a second counts the exposed units per variation and those seen
-in two or more variations. The trees are dialect-neutral (``metrics.sql``): DuckDB and ClickHouse
+in two or more variations; a third the units newly exposed per day and variation (by the UTC date
+of their first exposure). The trees are dialect-neutral (``metrics.sql``): DuckDB and ClickHouse
 (chDB) run the same query.
 
 Semantics:
@@ -20,7 +21,10 @@ Semantics:
 - a unit's metric value is computed from its events at or after its first exposure (and before
   ``end``): a *conversion* is 1 when it did the event, else 0; a *mean* is the number of events
   (or the sum of a numeric field over them); a *ratio* has such a value for its numerator and
-  for its denominator (bounced sessions / sessions);
+  for its denominator (bounced sessions / sessions); a metric's ``where`` filters keep only the
+  events they match (on both sides of a ratio, and in the covariate), ``numerator_where`` /
+  ``denominator_where`` narrow one side of a ratio (``session.end`` with ``data.pageviews=1``
+  over ``session.end``);
 - with ``cuped_days``, the covariate is the same value over the ``cuped_days`` days before the
   unit's first exposure (CUPED; not for ratio metrics, as in the engine);
 - events are de-duplicated and bots, quarantined data and hidden streams left out as in every
@@ -40,17 +44,19 @@ from sqlglot import exp
 
 from tallystick.experiments.moments import MetricStats
 from tallystick.metrics.engines import Engine
-from tallystick.metrics.params import MetricError, check_unit
+from tallystick.metrics.params import Filter, MetricError, check_unit
 from tallystick.metrics.sql import (
     add_micros,
     col,
     cte,
     events_cte,
     field_text,
+    filter_condition,
     instant,
     is_in,
     json_number,
     lit,
+    utc_date,
 )
 
 if TYPE_CHECKING:
@@ -83,6 +89,9 @@ class Metric:
     event of a ratio; ``value``: a numeric field summed over those events (``data.amount``;
     None: count them); ``denominator`` / ``denominator_value`` likewise for a ratio's
     denominator; ``cuped_days``: the pre-exposure window of the CUPED covariate (None: none).
+    ``where``: filters every event of the metric must match (both sides of a ratio, and the
+    covariate's); ``numerator_where`` / ``denominator_where``: more filters for one side of a
+    ratio (the numerator's events / the denominator's; the two events may then be the same).
     """
 
     key: str
@@ -92,6 +101,9 @@ class Metric:
     denominator: str | None = None
     denominator_value: str | None = None
     cuped_days: int | None = None
+    where: tuple[Filter, ...] = ()
+    numerator_where: tuple[Filter, ...] = ()
+    denominator_where: tuple[Filter, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("conversion", "mean", "ratio"):
@@ -102,10 +114,29 @@ class Metric:
             raise MetricError(f"metric {self.key}: a conversion has no value field")
         if self.cuped_days is not None and (self.kind == "ratio" or self.cuped_days <= 0):
             raise MetricError(f"metric {self.key}: CUPED needs a positive window, not a ratio")
+        if self.kind != "ratio" and (self.numerator_where or self.denominator_where):
+            raise MetricError(
+                f"metric {self.key}: numerator_where / denominator_where are for a ratio; "
+                "filter a conversion or a mean with where"
+            )
+        for f in (*self.where, *self.numerator_where, *self.denominator_where):
+            if not isinstance(f, Filter):
+                raise MetricError(f"metric {self.key}: filters must be Filter objects, got {f!r}")
 
     @property
     def events(self) -> tuple[str, ...]:
         return tuple(e for e in (self.event, self.denominator) if e is not None)
+
+    @property
+    def filters(self) -> tuple[Filter, ...]:
+        """Every filter it applies, each once (the fields they read)."""
+        return tuple(dict.fromkeys((*self.where, *self.numerator_where, *self.denominator_where)))
+
+    def side_filters(self, side: Literal["numerator", "denominator"]) -> tuple[Filter, ...]:
+        """The filters the events of one side match: ``where`` and that side's own (the
+        numerator side is the event of a conversion or a mean)."""
+        own = self.numerator_where if side == "numerator" else self.denominator_where
+        return tuple(dict.fromkeys((*self.where, *own)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +202,9 @@ class ExperimentQuery:
                 if path is not None:
                     extra[name] = json_number(path)
                     paths.append(path)
+            for name, filters in _filter_columns(i, m):
+                extra[name] = exp.and_(*(filter_condition(f) for f in filters))
+            paths += [f.field for f in m.filters]
         day_from, day_to = self.read_window()
         steps = events_cte(
             source,
@@ -219,6 +253,22 @@ class ExperimentQuery:
         )
         return cte(query, *self._steps(source))
 
+    def build_daily(self, source: exp.Expr) -> exp.Expr:
+        """``day``, ``variation``, ``units``: the units newly exposed per UTC day (the date of
+        their first exposure) and variation; units seen in two or more variations are left
+        out."""
+        query = (
+            exp.select(
+                exp.alias_(utc_date(col("first_ts")), "day"),
+                col("variation"),
+                exp.alias_(exp.Count(this=exp.Star()), "units"),
+            )
+            .from_("fe")
+            .where(exp.EQ(this=col("k"), expression=lit(1)))
+            .group_by(col("day"), col("variation"))
+        )
+        return cte(query, *self._steps(source))
+
     def build_stats(self, source: exp.Expr) -> exp.Expr:
         """``metric``, ``variation`` and :data:`STAT_COLUMNS`, one row per metric × variation
         with exposed units (as DOUBLE; NULL where a metric has no denominator or covariate)."""
@@ -227,16 +277,21 @@ class ExperimentQuery:
             after.append(exp.LT(this=col("ts", "e"), expression=instant(self.end)))
         columns: list[exp.Expr] = [col("unit", "f"), col("variation", "f")]
         for i, m in enumerate(self.metrics):
-            y = _unit_value(m.kind, m.event, f"v{i}" if m.value else None, after)
+            filtered = dict(_filter_columns(i, m))
+            num = [col(f"w{i}", "e")] if f"w{i}" in filtered else []
+            den = [col(f"dw{i}", "e")] if f"dw{i}" in filtered else []
+            y = _unit_value(m.kind, m.event, f"v{i}" if m.value else None, [*after, *num])
             columns.append(exp.alias_(y, f"y{i}"))
             if m.denominator is not None:
                 dv = f"dv{i}" if m.denominator_value else None
-                columns.append(exp.alias_(_unit_value("mean", m.denominator, dv, after), f"d{i}"))
+                d = _unit_value("mean", m.denominator, dv, [*after, *den])
+                columns.append(exp.alias_(d, f"d{i}"))
             if m.cuped_days is not None:
                 start = add_micros(col("first_ts", "f"), -m.cuped_days * _US_PER_DAY)
                 before: list[exp.Expr] = [
                     exp.LT(this=col("ts", "e"), expression=col("first_ts", "f")),
                     exp.GTE(this=col("ts", "e"), expression=start),
+                    *num,
                 ]
                 x = _unit_value(m.kind, m.event, f"v{i}" if m.value else None, before)
                 columns.append(exp.alias_(x, f"x{i}"))
@@ -301,22 +356,30 @@ class ExperimentQuery:
 
     # -- running -------------------------------------------------------------------------
 
-    def run(self, engine: Engine, rules: tuple[Rule, ...] | None = None) -> ExperimentData:
-        """Run both queries on ``engine`` and collect the statistics for ``analyze``, leaving
-        out bots (unless ``include_bots``) and what the quarantine ``rules`` match (default: the
-        engine's rules in force now)."""
-        stats_rows, sql = _run(self, engine, self.build_stats, rules)
-        exposure_rows, _ = _run(self, engine, self.build_exposures, rules)
-        return self.collect(stats_rows, exposure_rows, sql)
+    def run(
+        self,
+        engine: Engine,
+        rules: tuple[Rule, ...] | None = None,
+        hidden: frozenset[str] = frozenset(),
+    ) -> ExperimentData:
+        """Run the three queries on ``engine`` and collect the statistics for ``analyze``,
+        leaving out bots (unless ``include_bots``), what the quarantine ``rules`` match
+        (default: the engine's rules in force now) and the rows of the ``hidden`` streams."""
+        stats_rows, sql = _run(self, engine, self.build_stats, rules, hidden)
+        exposure_rows, _ = _run(self, engine, self.build_exposures, rules, hidden)
+        daily_rows, _ = _run(self, engine, self.build_daily, rules, hidden)
+        return self.collect(stats_rows, exposure_rows, sql, daily_rows)
 
     def collect(
         self,
         stats_rows: Sequence[dict[str, Any]],
         exposure_rows: Sequence[dict[str, Any]],
         sql: str,
+        daily_rows: Sequence[dict[str, Any]] = (),
     ) -> ExperimentData:
-        """:class:`ExperimentData` from the rows of :meth:`build_stats` and
-        :meth:`build_exposures` (variations outside ``variations`` are left out)."""
+        """:class:`ExperimentData` from the rows of :meth:`build_stats`,
+        :meth:`build_exposures` and :meth:`build_daily` (variations outside ``variations`` are
+        left out)."""
         shape = (len(self.metrics), len(self.variations))
         arrays = {c: np.zeros(shape) for c in STAT_COLUMNS}
         metric_index = {m.key: i for i, m in enumerate(self.metrics)}
@@ -348,6 +411,7 @@ class ExperimentQuery:
         binomial = np.array([[m.kind == "conversion"] for m in self.metrics])
         stats = MetricStats.of(**arrays, binomial=binomial, covariate_binomial=binomial)
         return ExperimentData(
+            daily=_daily(daily_rows, variation_index),
             experiment=self.experiment,
             metrics=tuple(m.key for m in self.metrics),
             variations=self.variations,
@@ -374,6 +438,42 @@ class ExperimentData:
     multiple_variations: int = 0
     other_variations: int = 0
     sql: str = field(default="", repr=False)
+    daily: tuple[tuple[dt.date, tuple[int, ...]], ...] = ()
+    """Units newly exposed per UTC day, per variation (in ``variations`` order): every day
+    from the first exposure's to the last's, days without one as zeros."""
+
+
+def _daily(
+    rows: Sequence[dict[str, Any]], variation_index: dict[str, int]
+) -> tuple[tuple[dt.date, tuple[int, ...]], ...]:
+    from tallystick.metrics.analysis import as_date
+
+    got: dict[dt.date, list[int]] = {}
+    for row in rows:
+        j = variation_index.get(row["variation"])
+        if j is None:
+            continue
+        day = as_date(row["day"])
+        got.setdefault(day, [0] * len(variation_index))[j] += int(row["units"])
+    if not got:
+        return ()
+    out: list[tuple[dt.date, tuple[int, ...]]] = []
+    day, last = min(got), max(got)
+    while day <= last:
+        out.append((day, tuple(got.get(day, [0] * len(variation_index)))))
+        day += dt.timedelta(days=1)
+    return tuple(out)
+
+
+def _filter_columns(i: int, m: Metric) -> list[tuple[str, tuple[Filter, ...]]]:
+    """The boolean columns of metric ``i``'s filters: ``w{i}`` for its (numerator) events,
+    ``dw{i}`` for a ratio's denominator events; none for a side without filters."""
+    out: list[tuple[str, tuple[Filter, ...]]] = []
+    if m.side_filters("numerator"):
+        out.append((f"w{i}", m.side_filters("numerator")))
+    if m.denominator is not None and m.side_filters("denominator"):
+        out.append((f"dw{i}", m.side_filters("denominator")))
+    return out
 
 
 def _unit_value(kind: Kind, event: str, value: str | None, conds: Sequence[exp.Expr]) -> exp.Expr:
@@ -397,6 +497,7 @@ def _value_columns(metrics: Sequence[Metric]) -> list[str]:
             out.append(f"v{i}")
         if m.denominator_value is not None:
             out.append(f"dv{i}")
+        out += [name for name, _ in _filter_columns(i, m)]
     return out
 
 
@@ -405,16 +506,20 @@ def _run(
     engine: Engine,
     build: Callable[[exp.Expr], exp.Expr],
     rules: tuple[Rule, ...] | None,
+    hidden: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], str]:
     """Run one of ``query``'s trees on ``engine`` over its source, with the exclusions every
-    analysis applies (bots unless ``include_bots``, quarantine ``rules``: default the engine's)."""
+    analysis applies (bots unless ``include_bots``, quarantine ``rules``: default the engine's,
+    the rows of the ``hidden`` streams)."""
     from tallystick.metrics.exclusion import Exclusion, apply
 
     if rules is None:
         quarantine = getattr(engine, "quarantine", None)
         rules = quarantine.rules() if quarantine is not None else ()
     tree = build(exp.to_table(_PLACEHOLDER))
-    source = apply(engine.source(*query.read_window()), Exclusion(query.include_bots, rules))
+    source = apply(
+        engine.source(*query.read_window()), Exclusion(query.include_bots, rules, hidden)
+    )
     for table in list(tree.find_all(exp.Table)):
         if table.name == _PLACEHOLDER and not table.args.get("db"):
             table.replace(source.copy())

@@ -16,7 +16,8 @@ WITH src AS (
       'page.view',
       'purchase',
       'session.bounce',
-      'session.start'
+      'session.start',
+      'session.end'
     )
     AND client_ts >= TIMESTAMPTZ '2026-03-05 00:00:00+00'
     AND client_ts < TIMESTAMPTZ '2026-03-18 00:00:00+00'
@@ -68,7 +69,23 @@ WITH src AS (
         THEN NULLIF(json_extract_string(data, '$."variation"'), '')
       END
     ) AS xv,
-    CASE WHEN json_type(data, '$."amount"') IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST(json_extract(data, '$."amount"') AS DOUBLE) END AS v2
+    CASE WHEN json_type(data, '$."amount"') IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST(json_extract(data, '$."amount"') AS DOUBLE) END AS v2,
+    NULLIF(json_extract_string(data, '$."pageviews"'), '') = '1' AS w4,
+    NULLIF(json_extract_string(data, '$."plan"'), '') IN ('pro', 'team') AS w5,
+    NULLIF(json_extract_string(data, '$."plan"'), '') = 'pro' AS w6,
+    (
+      NULLIF(json_extract_string(data, '$."plan"'), '') IS NULL
+      OR NULLIF(json_extract_string(data, '$."plan"'), '') <> 'free'
+    )
+    AND NULLIF(json_extract_string(data, '$."pageviews"'), '') IN ('1', '2') AS w7,
+    (
+      NULLIF(json_extract_string(data, '$."plan"'), '') IS NULL
+      OR NULLIF(json_extract_string(data, '$."plan"'), '') <> 'free'
+    )
+    AND (
+      NULLIF(json_extract_string(data, '$."plan"'), '') IS NULL
+      OR NULLIF(json_extract_string(data, '$."plan"'), '') <> 'team'
+    ) AS dw7
   FROM dd
 ), fe AS (
   SELECT

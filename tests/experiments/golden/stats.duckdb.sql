@@ -16,7 +16,8 @@ WITH src AS (
       'page.view',
       'purchase',
       'session.bounce',
-      'session.start'
+      'session.start',
+      'session.end'
     )
     AND client_ts >= TIMESTAMPTZ '2026-03-05 00:00:00+00'
     AND client_ts < TIMESTAMPTZ '2026-03-18 00:00:00+00'
@@ -68,7 +69,23 @@ WITH src AS (
         THEN NULLIF(json_extract_string(data, '$."variation"'), '')
       END
     ) AS xv,
-    CASE WHEN json_type(data, '$."amount"') IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST(json_extract(data, '$."amount"') AS DOUBLE) END AS v2
+    CASE WHEN json_type(data, '$."amount"') IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST(json_extract(data, '$."amount"') AS DOUBLE) END AS v2,
+    NULLIF(json_extract_string(data, '$."pageviews"'), '') = '1' AS w4,
+    NULLIF(json_extract_string(data, '$."plan"'), '') IN ('pro', 'team') AS w5,
+    NULLIF(json_extract_string(data, '$."plan"'), '') = 'pro' AS w6,
+    (
+      NULLIF(json_extract_string(data, '$."plan"'), '') IS NULL
+      OR NULLIF(json_extract_string(data, '$."plan"'), '') <> 'free'
+    )
+    AND NULLIF(json_extract_string(data, '$."pageviews"'), '') IN ('1', '2') AS w7,
+    (
+      NULLIF(json_extract_string(data, '$."plan"'), '') IS NULL
+      OR NULLIF(json_extract_string(data, '$."plan"'), '') <> 'free'
+    )
+    AND (
+      NULLIF(json_extract_string(data, '$."plan"'), '') IS NULL
+      OR NULLIF(json_extract_string(data, '$."plan"'), '') <> 'team'
+    ) AS dw7
   FROM dd
 ), fe AS (
   SELECT
@@ -90,10 +107,22 @@ WITH src AS (
     unit,
     name,
     ts,
-    v2
+    v2,
+    w4,
+    w5,
+    w6,
+    w7,
+    dw7
   FROM ev
   WHERE
-    name IN ('sign_in.ok', 'page.view', 'purchase', 'session.bounce', 'session.start')
+    name IN (
+      'sign_in.ok',
+      'page.view',
+      'purchase',
+      'session.bounce',
+      'session.start',
+      'session.end'
+    )
 ), pu AS (
   SELECT
     f.unit,
@@ -169,7 +198,76 @@ WITH src AS (
         THEN 1
         ELSE 0
       END
-    ) AS DOUBLE) AS d3
+    ) AS DOUBLE) AS d3,
+    CAST(SUM(
+      CASE
+        WHEN e.name = 'session.end'
+        AND e.ts >= f.first_ts
+        AND e.ts < TIMESTAMPTZ '2026-03-17 00:00:00.000000+00'
+        AND e.w4
+        THEN 1
+        ELSE 0
+      END
+    ) AS DOUBLE) AS y4,
+    CAST(SUM(
+      CASE
+        WHEN e.name = 'session.end'
+        AND e.ts >= f.first_ts
+        AND e.ts < TIMESTAMPTZ '2026-03-17 00:00:00.000000+00'
+        THEN 1
+        ELSE 0
+      END
+    ) AS DOUBLE) AS d4,
+    CAST(SUM(
+      CASE
+        WHEN e.name = 'page.view'
+        AND e.ts >= f.first_ts
+        AND e.ts < TIMESTAMPTZ '2026-03-17 00:00:00.000000+00'
+        AND e.w5
+        THEN 1
+        ELSE 0
+      END
+    ) AS DOUBLE) AS y5,
+    CAST(SUM(
+      CASE
+        WHEN e.name = 'page.view'
+        AND e.ts < f.first_ts
+        AND e.ts >= (f.first_ts + to_microseconds(-259200000000))
+        AND e.w5
+        THEN 1
+        ELSE 0
+      END
+    ) AS DOUBLE) AS x5,
+    CAST(MAX(
+      CASE
+        WHEN e.name = 'sign_in.ok'
+        AND e.ts >= f.first_ts
+        AND e.ts < TIMESTAMPTZ '2026-03-17 00:00:00.000000+00'
+        AND e.w6
+        THEN 1
+        ELSE 0
+      END
+    ) AS DOUBLE) AS y6,
+    CAST(SUM(
+      CASE
+        WHEN e.name = 'session.end'
+        AND e.ts >= f.first_ts
+        AND e.ts < TIMESTAMPTZ '2026-03-17 00:00:00.000000+00'
+        AND e.w7
+        THEN 1
+        ELSE 0
+      END
+    ) AS DOUBLE) AS y7,
+    CAST(SUM(
+      CASE
+        WHEN e.name = 'session.start'
+        AND e.ts >= f.first_ts
+        AND e.ts < TIMESTAMPTZ '2026-03-17 00:00:00.000000+00'
+        AND e.dw7
+        THEN 1
+        ELSE 0
+      END
+    ) AS DOUBLE) AS d7
   FROM fe AS f
   LEFT JOIN me AS e
     ON e.unit = f.unit
@@ -239,6 +337,70 @@ FROM (
     CAST(SUM(d3) AS DOUBLE) AS denominator_sum,
     CAST(SUM(d3 * d3) AS DOUBLE) AS denominator_sum_squares,
     CAST(SUM(y3 * d3) AS DOUBLE) AS main_denominator_sum_product,
+    CAST(NULL AS DOUBLE) AS covariate_sum,
+    CAST(NULL AS DOUBLE) AS covariate_sum_squares,
+    CAST(NULL AS DOUBLE) AS main_covariate_sum_product
+  FROM pu
+  GROUP BY
+    variation
+  UNION ALL
+  SELECT
+    'one_page' AS metric,
+    variation,
+    COUNT(*) AS n,
+    CAST(SUM(y4) AS DOUBLE) AS sum,
+    CAST(SUM(y4 * y4) AS DOUBLE) AS sum_squares,
+    CAST(SUM(d4) AS DOUBLE) AS denominator_sum,
+    CAST(SUM(d4 * d4) AS DOUBLE) AS denominator_sum_squares,
+    CAST(SUM(y4 * d4) AS DOUBLE) AS main_denominator_sum_product,
+    CAST(NULL AS DOUBLE) AS covariate_sum,
+    CAST(NULL AS DOUBLE) AS covariate_sum_squares,
+    CAST(NULL AS DOUBLE) AS main_covariate_sum_product
+  FROM pu
+  GROUP BY
+    variation
+  UNION ALL
+  SELECT
+    'paid_pages' AS metric,
+    variation,
+    COUNT(*) AS n,
+    CAST(SUM(y5) AS DOUBLE) AS sum,
+    CAST(SUM(y5 * y5) AS DOUBLE) AS sum_squares,
+    CAST(NULL AS DOUBLE) AS denominator_sum,
+    CAST(NULL AS DOUBLE) AS denominator_sum_squares,
+    CAST(NULL AS DOUBLE) AS main_denominator_sum_product,
+    CAST(SUM(x5) AS DOUBLE) AS covariate_sum,
+    CAST(SUM(x5 * x5) AS DOUBLE) AS covariate_sum_squares,
+    CAST(SUM(y5 * x5) AS DOUBLE) AS main_covariate_sum_product
+  FROM pu
+  GROUP BY
+    variation
+  UNION ALL
+  SELECT
+    'paid_signin' AS metric,
+    variation,
+    COUNT(*) AS n,
+    CAST(SUM(y6) AS DOUBLE) AS sum,
+    CAST(SUM(y6 * y6) AS DOUBLE) AS sum_squares,
+    CAST(NULL AS DOUBLE) AS denominator_sum,
+    CAST(NULL AS DOUBLE) AS denominator_sum_squares,
+    CAST(NULL AS DOUBLE) AS main_denominator_sum_product,
+    CAST(NULL AS DOUBLE) AS covariate_sum,
+    CAST(NULL AS DOUBLE) AS covariate_sum_squares,
+    CAST(NULL AS DOUBLE) AS main_covariate_sum_product
+  FROM pu
+  GROUP BY
+    variation
+  UNION ALL
+  SELECT
+    'not_free_bounce' AS metric,
+    variation,
+    COUNT(*) AS n,
+    CAST(SUM(y7) AS DOUBLE) AS sum,
+    CAST(SUM(y7 * y7) AS DOUBLE) AS sum_squares,
+    CAST(SUM(d7) AS DOUBLE) AS denominator_sum,
+    CAST(SUM(d7 * d7) AS DOUBLE) AS denominator_sum_squares,
+    CAST(SUM(y7 * d7) AS DOUBLE) AS main_denominator_sum_product,
     CAST(NULL AS DOUBLE) AS covariate_sum,
     CAST(NULL AS DOUBLE) AS covariate_sum_squares,
     CAST(NULL AS DOUBLE) AS main_covariate_sum_product
