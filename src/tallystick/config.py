@@ -108,6 +108,9 @@ class Settings:
     releases; a release that would exceed it is refused."""
     dashboard_session_hours: float = 12.0
     """How long a dashboard sign-in (its session cookie) lasts."""
+    flags_max_streams: int = 1000
+    """How many flag streams (``GET /v1/flags/stream``) each collector worker holds open at once;
+    one more is refused with 503 (its SDK polls instead). 0: streams are off."""
 
     @property
     def config_path(self) -> Path:

@@ -11,7 +11,7 @@ need                   rule
 ``admin``              ``/v1/admin/...``: an admin key, when one exists (a read key: 403);
                        without one, reads follow the read rule and changes are taken from
                        loopback clients only (recorded as ``http:loopback``)
-``flags``              ``/v1/flags/...`` (the flags ruleset and server-side evaluation): any
+``flags``              ``/v1/flags/...`` (the flags ruleset, its stream, evaluation): any
                        key, a write key included (SDKs in apps carry write keys: they need
                        the ruleset, never data), when any key exists; open otherwise
 ``none``               ``/healthz``, ``/readyz``, ``GET /v1``, ``/openapi.json``

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from tallystick import messages
 from tallystick.admin import access, views
 from tallystick.admin.documents import read_configuration, read_document, refuse_definition
+from tallystick.admin.flag_stream import FlagStreams, last_event_id
 from tallystick.admin.http import invalid, not_allowed, not_found, query_params, read_body
 from tallystick.admin.volume import WINDOWS, Volume, stream_volumes, window_start
 from tallystick.collect.asgi import JSON, Headers, Receive, Scope, Send, respond, respond_json
@@ -55,6 +56,7 @@ from tallystick.store.lake import EVENTS, Lake
 
 if TYPE_CHECKING:
     from tallystick.catalog.fields import FieldInfo
+    from tallystick.control.flags import StoredRuleset
     from tallystick.flags.evaluate import CompiledRuleset
 
 log = logging.getLogger("tallystick.admin")
@@ -151,6 +153,8 @@ class Reply:
     status: int = 200
     content_type: bytes = JSON
     headers: Headers = field(default_factory=tuple)
+    stream: Callable[[Send], Awaitable[None]] | None = None
+    """Answers by itself instead (a long-lived response: ``GET /v1/flags/stream``)."""
 
 
 Handler = Callable[[Call], Awaitable[Reply]]
@@ -193,6 +197,7 @@ class ControlApi:
         self._limiter: anyio.CapacityLimiter | None = None
         self._compiled: dict[str, tuple[int, CompiledRuleset]] = {}
         """Each environment's compiled flags ruleset and its version (``POST /v1/flags/...``)."""
+        self.flag_streams = FlagStreams(settings.flags_max_streams)
         self.routes = self._routes()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -205,6 +210,7 @@ class ControlApi:
             return self._store
 
     def close(self) -> None:
+        self.flag_streams.stop()
         with self._opening:
             if self._store is not None:
                 self._store.close()
@@ -243,7 +249,9 @@ class ControlApi:
             return
         except ClientDisconnected:
             return
-        if reply.content_type == JSON and reply.status != 304:
+        if reply.stream is not None:
+            await reply.stream(send)
+        elif reply.content_type == JSON and reply.status != 304:
             await respond_json(send, reply.status, reply.body, reply.headers)
         else:
             assert isinstance(reply.body, bytes)
@@ -303,6 +311,7 @@ class ControlApi:
             Route.of("/v1/admin/config/apply", {"POST": self.apply_config}),
             Route.of("/v1/admin/flags", {"GET": self.get_flags, "PUT": self.put_flags}),
             Route.of("/v1/flags/ruleset", {"GET": self.flags_ruleset}),
+            Route.of("/v1/flags/stream", {"GET": self.flags_stream}),
             Route.of("/v1/flags/evaluate", {"POST": self.evaluate_flags}),
             Route.of("/v1/catalog/streams", {"GET": self.catalog_streams}),
             Route.of("/v1/catalog/models", {"GET": self.catalog_models}),
@@ -708,6 +717,26 @@ class ControlApi:
             return Reply(stored.document, headers=headers)
 
         return await self._with_store(work)
+
+    async def flags_stream(self, call: Call) -> Reply:
+        """Server-sent events of the environment's ruleset (``admin.flag_stream``)."""
+        environment = _environment(call.only("environment"))
+        from tallystick.control.flags import environment_version, get_environment
+
+        async def version() -> int:
+            return await self._with_store(lambda s: environment_version(s, environment) or 0)
+
+        async def document() -> StoredRuleset:
+            return await self._with_store(lambda s: get_environment(s, environment))
+
+        first = await document()  # an unknown environment: 404, as for /v1/flags/ruleset
+        last_id = last_event_id(call.scope)
+        return Reply(
+            b"",
+            stream=lambda send: self.flag_streams.serve(
+                call.receive, send, first, last_id, version, document
+            ),
+        )
 
     async def evaluate_flags(self, call: Call) -> Reply:
         call.only()

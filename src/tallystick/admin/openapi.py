@@ -1189,6 +1189,38 @@ def paths() -> dict[str, Schema]:
                 errors={"404": f"`{messages.NOT_FOUND}`: no such environment."},
             ),
         },
+        "/v1/flags/stream": {
+            "get": _operation(
+                "flags_stream",
+                "flags",
+                "One environment's flags ruleset, as server-sent events",
+                "`text/event-stream`: `event: ruleset` with `id: <version>` and `data:` the "
+                "document `GET /v1/flags/ruleset` answers (JSON on one line), at once (unless "
+                "`Last-Event-ID` names the version in force) and again on every change; "
+                "`: keep-alive` comments every 15 s; `event: error` and the end when the "
+                "environment is removed. A stream ends after 5 minutes and when the server "
+                "stops: reconnect with `Last-Event-ID`. Any key may listen (docs/flags.md).",
+                {
+                    "description": "The events, as they happen.",
+                    "content": {"text/event-stream": {"schema": _TEXT}},
+                },
+                admin=False,
+                parameters=[
+                    {**_query("environment", "dev, prod, …", _TEXT), "required": True},
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "description": "the version the client has: not sent again",
+                        "schema": _TEXT,
+                    },
+                ],
+                errors={
+                    "404": f"`{messages.NOT_FOUND}`: no such environment.",
+                    "503": f"`{messages.NOT_READY}`: this worker holds `flags_max_streams` "
+                    "streams already (poll `GET /v1/flags/ruleset` meanwhile; `Retry-After`).",
+                },
+            ),
+        },
         "/v1/flags/evaluate": {
             "post": _operation(
                 "evaluate_flags",

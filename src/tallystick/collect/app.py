@@ -106,6 +106,7 @@ ENDPOINTS: Final = {
     "GET /v1/admin/flags": "the whole feature-flags ruleset, every environment",
     "PUT /v1/admin/flags": "replace the feature-flags ruleset (validated, audited)",
     "GET /v1/flags/ruleset": "one environment's flags ruleset for SDKs (ETag; any key)",
+    "GET /v1/flags/stream": "one environment's flags ruleset as server-sent events (any key)",
     "POST /v1/flags/evaluate": "evaluate flags for a unit's attributes (any key)",
     "GET /v1/catalog/streams": "the streams with their status and event volume",
     "GET /v1/catalog/models": "the data models with their latest check results",
