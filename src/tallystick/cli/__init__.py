@@ -22,6 +22,7 @@ from tallystick.cli import (
     streams,
 )
 from tallystick.cli import blocks as blocks_cmd
+from tallystick.cli import experiments as experiments_cmd
 from tallystick.cli import flags as flags_cmd
 from tallystick.cli import keys as keys_cmd
 from tallystick.cli import models as models_cmd
@@ -79,6 +80,7 @@ users_cmd.register(app)
 privacy_cmd.register(app)
 keys_cmd.register(app)
 flags_cmd.register(app)
+experiments_cmd.register(app)
 
 
 def main() -> None:

@@ -338,8 +338,9 @@ def _parse(doc: Any) -> Experiment:
 
 
 def _now(at: dt.datetime | None) -> dt.datetime:
+    """``at`` (aware), or now, in UTC to the second (a start or stop people read)."""
     if at is None:
-        return dt.datetime.now(dt.UTC)
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
     if at.tzinfo is None:
         raise ValueError("at must carry a time zone")
     return at.astimezone(dt.UTC)
