@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 import uuid
 from collections import Counter, defaultdict
@@ -10,18 +11,25 @@ from typing import Any
 
 import msgspec
 import pytest
+from growthbook.core import chooseVariation, gbhash, getBucketRanges
 
+from tallystick.demo import experiment as demo_experiment
 from tallystick.demo import generator
 from tallystick.demo.generator import (
     EVENT_NAMES,
     EXPERIMENT,
+    EXPERIMENT_EXPOSURE,
     FUNNEL,
+    SESSION_END,
+    SIGNIN_OPEN,
     DemoSpec,
     day_factor,
     generate,
     is_bot,
     summary,
 )
+from tallystick.flags.evaluate import compile_ruleset
+from tallystick.flags.exposures import exposure_event
 from tallystick.schema import Event
 
 END = dt.date(2026, 6, 30)
@@ -224,3 +232,119 @@ def test_more_sites_than_the_catalog() -> None:
     instances = {e["app"]["instance"] for e in events}
     assert len(instances) > 12
     assert any(i.startswith("institute-") for i in instances)
+
+
+# -- the signin-dialog experiment -------------------------------------------------------------
+
+
+def _exposures(events: Events) -> Events:
+    return [e for e in events if e["name"] == EXPERIMENT_EXPOSURE]
+
+
+def _growthbook_variant(anonymous_id: str) -> str:
+    """The variation the growthbook package assigns (independent of tallystick.flags)."""
+    n = gbhash(EXPERIMENT, anonymous_id, 2)
+    assert n is not None
+    return ("a", "b")[chooseVariation(n, getBucketRanges(2, 1.0, [0.5, 0.5]))]
+
+
+def test_one_exposure_per_browser_with_the_flags_engines_variant(large: Events) -> None:
+    exposures = _exposures(large)
+    browsers = [e["user"]["anonymous_id"] for e in exposures]
+    assert len(browsers) > 150
+    assert len(set(browsers)) == len(browsers)  # deduplicated, as the SDK does
+    flags = compile_ruleset(demo_experiment.ruleset_document(), "prod")
+    start = (DemoSpec(users=300, days=120, end=END).start + dt.timedelta(days=24)).isoformat()
+    assert DemoSpec(users=300, days=120, end=END).experiment_start == 24
+    for event in exposures:
+        anon = event["user"]["anonymous_id"]
+        evaluation = flags.evaluate("signin-dialog", {"anonymous_id": anon})
+        # the SDK's exposure event, field for field
+        sdk = exposure_event(evaluation)
+        assert (event["name"], event["data"], event["experiments"]) == (
+            sdk.name,
+            sdk.data,
+            sdk.experiments,
+        )
+        assert event["data"]["variation"] == _growthbook_variant(anon)
+        assert event["data"]["hash_attribute"] == "anonymous_id"
+        assert event["data"]["unit"] == anon
+        assert event["client_ts"] >= start
+        assert event["client"]["platform"] == "web"
+    assert set(Counter(e["data"]["variation"] for e in exposures)) == {"a", "b"}
+
+
+def test_a_browser_is_exposed_when_it_is_first_shown_the_dialog(large: Events) -> None:
+    sessions: dict[str, Events] = defaultdict(list)
+    for event in large:
+        sessions[event["session"]["id"]].append(event)
+    exposed: set[str] = set()
+    shown_after_start: set[str] = set()
+    for events in sorted(sessions.values(), key=lambda es: es[0]["client_ts"]):
+        names = [e["name"] for e in events]
+        if EXPERIMENT_EXPOSURE in names:
+            at = names.index(EXPERIMENT_EXPOSURE)
+            exposure = events[at]
+            # in the session, just before the dialog opens, with the session's variant
+            assert names[at + 1] == SIGNIN_OPEN
+            assert events[at + 1]["data"]["variant"] == exposure["data"]["variation"]
+            assert all(e["experiments"] == exposure["experiments"] for e in events)
+            assert not exposure["user"]["is_logged_in"]
+            exposed.add(exposure["user"]["anonymous_id"])
+        opens = [e for e in events if e["name"] == SIGNIN_OPEN]
+        if opens and EXPERIMENT in events[0].get("experiments", {}):
+            shown_after_start.add(opens[0]["user"]["anonymous_id"])
+        elif opens:
+            assert opens[0]["data"]["variant"] == "a"  # before the start, or the monitor
+    assert exposed == shown_after_start
+
+
+def _bounce(events: Events) -> dict[str, tuple[int, float, float]]:
+    """Per variant: exposed browsers, their bounce rate from their first exposure, and the
+    variance of that ratio (delta method over browsers), in plain Python."""
+    first: dict[str, tuple[str, str]] = {}
+    for e in _exposures(events):
+        first.setdefault(e["user"]["anonymous_id"], (e["client_ts"], e["data"]["variation"]))
+    num: Counter[str] = Counter()
+    den: Counter[str] = Counter()
+    for e in events:
+        anon = e["user"].get("anonymous_id")
+        if e["name"] == SESSION_END and anon in first and e["client_ts"] >= first[anon][0]:
+            den[anon] += 1
+            num[anon] += e["data"]["pageviews"] == 1
+    out = {}
+    for variant in ("a", "b"):
+        units = [a for a, (_, v) in first.items() if v == variant]
+        n = len(units)
+        xs, ys = [num[a] for a in units], [den[a] for a in units]
+        mx, my = sum(xs) / n, sum(ys) / n
+        vx = sum((x - mx) ** 2 for x in xs) / (n - 1)
+        vy = sum((y - my) ** 2 for y in ys) / (n - 1)
+        cxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / (n - 1)
+        r = mx / my
+        out[variant] = (n, r, (vx - 2 * r * cxy + r * r * vy) / (my * my * n))
+    return out
+
+
+def test_variant_b_lowers_the_bounce_rate(large: Events) -> None:
+    bounce = _bounce(large)
+    (_, a, _), (_, b, _) = bounce["a"], bounce["b"]
+    assert 0.05 < b < a < 0.2
+    assert b < 0.8 * a
+    s = summary(large)
+    assert s["bounce_rate"] == pytest.approx({"a": a, "b": b})
+    assert sum(s["exposures"].values()) == len(_exposures(large))
+    assert s["conversion"]["b"] > s["conversion"]["a"] + 0.05
+
+
+def test_at_the_default_size_the_effect_is_clear() -> None:
+    """What `tally demo` builds by default: the bounce rate's difference is far beyond noise
+    and the split of browsers is 50/50 within chance (no sample-ratio mismatch)."""
+    events = list(generate(end=END))
+    bounce = _bounce(events)
+    (na, a, va), (nb, b, vb) = bounce["a"], bounce["b"]
+    z = (b - a) / math.sqrt(va + vb)
+    assert z < -4
+    assert -0.5 < (b - a) / a < -0.2
+    chi2 = (na - nb) ** 2 / (na + nb)  # 1 degree of freedom
+    assert chi2 < 10.8  # p > 0.001

@@ -21,6 +21,8 @@ from tallystick.collect.server import ServerProcess
 from tallystick.config import Settings, from_env
 
 MARKER = "demo.json"
+DEMO_ACTOR = "demo"
+"""Who the demo's control-plane changes are recorded as."""
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +53,7 @@ def demo(
     built = _already_built(marker, params)
     if not built:
         _apply_configuration(console, settings)
+        _apply_experiment(console, settings, params)
     server = ServerProcess(settings.data, host=host, port=port if serve else None)
     console.print(f"Starting the collector on [cyan]{server.url}[/] …")
     try:
@@ -177,12 +180,49 @@ def _apply_configuration(console: Console, settings: Settings) -> None:
                 "keeping them (the demo's are not applied)."
             )
             return
-        changes = store.apply(wanted, actor="demo")
+        changes = store.apply(wanted, actor=DEMO_ACTOR)
     if changes:
         console.print(
             f"Applied the demo's control-plane configuration: {len(wanted.streams)} streams, "
             f"{len(wanted.models)} data models (tally config export shows them)."
         )
+
+
+def _apply_experiment(console: Console, settings: Settings, params: dict[str, int]) -> None:
+    """Apply the demo's flags ruleset and its ``signin-dialog`` experiment, started on the day
+    the generated history starts serving variant b (``tallystick.demo.experiment``), unless the
+    control plane holds flags or experiments someone else wrote."""
+    from tallystick.control import experiments as control_experiments
+    from tallystick.control import flags as control_flags
+    from tallystick.control.store import ControlStore
+    from tallystick.demo import experiment as demo_experiment
+    from tallystick.demo.generator import DemoSpec
+
+    spec = DemoSpec(end=dt.datetime.now(dt.UTC).date(), **params)
+    start = demo_experiment.started_at(spec.start, spec.experiment_start)
+    definition = demo_experiment.experiment_document()
+    key = str(definition["key"])
+    with ControlStore.for_settings(settings) as store:
+        writers = {r.updated_by or "someone" for r in control_flags.list_rulesets(store)}
+        writers |= {e.updated_by for e in control_experiments.list_experiments(store)}
+        theirs = sorted(writers - {DEMO_ACTOR})
+        if theirs:
+            console.print(
+                "The control plane holds feature flags or experiments of your own (written by "
+                f"{', '.join(theirs)}): keeping them (the demo's {key} experiment is not "
+                "applied; tally experiments list shows what is there)."
+            )
+            return
+        control_flags.put_ruleset(store, demo_experiment.ruleset_document(), actor=DEMO_ACTOR)
+        if any(e.key == key for e in control_experiments.list_experiments(store)):
+            # an earlier demo build's, with another window: start it again from this one's
+            control_experiments.delete_experiment(store, key, actor=DEMO_ACTOR)
+        control_experiments.put_experiment(store, definition, actor=DEMO_ACTOR)
+        control_experiments.start_experiment(store, key, actor=DEMO_ACTOR, at=start)
+    console.print(
+        f"Applied the demo's feature flags and started the {key} experiment on "
+        f"{start:%Y-%m-%d} (tally experiments analyze {key} reads it)."
+    )
 
 
 def _time_metrics(console: Console, url: str, catalog_dir: Path) -> None:

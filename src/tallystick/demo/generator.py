@@ -17,11 +17,18 @@ The model, day by day over the window:
   (``tallystick-js``, with ``page``), plus batch jobs from the Python client (``tallystick-python``,
   ``client.platform = "server"``) for users who script their workflows.
 * **Sign-in dialog**, four steps (``FUNNEL``) with drop-off at each step and log-normal step
-  latencies (``data.duration_ms``) with a slow tail. From ``DemoSpec.experiment_start`` the A/B
-  experiment ``signin-dialog`` runs: each browser user or visitor is in variant ``a`` or ``b``
-  (in ``experiments`` on all their web events, and ``data.variant`` on the dialog's events);
-  ``b`` pre-fills the e-mail and completes about 5–8 points more often. Safari users lose more
-  at the code step.
+  latencies (``data.duration_ms``) with a slow tail. Safari users lose more at the code step.
+* **The A/B experiment** ``signin-dialog`` runs from midnight UTC of day
+  ``DemoSpec.experiment_start`` (``tally demo`` starts it then). Each browser is assigned ``a``
+  or ``b`` by the flags engine on the demo's ruleset (``demo/flags.json``: 50/50, hashed on
+  ``user.anonymous_id``; ``tallystick.demo.experiment``); the variant is in ``experiments`` on
+  all its web events from then on, and in ``data.variant`` on the dialog's events. The first
+  time a browser is shown the dialog, an ``experiment.exposure`` event is logged in that
+  session, built and deduplicated by the SDK's own code (``tallystick.flags.exposures``, as
+  ``Tracker.variant`` does). ``b`` pre-fills the e-mail: it completes about 10 points more
+  often and people retry more after a failure; since a failed sign-in mostly ends the session
+  on its first page, ``b`` lowers the **bounce rate** (sessions with one page view) of the
+  exposed browsers by about a third (the experiment's primary metric).
 * **Errors**: ``error.shown`` on about 1–3 % of page views, with an incident week (release
   ``4.2.0``, fixed by ``4.2.1``) where errors, time-outs, slow pages and failed workflows spike.
 * **Anonymous traffic**: visitors who never sign in, a search-engine crawler (Googlebot) and a
@@ -45,6 +52,9 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Final
 
+from tallystick.demo import experiment as demo_experiment
+from tallystick.flags.exposures import EXPOSURE_EVENT, Exposure, ExposureLogger
+
 APP_ID: Final = "research-portal"
 ENVIRONMENT: Final = "production"
 EXPERIMENT: Final = "signin-dialog"
@@ -66,6 +76,7 @@ NOTEBOOK_SESSION_START: Final = "notebook.session_start"
 WORKFLOW_RUN: Final = "workflow.run"
 SEARCH_QUERY: Final = "search.query"
 ERROR_SHOWN: Final = "error.shown"
+EXPERIMENT_EXPOSURE: Final = EXPOSURE_EVENT
 
 FUNNEL: Final = (SIGNIN_OPEN, SIGNIN_EMAIL_ENTERED, SIGNIN_CODE_VERIFIED, SIGNIN_COMPLETED)
 CORE_ACTIONS: Final = (
@@ -84,6 +95,7 @@ EVENT_NAMES: Final = (
     *FUNNEL,
     *CORE_ACTIONS,
     ERROR_SHOWN,
+    EXPERIMENT_EXPOSURE,
 )
 # Fields in ``data`` per event (documentation; every value is a scalar or a list of scalars).
 DATA_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -102,6 +114,16 @@ DATA_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     WORKFLOW_RUN: ("workflow_id", "engine", "steps", "status", "duration_ms"),
     SEARCH_QUERY: ("scope", "query_length", "results"),
     ERROR_SHOWN: ("code", "screen"),
+    EXPERIMENT_EXPOSURE: (
+        "experiment",
+        "variation",
+        "variation_index",
+        "flag",
+        "rule",
+        "hash_attribute",
+        "unit",
+        "bucket",
+    ),
 }
 ERROR_CODES: Final = ("404", "403", "500", "timeout")
 
@@ -373,12 +395,19 @@ _PUBLIC_PAGES: Final = (
 )
 
 # Sign-in dialog: conversion per step and median latency in ms, by variant.
-_STEP_RATE: Final = {"a": (0.80, 0.80, 0.965), "b": (0.86, 0.83, 0.965)}
+_STEP_RATE: Final = {"a": (0.80, 0.80, 0.965), "b": (0.88, 0.87, 0.965)}
 _STEP_MEDIAN_MS: Final = {
     "a": (180.0, 7500.0, 32000.0, 380.0),
     "b": (190.0, 4200.0, 30000.0, 380.0),  # the e-mail is pre-filled from the institution's SSO
 }
 _STEP_SIGMA: Final = (0.45, 0.6, 0.7, 0.45)
+_GIVE_UP: Final = {"a": 0.55, "b": 0.35}
+"""Probability of not trying again after a failed sign-in, by variant."""
+_STAY_AFTER_FAILURE: Final = 0.2
+"""Probability that someone who could not sign in reads the docs rather than leaving: a failed
+sign-in mostly ends the session on its first page (a bounce)."""
+_LOGIN_EXPIRED: Final = 0.4
+"""Probability that a returning user's login has expired (always after 14 days away)."""
 
 _TWO: Final = tuple(f"{i:02d}" for i in range(60))
 _MILLI: Final = tuple(f".{i:03d}Z" for i in range(1000))
@@ -542,7 +571,9 @@ class _Session:
         self.url = ""
         self.ref: str | None = None
 
-    def emit(self, name: str, data: dict[str, Any]) -> None:
+    def emit(
+        self, name: str, data: dict[str, Any], experiments: dict[str, str] | None = None
+    ) -> None:
         g = self.g
         seq = self.seq = self.seq + 1
         t = self.t
@@ -571,7 +602,9 @@ class _Session:
         event["agent"] = {"user_agent": self.ua}
         if self.locale is not None:
             event["locale"] = self.locale
-        if self.experiments is not None:
+        if experiments:
+            event["experiments"] = experiments
+        elif self.experiments is not None:
             event["experiments"] = {EXPERIMENT: self.experiments}
         event["data"] = data
         self.events.append(event)
@@ -611,6 +644,13 @@ class _Gen:
         half = spec.days // 2
         self.js_versions = self._by_day(((0, "1.4.2"), (half, "1.5.0")))
         self.py_versions = self._by_day(((0, "0.9.1"), (int(spec.days * 0.7), "0.10.0")))
+        # The experiment runs from midnight UTC of its first day (``tally demo`` starts it then).
+        self.experiment_start_ms = self.start_ms + spec.experiment_start * _DAY_MS
+        self.flags = demo_experiment.compiled()
+        # The SDK's own exposure logging (what ``Tracker.flag``/``variant`` use): the first time a
+        # browser is shown the dialog, its exposure goes into the session it is shown in.
+        self.exposures = ExposureLogger(self._log_exposure)
+        self.showing: _Session | None = None
         self.users = self._make_users()
         self.visitors: list[tuple[str, int]] = []  # returning anonymous visitors
 
@@ -684,8 +724,33 @@ class _Gen:
     def in_incident(self, day: int) -> bool:
         return self.incident[0] <= day < self.incident[1]
 
-    def variant_for(self, day: int, variant: str) -> str | None:
-        return variant if day >= self.spec.experiment_start else None
+    def running(self, t: int) -> bool:
+        """Whether the ``signin-dialog`` experiment runs at ``t`` (ms since the epoch)."""
+        return t >= self.experiment_start_ms
+
+    def assign(self, anon: str) -> str:
+        """The browser's variant: the ``signin-dialog`` flag of the demo's ruleset, evaluated
+        by the flags engine for its ``anonymous_id`` (deterministic; logs nothing)."""
+        e = self.flags.evaluate(demo_experiment.FLAG, {"anonymous_id": anon}, VARIANTS[0])
+        return str(e.value)
+
+    def show_dialog(self, s: _Session, anon: str) -> None:
+        """The sign-in dialog is shown: the app evaluates the flag, and the first time in the
+        experiment the browser's exposure is logged in the session (deduplicated as the SDK
+        does). Only in a session that started while the experiment runs."""
+        if s.experiments is None:
+            return
+        e = self.flags.evaluate(demo_experiment.FLAG, {"anonymous_id": anon}, VARIANTS[0])
+        self.showing = s
+        try:
+            self.exposures(e)
+        finally:
+            self.showing = None
+
+    def _log_exposure(self, exposure: Exposure) -> None:
+        s = self.showing
+        assert s is not None, "an exposure outside a session"
+        s.emit(exposure.name, dict(exposure.data), exposure.experiments)
 
     # -- population --
 
@@ -723,7 +788,7 @@ class _Gen:
                 if roll < 0.96
                 else rng.choice(("de-DE", "fr-FR", "es-ES"))
             )
-            u.variant = VARIANTS[self.getrandbits(1)]
+            u.variant = self.assign(u.anon)
             u.role = _ROLES[self.pick(self.role_cum)][0]
             u.department = rng.choice(_DEPARTMENTS)
             u.projects = [f"p-{rng.randrange(1, 100_000):05d}" for _ in range(1 + rng.randrange(3))]
@@ -799,11 +864,12 @@ class _Gen:
 
     def web_session(self, u: _User, day: int, *, signup: bool = False) -> list[dict[str, Any]]:
         site = self.sites[u.site]
-        variant = u.variant if day >= self.spec.experiment_start else "a"
+        t = self.session_start_ms(day, site)
+        variant = u.variant if self.running(t) else VARIANTS[0]
         s = _Session(
             self,
             site=site.slug,
-            t=self.session_start_ms(day, site),
+            t=t,
             client=(JS_LIBRARY, self.js_versions[day], "web"),
             ua=u.ua,
             locale=u.locale,
@@ -811,7 +877,7 @@ class _Gen:
             anon=u.anon,
             logged_in=False,
             page=True,
-            experiments=self.variant_for(day, u.variant),
+            experiments=variant if self.running(t) else None,
             version=self.versions[day],
         )
         self.land(s, site, "/", "home", self.load_ms(day, u.browser))
@@ -828,17 +894,17 @@ class _Gen:
                     "department": u.department,
                 },
             )
-        elif u.last_day < 0 or day - u.last_day > 14 or self.random() < 0.3:
+        elif u.last_day < 0 or day - u.last_day > 14 or self.random() < _LOGIN_EXPIRED:
             # The login has expired: sign in through the dialog (one retry at most).
             s.wait(3000)
             for _attempt in range(2):
                 if self.signin(s, variant, u.browser, day):
                     break
-                if self.random() < 0.55:
+                if self.random() < _GIVE_UP[variant]:
                     break
                 s.wait(20000)
             if not s.logged_in:
-                if self.random() < 0.4:
+                if self.random() < _STAY_AFTER_FAILURE:
                     s.wait(15000)
                     s.navigate(
                         f"{site.host}/docs/getting-started", "docs", self.load_ms(day, u.browser)
@@ -865,6 +931,7 @@ class _Gen:
         rates = _STEP_RATE[variant]
         medians = _STEP_MEDIAN_MS[variant]
         slow = 2.0 if self.in_incident(day) else 1.0
+        self.show_dialog(s, s.user_out["anonymous_id"])
         for step, name in enumerate(FUNNEL):
             if step:
                 rate = rates[step - 1]
@@ -1025,11 +1092,12 @@ class _Gen:
             if len(self.visitors) < 5000:
                 self.visitors.append((anon, browser_index))
         browser, _, ua = _BROWSERS[browser_index]
-        variant = VARIANTS[int(anon[-1], 16) & 1]
+        t = self.session_start_ms(day, site)
+        variant = self.assign(anon) if self.running(t) else VARIANTS[0]
         s = _Session(
             self,
             site=site.slug,
-            t=self.session_start_ms(day, site),
+            t=t,
             client=(JS_LIBRARY, self.js_versions[day], "web"),
             ua=ua,
             locale=site.locale if self.random() < 0.6 else "en-GB",
@@ -1037,7 +1105,7 @@ class _Gen:
             anon=anon,
             logged_in=False,
             page=True,
-            experiments=self.variant_for(day, variant),
+            experiments=variant if self.running(t) else None,
             version=self.versions[day],
         )
         self.land(s, site, self.rng.choice(_PUBLIC_PAGES), "public", self.load_ms(day, browser))
@@ -1051,10 +1119,10 @@ class _Gen:
                 self.search(s)
         if self.random() < 0.08:
             s.wait(4000)
-            latency = self.lognorm(_STEP_MEDIAN_MS["a"][0], _STEP_SIGMA[0], tail=0.04)
+            self.show_dialog(s, anon)
+            latency = self.lognorm(_STEP_MEDIAN_MS[variant][0], _STEP_SIGMA[0], tail=0.04)
             s.t += latency
-            shown = variant if day >= self.spec.experiment_start else "a"
-            s.emit(SIGNIN_OPEN, {"variant": shown, "duration_ms": latency, "trigger": "header"})
+            s.emit(SIGNIN_OPEN, {"variant": variant, "duration_ms": latency, "trigger": "header"})
         return self.end(s, day)
 
     def crawler_session(self, day: int) -> list[dict[str, Any]]:
@@ -1142,9 +1210,13 @@ def is_bot(user_agent: str | None) -> bool:
 
 
 def summary(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Counts that describe a batch of events: totals, sites, users, funnel and error rate.
+    """Counts that describe a batch of events: totals, sites, users, funnel and error rate, and
+    the experiment's exposures and bounce rate per variant.
 
-    The sign-in funnel counts only events in the experiment and leaves out bots.
+    The sign-in funnel counts only events in the experiment and leaves out bots. ``exposures``
+    counts the browsers exposed to each variant; ``bounce_rate`` is the share of their sessions
+    that end with one page view, from each browser's first exposure on (what
+    ``tally experiments analyze signin-dialog`` reports as ``bounce_rate``).
     """
     by_name: Counter[str] = Counter()
     sites: set[str] = set()
@@ -1153,6 +1225,8 @@ def summary(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     funnel = {v: [0, 0, 0, 0] for v in VARIANTS}
     step_of = {name: i for i, name in enumerate(FUNNEL)}
     first, last, bots, total = "", "", 0, 0
+    exposed: dict[str, tuple[str, str]] = {}  # browser → (first exposure, variation)
+    ends: dict[str, list[tuple[str, bool]]] = {}  # browser → [(session end, bounced)]
     for e in events:
         total += 1
         name = e["name"]
@@ -1174,7 +1248,25 @@ def summary(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             variant = e.get("experiments", {}).get(EXPERIMENT)
             if variant in funnel:
                 funnel[variant][step] += 1
+        elif name == EXPERIMENT_EXPOSURE and e["data"]["experiment"] == EXPERIMENT:
+            anon = e["user"]["anonymous_id"]
+            seen = exposed.get(anon)
+            if seen is None or ts < seen[0]:
+                exposed[anon] = (ts, e["data"]["variation"])
+        elif name == SESSION_END and not bot:
+            anon = e["user"].get("anonymous_id")
+            if anon:
+                ends.setdefault(anon, []).append((ts, e["data"]["pageviews"] == 1))
     views = by_name[PAGE_VIEW]
+    exposures = dict.fromkeys(VARIANTS, 0)
+    bounces = {v: [0, 0] for v in VARIANTS}
+    for anon, (since, variant) in exposed.items():
+        exposures[variant] = exposures.get(variant, 0) + 1
+        counts = bounces.setdefault(variant, [0, 0])
+        for ts, bounced in ends.get(anon, ()):
+            if ts >= since:
+                counts[0] += bounced
+                counts[1] += 1
     return {
         "events": total,
         "by_name": dict(sorted(by_name.items())),
@@ -1187,4 +1279,6 @@ def summary(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "funnel": funnel,
         "conversion": {v: (c[3] / c[0] if c[0] else 0.0) for v, c in funnel.items()},
         "error_rate": by_name[ERROR_SHOWN] / views if views else 0.0,
+        "exposures": exposures,
+        "bounce_rate": {v: (b / n if n else 0.0) for v, (b, n) in bounces.items()},
     }

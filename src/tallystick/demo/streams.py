@@ -7,10 +7,11 @@ leaves the audit (``tally audit``) something to find in every section:
   beyond 90 days", read by most metrics and both models);
 * ``page_performance`` keeps the page views of 10 % of sessions (sampled by session);
 * ``kpi_minimal`` keeps the core actions with only the app and the user id (a ``keep`` list);
-* ``signin_experiment`` drops the uptime monitor's visits (a curation rule) and expires two
-  weeks from today, with the A/B test ("streams expiring within 30 days");
-* ``session_study`` collects session starts and ends that no metric or model reads yet
-  ("streams no metric or model reads").
+* ``signin_experiment`` keeps the sign-in dialog's events and the A/B test's exposures, drops
+  the uptime monitor's visits (a curation rule) and expires two weeks from today, with the A/B
+  test ("streams expiring within 30 days");
+* ``session_study`` collects session starts that no metric or model reads yet ("streams no
+  metric or model reads").
 
 No stream routes ``debug.*``: the demo's ``debug.layout_shift`` events land in the unrouted
 stream ("undeclared events").
@@ -37,6 +38,7 @@ PRODUCT_EVENTS: Final = (
     "workflow.*",
     "search.*",
     "error.*",
+    "experiment.*",
 )
 """Every event family of the demo product (``debug.*`` is left undeclared on purpose)."""
 
@@ -75,20 +77,20 @@ def definitions(today: dt.date) -> dict[str, Any]:
             },
             {
                 "name": "signin_experiment",
-                "description": "The sign-in dialog while its A/B test runs, without the uptime "
-                "monitor's visits.",
+                "description": "The sign-in dialog and its A/B test's exposures while the test "
+                "runs, without the uptime monitor's visits.",
                 "owner": "ux-lead@research-portal.eu",
-                "events": ["signin.*"],
+                "events": ["signin.*", "experiment.*"],
                 "curation": [{"field": "data.trigger", "op": "equals", "value": "monitor"}],
                 "expires": expires.isoformat(),
                 "retention_days": 90,
             },
             {
                 "name": "session_study",
-                "description": "Session starts and ends for a session-length study that has "
-                "not started yet.",
+                "description": "Session starts (how people arrive: data.entry) for an "
+                "entry-point study that has not started yet.",
                 "owner": "research-analytics@research-portal.eu",
-                "events": ["session.start", "session.end"],
+                "events": ["session.start"],
                 "retention_days": 60,
             },
         ],
