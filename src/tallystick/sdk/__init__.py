@@ -12,8 +12,10 @@ them. ``close()`` (also run at interpreter exit) delivers what is left. See
 :mod:`tallystick.sdk.tracker` for the delivery rules.
 
 Feature flags (``Tracker(..., flags_environment="prod")``, then ``tracker.flag(...)`` and
-``tracker.variant(...)``) are evaluated locally from a polled ruleset: :mod:`tallystick.sdk.flags`
-(``FlagClient`` is imported from it on first use).
+``tracker.variant(...)``) are evaluated locally from a polled (or, with ``flags_stream=True``,
+streamed) ruleset: :mod:`tallystick.sdk.flags` (``FlagClient`` is imported from it on first use).
+:mod:`tallystick.sdk.middleware` sets ``X-Tally-Flags`` on an ASGI or WSGI application's
+responses, listing the flags and variations evaluated for each request.
 """
 
 from __future__ import annotations

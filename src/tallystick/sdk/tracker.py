@@ -193,6 +193,10 @@ class Tracker:
             fetches only on ``refresh_flags()``.
         wait_for_flags: fetch the ruleset once in the constructor, waiting at most this many
             seconds (otherwise the first fetch happens on the polling thread).
+        flags_stream: listen to ``GET {endpoint}/v1/flags/stream`` (server-sent events) and
+            apply each ruleset as it arrives, instead of polling; polling every
+            ``flags_poll_seconds`` fills in while the stream is down, and takes over for good
+            when the server has no stream.
 
     ``session.seq`` counts the events of each session id from 1. It is assigned in ``track()``,
     also for events that are then dropped, so gaps measure loss. With disk persistence the
@@ -220,6 +224,7 @@ class Tracker:
         flags_environment: str | None = None,
         flags_poll_seconds: float | None = 30.0,
         wait_for_flags: float | None = None,
+        flags_stream: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -296,6 +301,7 @@ class Tracker:
                 timeout=timeout,
                 user_agent=f"{LIBRARY}/{library_version()}",
                 sink=self._track_exposure,
+                stream=flags_stream,
             )
 
         self._thread = threading.Thread(target=self._run, name="tallystick-sdk", daemon=True)
