@@ -284,10 +284,11 @@ def test_statistics_equal_a_plain_python_computation(
     # The covariates are not all zero: the pre-period counts.
     assert float(data.stats.covariate_sum[1].sum()) > 0
     # The filters keep some events and leave out others.
-    i = {m.key: n for n, m in enumerate(QUERY.metrics)}
-    assert 0 < data.stats.sum[i["one_page"]].sum() < data.stats.denominator_sum[i["one_page"]].sum()
-    assert 0 < data.stats.sum[i["paid_pages"]].sum() < data.stats.sum[i["pages"]].sum()
-    assert float(data.stats.covariate_sum[i["paid_pages"]].sum()) > 0
+    at = {m.key: n for n, m in enumerate(QUERY.metrics)}
+    one_page, paid, pages = at["one_page"], at["paid_pages"], at["pages"]
+    assert 0 < data.stats.sum[one_page].sum() < data.stats.denominator_sum[one_page].sum()
+    assert 0 < data.stats.sum[paid].sum() < data.stats.sum[pages].sum()
+    assert float(data.stats.covariate_sum[paid].sum()) > 0
     # Newly exposed units per day: every day from the first exposure to the last.
     daily = _daily_reference(rows, QUERY)
     assert [d for d, _ in data.daily] == [
