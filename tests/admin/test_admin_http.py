@@ -19,7 +19,7 @@ from metrics.lakerows import to_table
 from query.responses import DOC, error_message, valid
 from tallystick import messages
 from tallystick.admin.app import ControlApi
-from tallystick.collect.app import CONTROL_PREFIXES, ENDPOINTS, Collector
+from tallystick.collect.app import ENDPOINTS, Collector, is_control_path
 from tallystick.config import Settings
 from tallystick.control.store import CheckRun, ControlStore
 from tallystick.store.lake import Lake
@@ -27,9 +27,7 @@ from tallystick.store.lake import Lake
 READ = "the-read-key"
 ADMIN = "the-admin-key"
 
-CONTROL_ROUTES = [
-    r for r in ENDPOINTS if r.split()[1].startswith(CONTROL_PREFIXES) or r.endswith("/v1/audit")
-]
+CONTROL_ROUTES = [r for r in ENDPOINTS if is_control_path(r.split()[1])]
 
 
 def _served(api: ControlApi) -> set[str]:

@@ -87,6 +87,8 @@ _LIST_HINTS: Final = {
     "`tally block list` shows it": "GET /v1/admin/blocks lists it",
     "`tally users deletions` lists them": "GET /v1/admin/deletions lists them",
     "`tally keys list` shows the keys": "GET /v1/admin/keys lists them",
+    "`tally experiments list` shows the experiments": "GET /v1/experiments lists them",
+    "`tally experiments apply FILE`": "PUT /v1/admin/experiments/{key} defines one",
 }
 PRIVATE_AUDIT: Final = Problem(
     messages.FORBIDDEN,
@@ -313,6 +315,14 @@ class ControlApi:
             Route.of("/v1/flags/ruleset", {"GET": self.flags_ruleset}),
             Route.of("/v1/flags/stream", {"GET": self.flags_stream}),
             Route.of("/v1/flags/evaluate", {"POST": self.evaluate_flags}),
+            Route.of("/v1/experiments", {"GET": self.list_experiments}),
+            Route.of("/v1/experiments/{key}", {"GET": self.get_experiment}),
+            Route.of(
+                "/v1/admin/experiments/{key}",
+                {"PUT": self.put_experiment, "DELETE": self.delete_experiment},
+            ),
+            Route.of("/v1/admin/experiments/{key}/start", {"POST": self.start_experiment}),
+            Route.of("/v1/admin/experiments/{key}/stop", {"POST": self.stop_experiment}),
             Route.of("/v1/catalog/streams", {"GET": self.catalog_streams}),
             Route.of("/v1/catalog/models", {"GET": self.catalog_models}),
             Route.of("/v1/catalog/fields", {"GET": self.catalog_fields}),
@@ -775,6 +785,99 @@ class ControlApi:
         compiled = parse_ruleset(stored.document).compile(environment)
         self._compiled[environment] = (stored.version, compiled)
         return stored.version, compiled
+
+    # -- experiments -------------------------------------------------------------------------------
+
+    async def list_experiments(self, call: Call) -> Reply:
+        status = call.only("status").get("status")
+        from tallystick.control.experiments import list_experiments
+        from tallystick.experiments.definition import STATUSES
+
+        if status is not None and status not in STATUSES:
+            raise invalid(f"unknown status {status!r}: use {', '.join(STATUSES)}")
+
+        def work(store: ControlStore) -> Reply:
+            return Reply(
+                {
+                    "experiments": [
+                        s.summary()
+                        for s in list_experiments(store)
+                        if status is None or s.experiment.status == status
+                    ]
+                }
+            )
+
+        return await self._with_store(work)
+
+    async def get_experiment(self, call: Call) -> Reply:
+        call.only()
+        from tallystick.control.experiments import get_experiment
+
+        key = call.params["key"]
+        return await self._with_store(lambda store: Reply(get_experiment(store, key).as_dict()))
+
+    async def put_experiment(self, call: Call) -> Reply:
+        call.only()
+        from tallystick.control.experiments import put_experiment
+        from tallystick.experiments.definition import ExperimentError, parse_experiment
+
+        key = call.params["key"]
+        document = read_document(await call.body(), call.content_type)
+        data = document.data
+        try:
+            if not isinstance(data, dict):
+                raise DefinitionError(
+                    "", f"send one experiment (an object), not {type(data).__name__}"
+                )
+            given = data.get("key", key)
+            if given != key:
+                raise DefinitionError(
+                    "key",
+                    f"the body is experiment {given!r} but the address is experiment {key!r}: "
+                    f"an experiment cannot be renamed; PUT it to /v1/admin/experiments/{given}",
+                )
+            data = {"key": key, **data}
+            try:
+                parse_experiment(data)
+            except ExperimentError as exc:
+                raise DefinitionError(exc.path, exc.message) from None
+        except DefinitionError as exc:
+            raise refuse_definition(exc, document.root) from None
+
+        def work(store: ControlStore) -> Reply:
+            change = put_experiment(store, data, call.who)
+            return Reply(change.as_dict(), 201 if change.action == "create" else 200)
+
+        return await self._with_store(work)
+
+    async def start_experiment(self, call: Call) -> Reply:
+        call.only()
+        await _no_settings(call, "starting an experiment")
+        from tallystick.control.experiments import start_experiment
+
+        key = call.params["key"]
+        return await self._with_store(
+            lambda store: Reply(start_experiment(store, key, call.who).as_dict())
+        )
+
+    async def stop_experiment(self, call: Call) -> Reply:
+        call.only()
+        await _no_settings(call, "stopping an experiment")
+        from tallystick.control.experiments import stop_experiment
+
+        key = call.params["key"]
+        return await self._with_store(
+            lambda store: Reply(stop_experiment(store, key, call.who).as_dict())
+        )
+
+    async def delete_experiment(self, call: Call) -> Reply:
+        call.only()
+        from tallystick.control.experiments import delete_experiment
+
+        key = call.params["key"]
+        return await self._with_store(
+            lambda store: Reply(delete_experiment(store, key, call.who).as_dict())
+        )
 
     # -- keys ------------------------------------------------------------------------------------
 

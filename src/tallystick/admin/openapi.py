@@ -25,6 +25,7 @@ TAGS: Final = [
     {"name": "admin", "description": "The control plane: streams, data models, configuration"},
     {"name": "catalog-admin", "description": "Streams, models and fields as the catalog sees them"},
     {"name": "flags", "description": "Feature flags for SDKs and servers: the ruleset, evaluation"},
+    {"name": "experiments", "description": "Experiment definitions and their lifecycle"},
 ]
 SECURITY_SCHEMES: Final[Schema] = {
     "adminKey": {
@@ -432,6 +433,7 @@ def schemas() -> dict[str, Schema]:
                                     "deletion",
                                     "retention",
                                     "flags",
+                                    "experiments",
                                 ],
                             },
                             "name": _TEXT,
@@ -548,6 +550,7 @@ def schemas() -> dict[str, Schema]:
                 }
             }
         ),
+        **_experiment_schemas(),
     }
 
 
@@ -1081,6 +1084,7 @@ def paths() -> dict[str, Schema]:
                                 "deletion",
                                 "retention",
                                 "flags",
+                                "experiments",
                             ]
                         },
                     ),
@@ -1304,6 +1308,7 @@ def paths() -> dict[str, Schema]:
                 errors={"400": f"`{messages.INVALID_QUERY}`: no words, or an unknown kind."},
             ),
         },
+        **_experiment_paths(),
         "/v1/audit": {
             "get": _operation(
                 "audit_report",
@@ -1328,6 +1333,244 @@ def paths() -> dict[str, Schema]:
                 errors={
                     "403": f"`{messages.FORBIDDEN}`: the key does not see every private stream."
                 },
+            ),
+        },
+    }
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+_EXPERIMENT_KEY: Final[Schema] = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,188}$",
+}
+_METRIC_REF: Final[Schema] = {
+    "oneOf": [
+        {"type": "string", "description": "a catalog metric's name"},
+        _object(
+            {
+                "metric": _TEXT,
+                "kind": {"type": "string", "enum": ["conversion", "mean", "ratio"]},
+                "inverse": {"type": "boolean", "description": "lower is better"},
+                "cuped_days": {"type": "integer", "minimum": 0},
+            },
+            ["metric"],
+        ),
+    ]
+}
+_METRIC_REFS: Final[Schema] = {"type": "array", "items": _METRIC_REF}
+_EXPERIMENT_EXAMPLE: Final = {
+    "key": "signin-dialog",
+    "name": "Sign-in dialog: e-mail pre-filled",
+    "hypothesis": "Pre-filling the e-mail from the institution's SSO lowers the bounce rate",
+    "owner": "ux-lead@research-portal.eu",
+    "unit": "user.anonymous_id",
+    "variations": [
+        {"key": "a", "name": "Control: empty e-mail field"},
+        {"key": "b", "name": "E-mail pre-filled"},
+    ],
+    "metrics": {"primary": ["bounce_rate"], "guardrails": ["signin_latency"]},
+}
+
+
+def _experiment_schemas() -> dict[str, Schema]:
+    definition = _object(
+        {
+            "key": _EXPERIMENT_KEY,
+            "name": _TEXT,
+            "hypothesis": {**_TEXT, "minLength": 1},
+            "owner": {**_TEXT, "minLength": 1},
+            "teams": _TEXTS,
+            "flag": {**_TEXT, "description": "the flag whose rule serves it (default: the key)"},
+            "environment": {**_TEXT, "default": "prod"},
+            "unit": {
+                "type": "string",
+                "enum": ["user.id", "user.anonymous_id", "session.id", "user", "device", "session"],
+                "default": "user.id",
+            },
+            "variations": {
+                "type": "array",
+                "minItems": 2,
+                "items": {
+                    "oneOf": [
+                        {"type": "string", "description": "a key (its value is the key)"},
+                        _object({"key": _TEXT, "name": _TEXT, "value": {}}, ["key"]),
+                    ]
+                },
+                "description": "the control first",
+            },
+            "weights": {"type": "array", "items": {"type": "number", "minimum": 0}},
+            "coverage": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1},
+            "targeting": {"type": ["object", "null"], "description": "a flags condition"},
+            "namespace": {
+                "type": ["array", "null"],
+                "description": "[namespace id, start, end]",
+            },
+            "status": {"type": "string", "enum": ["draft", "running", "stopped"]},
+            "start": _MAYBE_TIME,
+            "stop": _MAYBE_TIME,
+            "metrics": _object(
+                {"primary": _METRIC_REFS, "secondary": _METRIC_REFS, "guardrails": _METRIC_REFS},
+                ["primary"],
+            ),
+            "mde": {"type": "number", "exclusiveMinimum": 0, "default": 0.05},
+            "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "power": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "planned_sample_size": {"type": ["integer", "null"], "minimum": 1},
+            "sequential": {"type": "boolean", "default": False},
+            "correction": {"type": "string", "enum": ["holm", "bh", "none"], "default": "holm"},
+        },
+        ["hypothesis", "owner", "variations", "metrics"],
+    )
+    definition["description"] = "an experiment definition (docs/experiments.md)"
+    summary = _object(
+        {
+            "key": _TEXT,
+            "name": _TEXT,
+            "status": {"type": "string", "enum": ["draft", "running", "stopped"]},
+            "owner": _TEXT,
+            "unit": _TEXT,
+            "variations": {
+                "type": "array",
+                "items": _object({"key": _TEXT, "name": _TEXT, "weight": {"type": "number"}}),
+            },
+            "start": _MAYBE_TIME,
+            "stop": _MAYBE_TIME,
+            "flag": _TEXT,
+            "environment": _TEXT,
+            "metrics": _object({"primary": _TEXTS, "secondary": _TEXTS, "guardrails": _TEXTS}),
+            "version": _INT,
+            "updated_at": _TIME,
+        }
+    )
+    stored = _object(
+        {
+            "experiment": _ref("Experiment"),
+            "version": {**_INT, "description": "the configuration version that last wrote it"},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "updated_by": _TEXT,
+        }
+    )
+    change = _object(
+        {
+            "key": _TEXT,
+            "action": {
+                "type": "string",
+                "enum": ["create", "update", "start", "stop", "delete", "unchanged"],
+            },
+            "changes": {**_TEXTS, "description": "what changed, one line each"},
+            "flags_environments": {
+                **_TEXTS,
+                "description": "the flags ruleset's environments written (the rule in or out)",
+            },
+            "version": {"type": ["integer", "null"], "description": "null: nothing changed"},
+            "notes": {**_TEXTS, "description": "worth knowing: a status kept, a flag created"},
+            "experiment": {"oneOf": [_ref("StoredExperiment"), {"type": "null"}]},
+        }
+    )
+    return {
+        "Experiment": definition,
+        "ExperimentSummary": summary,
+        "StoredExperiment": stored,
+        "ExperimentChange": change,
+    }
+
+
+def _experiment_paths() -> dict[str, Schema]:
+    key = {
+        "name": "key",
+        "in": "path",
+        "required": True,
+        "description": "The experiment's key.",
+        "schema": _EXPERIMENT_KEY,
+    }
+    changed = _json(_ref("ExperimentChange"), "What changed, and the experiment now.")
+    missing = {"404": f"`{messages.NOT_FOUND}`: no such experiment."}
+    lifecycle = {**missing, "409": _CONFLICT}
+    return {
+        "/v1/experiments": {
+            "get": _operation(
+                "list_experiments",
+                "experiments",
+                "The experiments",
+                "Every experiment: key, name, status, owner, unit, variations with their "
+                "weights, start, stop, flag, environment and metrics by role, as `tally "
+                "experiments list`. A read key will do.",
+                _json(
+                    _object({"experiments": {"type": "array", "items": _ref("ExperimentSummary")}}),
+                    "The experiments, by key.",
+                ),
+                admin=False,
+                parameters=[_query("status", "Only draft, running or stopped ones.", _TEXT)],
+                errors={"400": f"`{messages.INVALID_QUERY}`: an unknown status."},
+            ),
+        },
+        "/v1/experiments/{key}": {
+            "parameters": [key],
+            "get": _operation(
+                "get_experiment",
+                "experiments",
+                "One experiment",
+                "Its normalised definition (every default filled in), the configuration version "
+                "that last wrote it, when and by whom. A read key will do.",
+                _json(_ref("StoredExperiment"), "The experiment."),
+                admin=False,
+                errors=missing,
+            ),
+        },
+        "/v1/admin/experiments/{key}": {
+            "parameters": [key],
+            "put": _operation(
+                "put_experiment",
+                "experiments",
+                "Create or replace an experiment",
+                "Validates the definition (JSON or YAML; its `key`, when given, must be the "
+                "address's) and stores it, audited (kind `experiments`), as `tally experiments "
+                "apply`. An existing experiment keeps its status, start and stop unless the "
+                "body gives a start or stop; a new one sent as `running` starts at once. A "
+                "running experiment's flag rule follows the new definition.",
+                changed,
+                write=True,
+                body=_body(_ref("Experiment"), _EXPERIMENT_EXAMPLE, creates=True),
+                errors={"400": _INVALID, "409": _CONFLICT},
+            ),
+            "delete": _operation(
+                "delete_experiment",
+                "experiments",
+                "Delete an experiment",
+                "Removes the definition (and a running experiment's flag rule), audited.",
+                changed,
+                write=True,
+                errors=missing,
+            ),
+        },
+        "/v1/admin/experiments/{key}/start": {
+            "parameters": [key],
+            "post": _operation(
+                "start_experiment",
+                "experiments",
+                "Start an experiment",
+                "Writes its rule into the flag's ruleset for its environment (creating the "
+                "flag, default the control's value, when there is none) under a new "
+                "configuration version, so SDKs assign units within seconds, and sets its start "
+                "to now unless it has one. A stopped experiment cannot be restarted (409).",
+                changed,
+                write=True,
+                errors=lifecycle,
+            ),
+        },
+        "/v1/admin/experiments/{key}/stop": {
+            "parameters": [key],
+            "post": _operation(
+                "stop_experiment",
+                "experiments",
+                "Stop an experiment",
+                "Removes its flag rule (the flag then serves its default) and sets its stop to "
+                "now. A draft cannot be stopped (409); a stopped one is left as it is.",
+                changed,
+                write=True,
+                errors=lifecycle,
             ),
         },
     }

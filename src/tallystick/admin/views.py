@@ -43,6 +43,7 @@ AUDIT_KINDS: Final = (
     "deletion",
     "retention",
     "flags",
+    "experiments",
 )
 AUDIT_PARAMS: Final = ("kind", "name", "limit")
 DEFAULT_AUDIT_LIMIT: Final = 100

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -53,6 +54,20 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 CONTROL_PREFIXES: Final = ("/v1/admin/", "/v1/catalog/", "/v1/flags/")
 """Paths served by the control-plane API (``GET /v1/catalog`` itself is the query API's)."""
+_CONTROL_EXPERIMENTS: Final = re.compile(r"/v1/experiments(?:/[^/]+)?/?")
+"""``/v1/experiments`` and ``/v1/experiments/{key}`` (definitions: the control-plane API's);
+deeper paths (``/v1/experiments/{key}/results``) are the query API's."""
+
+
+def is_control_path(path: str) -> bool:
+    """Whether the control-plane API serves ``path`` (the query API serves the rest of /v1/)."""
+    return (
+        path.startswith(CONTROL_PREFIXES)
+        or path == "/v1/audit"
+        or _CONTROL_EXPERIMENTS.fullmatch(path) is not None
+    )
+
+
 _STATUS_BODY_TOO_LARGE: Final = (messages.REQUEST_TOO_LARGE, messages.TOO_MANY_EVENTS)
 
 ENDPOINTS: Final = {
@@ -108,6 +123,12 @@ ENDPOINTS: Final = {
     "GET /v1/flags/ruleset": "one environment's flags ruleset for SDKs (ETag; any key)",
     "GET /v1/flags/stream": "one environment's flags ruleset as server-sent events (any key)",
     "POST /v1/flags/evaluate": "evaluate flags for a unit's attributes (any key)",
+    "GET /v1/experiments": "the experiments: key, status, owner, variations, metrics",
+    "GET /v1/experiments/{key}": "one experiment's definition and version",
+    "PUT /v1/admin/experiments/{key}": "create or replace an experiment (validated, audited)",
+    "DELETE /v1/admin/experiments/{key}": "delete an experiment (a running one's flag rule too)",
+    "POST /v1/admin/experiments/{key}/start": "start an experiment: its rule joins the flags",
+    "POST /v1/admin/experiments/{key}/stop": "stop an experiment: its flag rule is removed",
     "GET /v1/catalog/streams": "the streams with their status and event volume",
     "GET /v1/catalog/models": "the data models with their latest check results",
     "GET /v1/catalog/fields": "every field seen in the lake (?q= searches)",
@@ -352,7 +373,7 @@ class Collector:
                 await self._not_allowed(send, "POST")
         elif path in ("/v1", "/v1/"):
             await respond_json(send, 200, {"service": "tallystick", "endpoints": ENDPOINTS})
-        elif path.startswith(CONTROL_PREFIXES) or path == "/v1/audit":
+        elif is_control_path(path):
             if await self._authenticated(scope, send):
                 await self.control_api()(scope, receive, send)
         elif path.startswith("/v1/") or path == "/openapi.json":

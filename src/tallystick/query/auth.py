@@ -24,9 +24,23 @@ SESSION_COOKIE: Final = "tally_session"
 
 #: paths (without a trailing slash) and prefixes of endpoints that read data
 READ_PATHS: Final = frozenset(
-    {"/v1/catalog", "/v1/meta", "/v1/health", "/v1/query", "/v1/metrics", "/v1/audit"}
+    {
+        "/v1/catalog",
+        "/v1/meta",
+        "/v1/health",
+        "/v1/query",
+        "/v1/metrics",
+        "/v1/audit",
+        "/v1/experiments",
+    }
 )
-READ_PREFIXES: Final = ("/v1/query/", "/v1/metrics/", "/v1/quality/", "/v1/catalog/")
+READ_PREFIXES: Final = (
+    "/v1/query/",
+    "/v1/metrics/",
+    "/v1/quality/",
+    "/v1/catalog/",
+    "/v1/experiments/",
+)
 
 MISSING: Final = Problem(
     messages.UNAUTHORIZED,
