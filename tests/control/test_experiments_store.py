@@ -324,3 +324,17 @@ def test_delete_removes_a_running_experiments_rule(store: ControlStore) -> None:
     assert (entry.action, entry.actor, entry.after) == ("delete", "carol", None)
     assert entry.before is not None
     assert entry.before["status"] == "running"
+
+
+def test_starting_a_running_experiment_puts_back_a_missing_rule(store: ControlStore) -> None:
+    ex.put_experiment(store, DOC, "alice")
+    ex.start_experiment(store, "signin-dialog", "alice", at=T0)
+    ruleset = flags.get_ruleset(store)
+    ruleset["flags"]["signin-dialog"]["environments"]["prod"]["rules"] = []
+    flags.put_ruleset(store, ruleset, "bob")  # someone applies a ruleset without the rule
+    assert rules(store) == []
+    again = ex.start_experiment(store, "signin-dialog", "alice", at=T1)
+    assert again.action == "start"
+    assert again.flags == ("prod",)
+    assert [r["id"] for r in rules(store)] == ["experiment-signin-dialog"]
+    assert ex.get_experiment(store, "signin-dialog").experiment.start == T0  # kept
