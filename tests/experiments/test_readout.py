@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import random
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,126 +15,26 @@ from typing import Any
 import pytest
 from scipy import stats as sps
 
+from experiments.readout_lake import (
+    KEY,
+    NOW,
+    START,
+    catalog,
+    event,
+    experiment,
+    lake_rows,
+)
 from metrics.lakerows import write_rows
 from tallystick.experiments.catalog_metrics import (
     UnsupportedMetric,
     inverse_of,
     to_experiment_metric,
 )
-from tallystick.experiments.definition import Experiment, MetricRef, parse_experiment
+from tallystick.experiments.definition import MetricRef
 from tallystick.experiments.readout import readout
-from tallystick.metrics.catalog import Catalog, parse_text
 from tallystick.metrics.engines import ChDBEngine, DuckDBEngine, Engine
 from tallystick.metrics.params import Filter
 from tallystick.store.lake import Lake
-
-KEY = "signin-dialog"
-START = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
-NOW = dt.datetime(2026, 3, 20, tzinfo=dt.UTC)
-
-CATALOG_YAML = """\
-- name: bounce_rate
-  title: Bounce rate
-  type: ratio
-  direction: lower
-  params:
-    numerator: session.end
-    denominator: session.end
-    unit: event
-    numerator_where: [data.pageviews=1]
-- name: signin_completed
-  title: Sign-ins completed
-  type: count
-  params: {event: signin.completed}
-- name: signin_latency
-  title: Sign-in latency
-  type: percentile
-  direction: lower
-  params: {event: signin.completed, field: data.duration_ms, p: [50, 90]}
-- name: pages
-  title: Page views
-  type: count
-  params: {event: page.view, where: [data.kind!=bot-check]}
-- name: signin_funnel
-  title: Sign-in funnel
-  type: funnel
-  params: {steps: [signin.open, signin.completed]}
-"""
-
-
-def catalog() -> Catalog:
-    metrics, problems = parse_text(CATALOG_YAML, "metrics/experiments.yaml")
-    assert problems == []
-    return Catalog(Path("metrics"), tuple(metrics))
-
-
-def experiment(**changes: Any) -> Experiment:
-    doc: dict[str, Any] = {
-        "key": KEY,
-        "name": "Sign-in dialog: e-mail pre-filled",
-        "hypothesis": "Pre-filling the e-mail lowers the bounce rate",
-        "owner": "ux-lead@research-portal.eu",
-        "unit": "user.anonymous_id",
-        "variations": [{"key": "a", "name": "Control"}, {"key": "b", "name": "Pre-filled"}],
-        "status": "running",
-        "start": "2026-03-10T00:00:00Z",
-        "metrics": {
-            "primary": ["bounce_rate"],
-            "secondary": [{"metric": "signin_completed", "kind": "conversion"}, "pages"],
-            "guardrails": ["signin_latency"],
-        },
-    }
-    doc.update(changes)
-    return parse_experiment(doc)
-
-
-def _event(name: str, unit: str, at: dt.datetime, **more: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "name": name,
-        "user_anonymous_id": unit,
-        "client_ts": at,
-        **more,
-    }
-
-
-def _exposure(unit: str, at: dt.datetime, variation: str) -> dict[str, Any]:
-    return _event("experiment.exposure", unit, at, experiments={KEY: variation})
-
-
-def lake_rows(
-    units: int = 400, seed: int = 3, share_a: float = 0.5, both: int = 3
-) -> list[dict[str, Any]]:
-    """Devices exposed to a or b (b bounces less, signs in a bit more and faster), with events
-    before their exposure (ignored) and ``both`` devices exposed to a and b (left out)."""
-    rng = random.Random(seed)
-    rows: list[dict[str, Any]] = []
-    for u in range(units):
-        device = f"d{u}"
-        v = "a" if u < units * share_a else "b"
-        first = START + dt.timedelta(hours=rng.randrange(0, 24 * 5), seconds=rng.randrange(3600))
-        rows.append(_exposure(device, first, v))
-        if u % 7 == 0:
-            rows.append(_exposure(device, first + dt.timedelta(hours=3), v))
-        if u < both:
-            rows.append(_exposure(device, first + dt.timedelta(hours=1), "b" if v == "a" else "a"))
-        before = first - dt.timedelta(hours=2)
-        rows.append(_event("session.end", device, before, data={"pageviews": 1}))
-        for _ in range(rng.randint(1, 4)):
-            at = first + dt.timedelta(minutes=rng.randrange(1, 60 * 24 * 3))
-            bounced = rng.random() < (0.45 if v == "a" else 0.25)
-            pages = 1 if bounced else rng.choice([2, 3, 5])
-            rows.append(_event("session.end", device, at, data={"pageviews": pages}))
-        if rng.random() < (0.5 if v == "a" else 0.56):
-            ms = rng.randint(800, 2400) if v == "a" else rng.randint(600, 2000)
-            at = first + dt.timedelta(minutes=rng.randrange(1, 600))
-            rows.append(_event("signin.completed", device, at, data={"duration_ms": ms}))
-        for _ in range(rng.randint(0, 6)):
-            at = first + dt.timedelta(minutes=rng.randrange(1, 6000))
-            kind = "bot-check" if rng.random() < 0.1 else "page"
-            rows.append(_event("page.view", device, at, data={"kind": kind}))
-    return rows
-
 
 # -- the reference: plain Python from the rows --------------------------------------------------
 
@@ -453,7 +351,7 @@ def test_a_stopped_experiment_is_read_up_to_its_stop(
 
 
 def test_not_started_and_no_exposures(tmp_path: Path) -> None:
-    empty = DuckDBEngine(write_rows(tmp_path, [_event("page.view", "d1", START)]))
+    empty = DuckDBEngine(write_rows(tmp_path, [event("page.view", "d1", START)]))
     draft = readout(experiment(status="draft", start=None), catalog(), empty, now=NOW)
     assert draft["window"]["start"] is None
     assert draft["warnings"][0].startswith("the experiment has not started (status draft)")

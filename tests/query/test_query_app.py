@@ -255,6 +255,7 @@ def test_openapi_is_served_and_describes_every_analysis(client: TestClient) -> N
         "/v1/quality/loss",
         "/v1/quality/skew",
         "/v1/quality/alerts",
+        "/v1/experiments/{key}/results",
         "/openapi.json",
     } | set(control.paths())
     operation_ids = []

@@ -50,6 +50,7 @@ from tallystick.metrics.engines import DuckDBEngine, Engine
 from tallystick.metrics.params import MetricError
 from tallystick.metrics.registry import ANALYSES, REQUIRED, build, default_range, normalise
 from tallystick.privacy import dp
+from tallystick.query import experiments as experiments_api
 from tallystick.query import overview
 from tallystick.query import quality as quality_api
 from tallystick.query.answers import Answers
@@ -219,6 +220,12 @@ class QueryApp:
                 "sql": outcome.sql,
                 "definition": metric.to_dict(),
             }
+        experiment = experiments_api.results_key(path)
+        if experiment is not None:
+            _only_get(method)
+            params = query_params(query_string)
+            view = await self._visibility(scope)
+            return await self._experiment_results(experiment, params, view)
         if path.startswith(QUERY_PREFIX):
             name = path[len(QUERY_PREFIX) :].rstrip("/")
             if name in ANALYSES:
@@ -316,6 +323,66 @@ class QueryApp:
                     "log): try again in a moment",
                 ),
             ) from None
+
+    async def _experiment_results(
+        self, key: str, params: dict[str, Any], view: Visibility = EVERYTHING
+    ) -> dict[str, Any]:
+        """The body of ``GET /v1/experiments/{key}/results`` (``query.experiments``): 404 for
+        an unknown experiment, 400 for a bad ``at``, 500 when the engine fails."""
+        try:
+            at, include_bots = experiments_api.check_params(params)
+        except MetricError as exc:
+            raise _invalid(f"{exc}.") from None
+
+        def answer() -> dict[str, Any]:
+            import sqlalchemy as sa
+
+            from tallystick.control.store import NotFound
+
+            catalog, _ = self.catalog.read()
+            try:
+                with self._opening:
+                    if self._store is None:
+                        from tallystick.control.store import ControlStore
+
+                        self._store = ControlStore.for_settings(self.settings)
+                    store = self._store
+                return experiments_api.results_body(
+                    store,
+                    catalog,
+                    self.engine,
+                    self._rules(),
+                    key,
+                    at=at,
+                    include_bots=include_bots,
+                    view=view,
+                )
+            except NotFound as exc:
+                message = view.redact(str(exc).rstrip("."))
+                raise Refused(
+                    404,
+                    Problem(messages.NOT_FOUND, f"{message}; GET /v1/experiments lists them."),
+                ) from None
+            except (sa.exc.SQLAlchemyError, OSError):
+                log.exception("experiment %s could not be read", key)
+                raise Refused(
+                    503,
+                    Problem(
+                        messages.NOT_READY,
+                        "the control-plane database could not be read just now (see the "
+                        "server's log): try again in a moment",
+                    ),
+                ) from None
+
+        try:
+            return await self._in_thread(answer)
+        except QueryFailed as exc:
+            log.warning("the results of experiment %s failed: %s", key, exc)
+            raise Refused(
+                500, Problem(messages.QUERY_FAILED, view.redact(f"{exc}. Try again later."))
+            ) from None
+        except MetricError as exc:
+            raise _invalid(view.redact(f"{exc}.")) from None
 
     def prime(self) -> None:
         """Compute what every dashboard page asks first (the lake summary, the catalog, the
@@ -567,7 +634,7 @@ def _needs_key(path: str) -> bool:
         QUERY_PREFIX.rstrip("/"),
         METRICS_PREFIX.rstrip("/"),
         *quality_api.PATHS,
-    ) or path.startswith((QUERY_PREFIX, METRICS_PREFIX))
+    ) or path.startswith((QUERY_PREFIX, METRICS_PREFIX, "/v1/experiments/"))
 
 
 def _only_get(method: str) -> None:

@@ -37,6 +37,7 @@ CATALOG_PATH: Final = "/v1/catalog"
 META_PATH: Final = "/v1/meta"
 HEALTH_PATH: Final = "/v1/health"
 OPENAPI_PATH: Final = "/openapi.json"
+EXPERIMENT_RESULTS_PATH: Final = "/v1/experiments/{key}/results"
 
 Kind: TypeAlias = Literal[
     "text", "date", "names", "where", "bool", "int", "number", "percentiles", "window"
@@ -691,6 +692,7 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
         [_date_parameter("from"), _date_parameter("to")],
     )
     paths |= _quality_paths()
+    paths[EXPERIMENT_RESULTS_PATH] = _experiment_results_operations()
     paths[OPENAPI_PATH] = {
         "get": {
             "operationId": "openapi",
@@ -716,6 +718,7 @@ def document(version: str, analyses: Sequence[str] | None = None) -> dict[str, A
         "Meta": _META,
         "Health": _HEALTH,
         **_QUALITY_SCHEMAS,
+        "ExperimentResults": _EXPERIMENT_RESULTS,
     }
     paths |= control.paths()
     schemas |= control.schemas()
@@ -1329,4 +1332,182 @@ def _quality_paths() -> dict[str, Schema]:
             wrong,
         ),
         ALERTS_PATH: alerts,
+    }
+
+
+# -- experiment results --------------------------------------------------------------------------
+
+_NUM_OR_NULL: Final[Schema] = {"type": ["number", "null"]}
+_INTERVAL: Final[Schema] = {"type": "array", "items": _NUM_OR_NULL, "minItems": 2, "maxItems": 2}
+_EXPERIMENT_RESULTS: Final[Schema] = {
+    "type": "object",
+    "description": "An experiment's readout (docs/experiments.md, Results).",
+    "properties": {
+        "experiment": {
+            "type": "object",
+            "description": "the definition (as GET /v1/experiments/{key})",
+        },
+        "version": {"type": ["integer", "null"], "description": "the definition's version"},
+        "analysed_at": {"type": "string", "format": "date-time"},
+        "window": {
+            "type": "object",
+            "description": "the exposures read: from the start to the stop, or `at` / now",
+            "properties": {
+                "start": {"type": ["string", "null"], "format": "date-time"},
+                "end": {"type": "string", "format": "date-time"},
+            },
+        },
+        "unit": {"type": "string", "enum": ["user.id", "user.anonymous_id", "session.id"]},
+        "variations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string"},
+                    "name": {"type": "string"},
+                    "weight": {"type": "number"},
+                    "units": {"type": "integer", "description": "units exposed"},
+                    "control": {"type": "boolean"},
+                },
+            },
+        },
+        "multiple_variations": {
+            "type": "integer",
+            "description": "units exposed to two or more variations (left out)",
+        },
+        "srm": {
+            "type": "object",
+            "description": "sample-ratio mismatch: chi-square of the units against the weights",
+            "properties": {
+                "p_value": {"type": "number"},
+                "flagged": {"type": "boolean"},
+                "threshold": {"type": "number"},
+                "expected": {"type": "object", "additionalProperties": {"type": "number"}},
+                "observed": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+        },
+        "planned_sample_size": {"type": ["integer", "null"]},
+        "progress": {**_NUM_OR_NULL, "description": "units exposed / planned sample size"},
+        "sequential": {"type": "boolean"},
+        "correction": {"type": "string", "enum": ["holm", "bh", "none"]},
+        "alpha": {"type": "number"},
+        "metrics": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "metric": {"type": "string"},
+                    "title": {"type": ["string", "null"]},
+                    "role": {"type": "string", "enum": ["primary", "secondary", "guardrail"]},
+                    "kind": {
+                        "type": ["string", "null"],
+                        "enum": ["conversion", "mean", "ratio", None],
+                    },
+                    "inverse": {"type": "boolean", "description": "lower is better"},
+                    "error": {
+                        "type": ["string", "null"],
+                        "description": "why the metric is left out (no variations then)",
+                    },
+                    "variations": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "variation": {"type": "string"},
+                                "control": {"type": "boolean"},
+                                "n": {"type": "integer"},
+                                "mean": _NUM_OR_NULL,
+                                "effect": {**_NUM_OR_NULL, "description": "relative"},
+                                "ci": _INTERVAL,
+                                "absolute_effect": _NUM_OR_NULL,
+                                "absolute_ci": _INTERVAL,
+                                "p_value": _NUM_OR_NULL,
+                                "p_value_adjusted": _NUM_OR_NULL,
+                                "chance_to_win": _NUM_OR_NULL,
+                                "risk": {
+                                    "type": "object",
+                                    "properties": {
+                                        "control": _NUM_OR_NULL,
+                                        "treatment": _NUM_OR_NULL,
+                                    },
+                                },
+                                "status": {
+                                    "type": "string",
+                                    "enum": ["ok", "no_units", "zero_variance", "baseline_zero"],
+                                },
+                                "significant": {"type": "boolean"},
+                                "verdict": {
+                                    "type": "string",
+                                    "enum": ["better", "worse", "inconclusive"],
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "exposures": {
+            "type": "array",
+            "description": "units newly exposed per UTC day: {day, <variation key>: units, ...}",
+            "items": {
+                "type": "object",
+                "properties": {"day": {"type": "string", "format": "date"}},
+            },
+        },
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def _experiment_results_operations() -> Schema:
+    return {
+        "get": {
+            "operationId": "get_experiment_results",
+            "tags": ["experiments"],
+            "summary": "An experiment's results",
+            "description": (
+                "The readout of experiment `key` from the lake: units exposed per variation, the "
+                "sample-ratio-mismatch check, the planned sample size and the progress towards "
+                "it, and per metric and variation the effect against the control with its "
+                "interval, p-values, chance to win and verdict; the units exposed per day; "
+                "warnings. The same document as `tally experiments analyze KEY --format json`."
+            ),
+            "parameters": [
+                {
+                    "name": "key",
+                    "in": "path",
+                    "required": True,
+                    "description": "The experiment's key (`GET /v1/experiments` lists them).",
+                    "schema": {"type": "string"},
+                    "example": "signin-dialog",
+                },
+                {
+                    "name": "at",
+                    "in": "query",
+                    "required": False,
+                    "description": "Read as of this instant (ISO-8601; default now).",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
+                {
+                    "name": "include_bots",
+                    "in": "query",
+                    "required": False,
+                    "description": param("include_bots").description,
+                    "schema": {"type": "boolean", "default": False},
+                },
+            ],
+            "responses": {
+                "200": _ok("The readout.", "ExperimentResults"),
+                "400": _error(f"`{messages.INVALID_QUERY}`: `at` or `include_bots` is wrong."),
+                "401": _unauthorized(),
+                "404": _error(
+                    f"`{messages.NOT_FOUND}`: no such experiment (the message suggests a key)."
+                ),
+                "500": _error(f"`{messages.QUERY_FAILED}`: the engine could not run the query."),
+                "503": _error(
+                    f"`{messages.NOT_READY}`: the control-plane database could not be read."
+                ),
+            },
+            "security": copy.deepcopy(_SECURITY),
+        }
     }
