@@ -125,6 +125,7 @@ ENDPOINTS: Final = {
     "POST /v1/flags/evaluate": "evaluate flags for a unit's attributes (any key)",
     "GET /v1/experiments": "the experiments: key, status, owner, variations, metrics",
     "GET /v1/experiments/{key}": "one experiment's definition and version",
+    "GET /v1/experiments/{key}/results": "an experiment's results: effects, SRM, exposures",
     "PUT /v1/admin/experiments/{key}": "create or replace an experiment (validated, audited)",
     "DELETE /v1/admin/experiments/{key}": "delete an experiment (a running one's flag rule too)",
     "POST /v1/admin/experiments/{key}/start": "start an experiment: its rule joins the flags",

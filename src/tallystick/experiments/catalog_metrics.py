@@ -92,7 +92,7 @@ def to_experiment_metric(metric: MetricDef, ref: MetricRef | None = None) -> tup
     """
     kind = kind_of(metric, ref)
     where = _filters(metric.params.get("where"))
-    cuped_days = None if ref is None else ref.cuped_days
+    cuped_days = None if ref is None else ref.cuped_days or None  # 0: no CUPED
     if cuped_days is not None and kind == "ratio":
         raise UnsupportedMetric(
             f"metric {metric.name} is read as a ratio: CUPED (cuped_days) does not apply to "
