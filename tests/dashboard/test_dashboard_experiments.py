@@ -333,7 +333,7 @@ def test_an_experiment_shows_its_effects_as_a_forest_plot(tab: Watched, lab: Lab
         assert any(colour in s for s in styles), styles
 
     # exposures over time: one line per variation, ending at each variation's units
-    exposures = page.locator("#experiment-exposures")
+    exposures = page.locator(".exposures")
     assert exposures.locator(".chart[data-rendered='true']").count() == 1
     assert exposures.locator(".scatterlayer .trace").count() == 3
     last = exposures.locator("tbody tr").last
@@ -341,7 +341,8 @@ def test_an_experiment_shows_its_effects_as_a_forest_plot(tab: Watched, lab: Lab
         total = last.locator(f"[data-key='{variation} total']").get_attribute("data-value")
         assert total == str(arm.units)
     days = sorted({day for arm in arms.values() for day in arm.first_exposure_days})
-    assert exposures.locator("tbody th[data-key='day']").all_inner_texts() == days
+    shown_days = exposures.locator("tbody th[data-key='day']").all()
+    assert [d.get_attribute("data-value") for d in shown_days] == days
     tab.screenshot("experiments")
 
 
@@ -363,8 +364,20 @@ def test_a_skewed_split_shows_the_sample_ratio_warning(tab: Watched) -> None:
         150.0,
     ]
     assert float(banner.get_attribute("data-p-value") or "nan") < 0.001
-    assert page.locator("#experiment-exposures .scatterlayer .trace").count() == 2
+    assert page.locator(".exposures .scatterlayer .trace").count() == 2
     tab.screenshot("experiments-srm")
+
+
+def test_a_draft_experiment_has_nothing_to_show_yet_and_says_so(tab: Watched) -> None:
+    page = tab.open(f"/experiments?key={DRAFT}")
+    tab.assert_clean()
+    assert page.locator("#experiment-head .badge").inner_text() == "draft"
+    assert page.locator(".forest .scatterlayer .point").count() == 0
+    assert "No effects to show yet." in page.inner_text(".forest[data-role='primary']")
+    exposures = page.locator(".exposures").inner_text()
+    assert "No units exposed yet." in exposures
+    assert f"tally experiments start {DRAFT}" in exposures
+    assert page.locator("#srm-warning").count() == 0
 
 
 def test_an_unknown_experiment_says_so(tab: Watched) -> None:

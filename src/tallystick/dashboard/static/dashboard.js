@@ -1298,7 +1298,7 @@
     const running = experiments.filter((e) => e.status === "running").length;
     count.textContent = `${plural(experiments.length, "experiment")}${experiments.length ? ` · ${running} running` : ""}`;
     if (!experiments.length) {
-      $("#experiments").replaceChildren(message("empty", "No experiments yet.", "Describe one in a YAML file, then `tally experiments apply FILE` and `tally experiments start KEY` (see docs/cli.md), or PUT /v1/admin/experiments/KEY."));
+      $("#experiments").replaceChildren(message("empty", "No experiments yet.", "Describe one in a YAML file, then `tally experiments apply FILE` and `tally experiments start KEY` (see docs/experiments.md), or PUT /v1/admin/experiments/KEY."));
       return;
     }
     const columns = [
@@ -1408,6 +1408,7 @@
   const EFFECT_COLUMNS = [
     { key: "metric", format: (v, row) => el("span", {}, el("strong", { text: row.title }), el("br"), el("code", { text: v }), row.inverse ? el("small", { class: "desc", text: "lower is better" }) : null) },
     { key: "variation", format: (v, row) => `${v} vs ${row.control}` },
+    { key: "verdict", format: (v, row) => el("span", {}, badge(v, `verdict-${v}`), row.status && row.status !== "ok" ? el("small", { class: "desc", text: row.status.replace(/_/g, " ") }) : null) },
     { key: "control_mean", label: "control mean", num: true, format: (v, row) => meanFormat(row)(v) },
     { key: "mean", label: "treatment mean", num: true, format: (v, row) => meanFormat(row)(v) },
     { key: "effect", label: "effect", num: true, format: fmtEffect },
@@ -1415,7 +1416,6 @@
     { key: "p_value_adjusted", label: "p-value (adjusted)", num: true, format: (v, row) => (isNum(row.p_value) && row.p_value !== v ? `${fmtP(v)} (raw ${fmtP(row.p_value)})` : fmtP(v)) },
     { key: "chance_to_win", label: "chance to win", num: true, format: fmtPct },
     { key: "risk", label: "risk of shipping", num: true, format: (v) => (isNum(v) ? rateFormat.format(v) : "—") },
-    { key: "verdict", format: (v, row) => el("span", {}, badge(v, `verdict-${v}`), row.status && row.status !== "ok" ? el("small", { class: "desc", text: row.status.replace(/_/g, " ") }) : null) },
   ];
   /** The CSV behind a forest plot: every number, unformatted. */
   const EFFECT_CSV = ["metric", "variation", "control", "control_n", "control_mean", "n", "mean", "effect", "ci_low", "ci_high", "absolute_effect", "p_value", "p_value_adjusted", "chance_to_win", "risk", "risk_control", "verdict", "status"].map((key) => ({ key }));
@@ -1432,6 +1432,10 @@
     card.section.dataset.role = role;
     const label_ = (row) => (treatments.size > 1 ? `${row.title} · ${row.variation}` : row.title);
     const shown = rows.filter((row) => isNum(row.effect));
+    const unusable = metrics.filter((m) => m.error);
+    if (unusable.length) {
+      card.note.before(message("error", "Not analysed:", unusable.map((m) => `${m.metric}: ${m.error}`).join(" ")));
+    }
     const finish = () => {
       const table = renderTable({ columns: EFFECT_COLUMNS, rows, caption: `${label}: each variation against the control` }, label);
       $$("tbody tr", table).forEach((tr, i) => {
@@ -1488,7 +1492,7 @@
 
   async function exposureCard(container, r) {
     const card = chartCard(container, {
-      id: "experiment-exposures", title: "Units exposed over time",
+      id: "experiment-exposures", title: "Units exposed over time", cls: "exposures",
       subtitle: "Cumulative units per variation, by the UTC day of each unit's first exposure (its first experiment.exposure event). The lines should keep the planned split.",
     });
     const variations = r.variations || [];
@@ -1530,7 +1534,9 @@
   async function renderExperiment(box, r) {
     box.append(experimentHead(r));
     if (r.srm && r.srm.flagged) box.append(srmBanner(r));
-    const warnings = (r.warnings || []).filter((w) => w);
+    // the banner above says what the readout's own mismatch warning says, at more length
+    const srmShown = r.srm && r.srm.flagged;
+    const warnings = (r.warnings || []).filter((w) => w && !(srmShown && /^sample ratio mismatch/i.test(w)));
     if (warnings.length) {
       box.append(el("div", { class: "message warn", id: "experiment-warnings", role: "note" },
         el("strong", { text: warnings.length === 1 ? "Warning:" : "Warnings:" }),
