@@ -188,7 +188,7 @@ def test_access_and_an_unknown_environment(served: tuple[ServerProcess, str, str
 def test_restart_reconnects_and_shutdown_does_not_wait(tmp_path: Path) -> None:
     data, _, write = keyed_data(tmp_path)
     apply(data, with_default(False), tmp_path)
-    first = ServerProcess(data).start()
+    first = ServerProcess(data, workers=2).start()  # each worker ends its own streams
     sdk = client(first.url, write)
     try:
         sdk.start()

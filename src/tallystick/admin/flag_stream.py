@@ -21,9 +21,11 @@ a revoked key stops getting changes), when its client goes away, and when the se
 
 Shutting down: uvicorn tells an application nothing until its open responses are finished (the
 lifespan's shutdown comes after them), so a held stream would hold ``tally serve`` for its whole
-graceful-shutdown timeout. ``FlagStreams.watch_signals`` therefore chains a handler in front of
-the server's own for SIGTERM and SIGINT that marks the streams as stopping; each ends within
-``POLL_SECONDS`` and the server goes on with its orderly shutdown.
+graceful-shutdown timeout. :func:`watch_signals` therefore chains a handler in front of the
+server's own for SIGTERM and SIGINT that marks the process as shutting down; each stream ends
+within ``POLL_SECONDS`` and the server goes on with its orderly shutdown. ``tally serve``'s
+workers call it as they build their app (a stream accepted while a worker is still starting is
+covered too); a stream calls it as well, for other servers.
 
 At most ``flags_max_streams`` streams are open per worker; one more is answered 503
 ``not_ready`` with ``Retry-After`` (SDKs poll meanwhile).
@@ -60,6 +62,7 @@ __all__ = [
     "FlagStreams",
     "last_event_id",
     "ruleset_event",
+    "watch_signals",
 ]
 
 log = logging.getLogger("tallystick.admin")
@@ -101,6 +104,38 @@ def last_event_id(scope: Scope) -> int | None:
     return None
 
 
+_shutting_down = threading.Event()
+_handlers: dict[int, Callable[[int, FrameType | None], Any]] = {}
+
+
+def watch_signals() -> None:
+    """Chain a handler in front of the process's SIGTERM and SIGINT handlers that tells every
+    flag stream to end (see the module). Only from the main thread, where a server installs its
+    handlers; a signal without a handler of its own (the default: the process just ends) is
+    left alone. Idempotent while the chain is in place; after a server restored the handlers
+    it replaced, the next call chains (and forgets the shutdown) again."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if previous is _handlers.get(signum) or not callable(previous):
+            continue
+        handler = _chained(previous)
+        signal.signal(signum, handler)
+        _handlers[signum] = handler
+        _shutting_down.clear()
+
+
+def _chained(
+    previous: Callable[[int, FrameType | None], Any],
+) -> Callable[[int, FrameType | None], Any]:
+    def handler(signum: int, frame: FrameType | None) -> Any:
+        _shutting_down.set()
+        return previous(signum, frame)
+
+    return handler
+
+
 def _refusal(limit: int, stopping: bool) -> Problem:
     if stopping:
         detail = "this server is shutting down"
@@ -132,35 +167,18 @@ class FlagStreams:
         self.keep_alive_seconds = keep_alive_seconds
         self.max_seconds = max_seconds
         self.open = 0
-        self.stopping = threading.Event()
+        self._stopped = threading.Event()
         self._versions: dict[str, tuple[float, int]] = {}
         self._events: dict[str, tuple[int, bytes]] = {}
-        self._watching = False
 
     def stop(self) -> None:
         """End every open stream (within ``poll_seconds``) and refuse new ones."""
-        self.stopping.set()
+        self._stopped.set()
 
-    def watch_signals(self) -> None:
-        """End the streams when the process is told to stop (SIGTERM, SIGINT), before the
-        server's own handler runs. Only from the main thread (where a server installs its
-        handlers), once; a signal with no handler of its own is left alone."""
-        if self._watching or threading.current_thread() is not threading.main_thread():
-            return
-        self._watching = True
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous = signal.getsignal(signum)
-            if callable(previous):
-                signal.signal(signum, self._chained(previous))
-
-    def _chained(
-        self, previous: Callable[[int, FrameType | None], Any]
-    ) -> Callable[[int, FrameType | None], Any]:
-        def handler(signum: int, frame: FrameType | None) -> Any:
-            self.stopping.set()
-            return previous(signum, frame)
-
-        return handler
+    @property
+    def stopping(self) -> bool:
+        """Whether the streams end: ``stop()`` was called or the process is shutting down."""
+        return self._stopped.is_set() or _shutting_down.is_set()
 
     async def version(self, environment: str, read: Callable[[], Awaitable[int]]) -> int:
         """The environment's version, read at most about once per ``poll_seconds`` for all the
@@ -193,15 +211,15 @@ class FlagStreams:
         """Answer one stream request for ``first.environment``: ``first`` is its ruleset now,
         ``last_id`` the client's ``Last-Event-ID``; ``version`` and ``document`` read the
         environment's version and ruleset again (raising ``Refused``, 404 when it is gone)."""
-        if self.stopping.is_set() or self.open >= self.limit:
+        watch_signals()
+        if self.stopping or self.open >= self.limit:
             await respond_json(
                 send,
                 503,
-                {"error": _refusal(self.limit, self.stopping.is_set()).as_dict()},
+                {"error": _refusal(self.limit, self.stopping).as_dict()},
                 _RETRY_AFTER,
             )
             return
-        self.watch_signals()
         self.open += 1
         try:
             await self._stream(receive, send, first, last_id, version, document)
@@ -227,10 +245,10 @@ class FlagStreams:
         started = quiet_since = time.monotonic()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_until_disconnect, receive, tasks.cancel_scope)
-            while not self.stopping.is_set():
+            while not self.stopping:
                 await anyio.sleep(self.poll_seconds)
                 now = time.monotonic()
-                if self.stopping.is_set() or now - started >= self.max_seconds:
+                if self.stopping or now - started >= self.max_seconds:
                     break
                 chunk, sent, ends = await self._next(environment, sent, version, document)
                 if chunk is None and now - quiet_since >= self.keep_alive_seconds:

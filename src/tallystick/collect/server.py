@@ -40,10 +40,12 @@ def app_from_env() -> object:
     """uvicorn factory: each worker process builds its app from ``TALLYSTICK_*`` variables, and
     warms up its query API and dashboard in the background unless ``warm_up`` is off (see
     ``Collector.warm_up``)."""
+    from tallystick.admin.flag_stream import watch_signals
     from tallystick.collect.app import create_app
     from tallystick.privacy import logs
 
     logs.install()  # no client address or personal data in this worker's logs
+    watch_signals()  # flag streams end at once on SIGTERM: they must not hold the shutdown
     app = create_app(from_env())
     if app.settings.warm_up:
         threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
