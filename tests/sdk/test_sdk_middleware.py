@@ -20,6 +20,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import uvicorn
+from openfeature.evaluation_context import EvaluationContext
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -296,3 +297,14 @@ def test_collecting_outside_a_framework(served: tuple[str, str], tracker: Tracke
         assert header_value() == servers_header(served, unit, ["new-signin", "signin-dialog"])
     assert evaluated() == {}
     assert header_value() == ""
+
+
+def test_openfeature_evaluations_are_noted(served: tuple[str, str], tracker: Tracker) -> None:
+    provider = tracker.openfeature_provider()
+    unit = {"id": "user-5", "plan": "pro"}
+    with collecting() as seen:
+        context = EvaluationContext("user-5", {"plan": "pro"})
+        assert provider.resolve_boolean_details("new-signin", False, context).value is True
+        provider.resolve_string_details("signin-dialog", "A", context)
+        assert sorted(seen) == ["new-signin", "signin-dialog"]
+        assert header_value() == servers_header(served, unit, ["new-signin", "signin-dialog"])

@@ -28,8 +28,9 @@
   Tallystick ``reason``, the ``rule`` and, for an assignment, ``experiment``, ``variation``
   (index) and ``hash_attribute``.
 - ``on_exposure`` is called with every served evaluation that is an experiment exposure (pass
-  an :class:`~tallystick.flags.exposures.ExposureLogger`, which dedups); its errors are logged,
-  never raised into the caller's flag evaluation.
+  an :class:`~tallystick.flags.exposures.ExposureLogger`, which dedups); ``on_evaluation``
+  with every served evaluation (the SDK notes it for the request's ``X-Tally-Flags``). Their
+  errors are logged, never raised into the caller's flag evaluation.
 """
 
 from __future__ import annotations
@@ -124,11 +125,13 @@ class TallystickProvider(AbstractProvider):
         *,
         targeting_attribute: str = DEFAULT_HASH_ATTRIBUTE,
         on_exposure: Callable[[Evaluation], object] | None = None,
+        on_evaluation: Callable[[Evaluation], object] | None = None,
     ) -> None:
         super().__init__()
         self._ruleset = ruleset
         self.targeting_attribute = targeting_attribute
         self.on_exposure = on_exposure
+        self.on_evaluation = on_evaluation
 
     def get_metadata(self) -> Metadata:
         return Metadata(name=PROVIDER_NAME)
@@ -176,6 +179,11 @@ class TallystickProvider(AbstractProvider):
                 f"flag {flag_key!r} gave {e.value!r}, not {wanted}",
                 OFReason.ERROR,
             )
+        if self.on_evaluation is not None:
+            try:
+                self.on_evaluation(e)
+            except Exception:
+                log.exception("on_evaluation failed for flag %r", flag_key)
         if e.exposure and self.on_exposure is not None:
             try:
                 self.on_exposure(e)

@@ -388,4 +388,6 @@ class FlagClient:
         """An OpenFeature provider over the current ruleset, logging through the same logger."""
         from tallystick.flags.openfeature import TallystickProvider
 
-        return TallystickProvider(lambda: self._ruleset, on_exposure=self.log_exposure)
+        return TallystickProvider(
+            lambda: self._ruleset, on_exposure=self.log_exposure, on_evaluation=record
+        )

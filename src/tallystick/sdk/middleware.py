@@ -2,18 +2,20 @@
 evaluated through the SDK while answering one request, for analysis (access logs, a CDN's
 logs, a proxy that forwards it).
 
->>> app = FlagsHeaderMiddleware(app)  # ASGI; Starlette: app.add_middleware(FlagsHeaderMiddleware)
-... # doctest: +SKIP
->>> flask_app.wsgi_app = WsgiFlagsHeaderMiddleware(flask_app.wsgi_app)  # WSGI  # doctest: +SKIP
+::
+
+    app = FlagsHeaderMiddleware(app)  # any ASGI app; Starlette: app.add_middleware(...)
+    flask_app.wsgi_app = WsgiFlagsHeaderMiddleware(flask_app.wsgi_app)  # any WSGI app
 
 Each request gets its own record (a :mod:`contextvars` variable); every evaluation through
-``Tracker.flag()``, ``flag_details()``, ``variant()`` or ``FlagClient.evaluate`` made while
-answering it is noted (the last one per flag key), and when the response starts its header lists
-them in the format of :func:`tallystick.flags.header.active_header`: ``key=variation`` for
-experiment assignments, ``key=value`` for targeted and rolled-out values (defaults, unknown,
-killed and JSON-valued flags are left out). No header when nothing qualifies; a header the
-application set itself is left alone. Only what was evaluated before the response started can be
-listed: a streamed body's later evaluations are not.
+``Tracker.flag()``, ``flag_details()``, ``variant()``, ``FlagClient.evaluate`` or the tracker's
+OpenFeature provider made while answering it is noted (the last one per flag key), and when
+the response starts its header lists them in the format of
+:func:`tallystick.flags.header.active_header`: ``key=variation`` for experiment assignments,
+``key=value`` for targeted and rolled-out values (defaults, unknown, killed and JSON-valued
+flags are left out). No header when nothing qualifies; a header the application set itself is
+left alone. Only what was evaluated before the response started can be listed: a streamed
+body's later evaluations are not.
 
 Threads that the application starts itself see the record only if they copy the request's
 context (``contextvars.copy_context().run``, as Starlette's thread pool and ``asyncio.to_thread``
