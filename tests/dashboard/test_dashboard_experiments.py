@@ -343,7 +343,7 @@ def test_an_experiment_shows_its_effects_as_a_forest_plot(tab: Watched, lab: Lab
     days = sorted({day for arm in arms.values() for day in arm.first_exposure_days})
     shown_days = exposures.locator("tbody th[data-key='day']").all()
     assert [d.get_attribute("data-value") for d in shown_days] == days
-    tab.screenshot("experiments")
+    tab.screenshot("experiments-variations")
 
 
 def test_a_skewed_split_shows_the_sample_ratio_warning(tab: Watched) -> None:

@@ -16,6 +16,7 @@ PAGES = [
     ("/funnel", "funnel", 1),
     ("/retention", "retention", 1),
     ("/explore", "explore", 1),
+    ("/experiments?key=signin-dialog", "experiments", 4),
     ("/data-health", "data-health", 2),
     ("/catalog", "catalog", 0),
 ]
