@@ -22,6 +22,7 @@ EMPTY = [
     ("/funnel", "Choose at least two steps."),
     ("/retention", "Choose a cohort event and returning events."),
     ("/explore", "No events yet."),
+    ("/experiments", "No experiments yet."),
     ("/data-health", "Nothing received in this range."),
     ("/catalog", "No metric matches."),
 ]
