@@ -71,6 +71,28 @@ RULESET: dict[str, Any] = {
         },
     },
 }
+SESSION_FLAG: dict[str, Any] = {
+    "type": "string",
+    "default": "list",
+    "environments": {
+        "prod": {
+            "rules": [
+                {
+                    "id": "per-session",
+                    "experiment": {
+                        "key": "checkout-layout",
+                        "hash_attribute": "session_id",
+                        "variations": [
+                            {"key": "list", "value": "list"},
+                            {"key": "grid", "value": "grid"},
+                        ],
+                    },
+                }
+            ]
+        }
+    },
+}
+RULESET["flags"]["checkout-layout"] = SESSION_FLAG
 UNITS = [{"id": f"user-{i}", "plan": "pro" if i % 2 else "free"} for i in range(6)]
 
 
@@ -145,7 +167,10 @@ def test_local_evaluation_equals_the_server(served: tuple[str, str, str, Path]) 
     base, _, write, _ = served
     with tracker_for(base, write, wait_for_flags=5.0, flags_poll_seconds=None) as tracker:
         assert tracker.flags_ruleset is not None
-        assert experiment_index(tracker.flags_ruleset) == {"signin-exp": "signin-dialog"}
+        assert experiment_index(tracker.flags_ruleset) == {
+            "signin-exp": "signin-dialog",
+            "checkout-layout": "checkout-layout",
+        }
         for unit in UNITS:
             status, _, answer = call(base, "POST", "/v1/flags/evaluate", write,
                                      {"environment": "prod", "attributes": unit})  # fmt: skip
@@ -294,3 +319,30 @@ def test_flags_off_and_a_bad_answer_keeps_the_last(served: tuple[str, str, str, 
         Tracker(base, queue_dir=False, flags_environment="prod", flags_poll_seconds=0)
     with pytest.raises(ValueError, match="flags_poll_seconds"):
         FlagClient(base, write_key=None, environment="prod", poll_seconds=0, sink=sunk.append)
+
+
+def test_a_session_unit_exposure_carries_the_session(served: tuple[str, str, str, Path]) -> None:
+    """An experiment hashed on ``session_id`` logs its exposure in that session, so a readout
+    with ``unit: session.id`` finds it."""
+    base, _, write, data = served
+    sessions = [f"sess-{i}" for i in range(3)]
+    with tracker_for(base, write, wait_for_flags=5.0, flags_poll_seconds=None) as tracker:
+        assigned = {s: tracker.variant("checkout-layout", {"session_id": s}) for s in sessions}
+        assert set(assigned.values()) <= {"list", "grid"}
+        assert tracker.flush(timeout=10)
+    lake = Lake(data / "lake")
+    deadline = time.monotonic() + 15
+    rows: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline and len(rows) < len(sessions):
+        rows = (
+            connect(lake)
+            .execute(
+                "SELECT session_id, experiments FROM raw_events "
+                "WHERE name = 'experiment.exposure' AND session_id LIKE 'sess-%'"
+            )
+            .fetchall()
+            if lake.files()
+            else []
+        )
+        time.sleep(0.1)
+    assert {r[0]: dict(r[1])["checkout-layout"] for r in rows} == assigned

@@ -414,6 +414,7 @@ class Tracker:
             exposure.name,
             user_id=data["unit"] if who == "id" else None,
             anonymous_id=data["unit"] if who == "anonymous_id" else None,
+            session_id=data["unit"] if who == "session_id" else None,
             data=data,
             experiments=exposure.experiments or None,
         )
