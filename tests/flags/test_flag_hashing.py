@@ -65,6 +65,21 @@ def test_hash_is_growthbooks(seed: str, value: str, version: int) -> None:
     assert hashing.seeded_hash(seed, version)(value) == expected
 
 
+def test_the_compiled_fnv_is_installed() -> None:
+    """fnv-hash-fast's C part is what makes a rollout cheap (bench/flags.py)."""
+    assert hashing.FAST_FNV is not None
+
+
+@given(seeds | ascii_ids, ids | ascii_ids)
+@example("seed", "user-1")
+@example("", "")
+@example("é", "user")
+def test_the_c_and_python_paths_give_the_same_bits(seed: str, value: str) -> None:
+    python_v2 = hashing._python_v2(hashing._fnv(hashing.OFFSET_BASIS, seed))
+    assert hashing.seeded_hash(seed)(value) == python_v2(value)
+    assert hashing.fnv1a32(value) == hashing._fnv(hashing.OFFSET_BASIS, value)
+
+
 @given(seeds, ids, st.integers().filter(lambda v: v not in (1, 2)))
 def test_other_hash_versions_are_refused(seed: str, value: str, version: int) -> None:
     assert gbhash(seed, value, version) is None

@@ -23,15 +23,21 @@ The functions mirror the GrowthBook SDKs' ``fnv1a32``, ``gbhash``, ``getEqualWei
   in it when ``hash_unit("__" + id, value, 1)`` is in ``[start, end)``. Experiments in the same
   namespace with disjoint ranges never share a unit.
 
-The compiled evaluator uses :func:`seeded_hash`, which hashes the (constant) seed once at compile
-time and continues FNV-1a from that state for each unit.
+The compiled evaluator uses :func:`seeded_hash`. For ASCII seeds and units (the common case) both
+FNV-1a passes run in C (``fnv-hash-fast``, a dependency: ~0.1 µs a pass instead of ~1–2 µs);
+otherwise, or when that package's compiled part is missing, the Python loop hashes the
+(constant) seed once at compile time and continues FNV-1a from that state for each unit. Both
+paths give the same bits (``tests/flags/test_flag_hashing.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple
+
+from fnv_hash_fast import fnv1a_32 as _fnv1a_32_c
 
 __all__ = [
     "HASH_VERSIONS",
@@ -60,6 +66,12 @@ WEIGHT_SUM_MAX: Final = 1.01
 
 Range = tuple[float, float]
 
+#: the C FNV-1a over bytes, or None when only fnv-hash-fast's pure-Python fallback is installed
+#: (slower than the loop here)
+FAST_FNV: Final[Callable[[bytes], int] | None] = (
+    None if isinstance(_fnv1a_32_c, functools.partial) else _fnv1a_32_c
+)
+
 
 class Namespace(NamedTuple):
     """A mutually exclusive layer: units whose namespace hash is in ``[start, end)``."""
@@ -86,6 +98,8 @@ def _fnv(state: int, s: str) -> int:
 
 def fnv1a32(s: str) -> int:
     """32-bit FNV-1a of ``s`` over its UTF-16 code units (GrowthBook's ``fnv1a32``)."""
+    if FAST_FNV is not None and s.isascii():
+        return FAST_FNV(s.encode())
     return _fnv(OFFSET_BASIS, s)
 
 
@@ -227,13 +241,29 @@ def hash_value_of(value: object) -> str:
 
 
 def seeded_hash(seed: str, version: int = 2) -> Callable[[str], float]:
-    """``hash_unit(seed, ·, version)`` as a closure; for version 2 the seed's FNV state is
-    computed once (the seed comes first), so each call hashes only the unit."""
+    """``hash_unit(seed, ·, version)`` as a closure. For version 2: both passes in C for an
+    ASCII seed and unit; else the seed's FNV state is computed once (the seed comes first), so
+    each call hashes only the unit in Python."""
     if version not in HASH_VERSIONS:
         raise ValueError(f"unknown hash version {version!r} (expected 1 or 2)")
     if version == 1:
         return lambda value: (fnv1a32(value + seed) % 1000) / 1000
-    state = fnv1a32(seed)
+    state = _fnv(OFFSET_BASIS, seed)
+    slow = _python_v2(state)
+    fast = FAST_FNV
+    if fast is None or not seed.isascii():
+        return slow
+
+    def v2_c(value: str, seed: str = seed, c: Callable[[bytes], int] = fast) -> float:
+        if value.isascii():
+            return (c(str(c((seed + value).encode())).encode()) % 10000) / 10000
+        return slow(value)
+
+    return v2_c
+
+
+def _python_v2(state: int) -> Callable[[str], float]:
+    """Hash version 2 in Python, continuing FNV-1a from the seed's ``state``."""
 
     def v2(value: str, state: int = state, prime: int = PRIME, mask: int = MASK) -> float:
         # The low 32 bits of a product depend only on the low 32 bits of its factors, and the
