@@ -21,6 +21,7 @@ from rich.table import Table
 from tallystick.cli.control import ControlUrlOption, actor, fail, opened
 from tallystick.cli.experiments_results import register_results
 from tallystick.cli.options import DEFAULT_DATA, DataOption
+from tallystick.cli.output import print_document
 
 if TYPE_CHECKING:
     from tallystick.control.experiments import Change, StoredExperiment
@@ -44,15 +45,6 @@ def register(app: typer.Typer) -> None:
 
 
 register_results(experiments_app)
-
-
-def _dump(document: Any, fmt: str) -> None:
-    if fmt == "json":
-        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
-    else:
-        import yaml
-
-        typer.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
 
 
 def _check_format(fmt: str) -> None:
@@ -91,7 +83,7 @@ def list_(
             if status is None or s.experiment.status == status
         ]
     if fmt != "table":
-        _dump(rows, fmt)
+        print_document(rows, fmt)
         return
     if not rows:
         out.print("no experiments yet: `tally experiments apply FILE` defines one")
@@ -168,7 +160,7 @@ def show(
     if fmt == "table":
         _show_table(stored)
     else:
-        _dump(stored.experiment.to_dict(), fmt)
+        print_document(stored.experiment.to_dict(), fmt)
 
 
 def _read(file: Path) -> list[Any]:

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from tallystick.cli.control import ControlUrlOption, actor, fail, opened
 from tallystick.cli.options import DEFAULT_DATA, DataOption
+from tallystick.cli.output import print_document
 
 flags_app = typer.Typer(
     name="flags",
@@ -38,15 +39,6 @@ EnvironmentOption = Annotated[
 
 def register(app: typer.Typer) -> None:
     app.add_typer(flags_app)
-
-
-def _print(document: Any, fmt: str) -> None:
-    if fmt == "json":
-        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
-    else:
-        import yaml
-
-        typer.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
 
 
 def _read(file: Path) -> Any:
@@ -92,7 +84,7 @@ def show(
             if environment is None
             else get_environment(store, environment).document
         )
-    _print(document, fmt)
+    print_document(document, fmt)
 
 
 @flags_app.command("apply")

@@ -1,4 +1,5 @@
-"""Print result rows as a Rich table, JSON (a list of row objects) or CSV."""
+"""Print result rows as a Rich table, JSON (a list of row objects) or CSV; documents as JSON or
+YAML."""
 
 from __future__ import annotations
 
@@ -72,3 +73,13 @@ def progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+def print_document(document: Any, fmt: str) -> None:
+    """A control-plane document (a ruleset, an experiment) as indented JSON or as YAML."""
+    if fmt == "json":
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))

@@ -352,23 +352,12 @@ def _run(
 ) -> ExperimentData:
     """``query.run``, an engine's error as QueryFailed (as ``metrics.api.run`` does), a file
     replaced under a DuckDB read tried again."""
-    from tallystick.control.quarantine import RulesUnavailable
-    from tallystick.metrics.api import QueryFailed, _engine_reason, _is_io_error
-    from tallystick.store.reader import retrying
+    from tallystick.metrics.api import guarded
 
-    try:
-        return retrying(lambda: query.run(engine, rules, hidden), _is_io_error)
-    except MetricError:
-        raise
-    except RulesUnavailable as exc:
-        raise QueryFailed(str(exc)) from exc
-    except Exception as exc:
-        reason = _engine_reason(exc)
-        if reason is None:
-            raise
-        raise QueryFailed(
-            f"{engine.name} could not run the readout of experiment {query.experiment}: {reason}"
-        ) from exc
+    return guarded(
+        lambda: query.run(engine, rules, hidden),
+        f"{engine.name} could not run the readout of experiment {query.experiment}",
+    )
 
 
 __all__ = ["planned_sample_size", "readout", "verdict", "window"]

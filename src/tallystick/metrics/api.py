@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar
 
 from tallystick.config import from_env
 from tallystick.metrics.analysis import Analysis, Outcome, Row
@@ -108,6 +108,9 @@ def _engine_reason(exc: Exception) -> str | None:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+T = TypeVar("T")
+
+
 def _is_io_error(exc: Exception) -> bool:
     return type(exc).__name__ == "IOException" and type(exc).__module__.endswith("duckdb")
 
@@ -129,11 +132,21 @@ def run(
     failed because compaction, a purge or retention replaced a file is tried again (the files
     are listed anew each time, ``store.reader.retrying``).
     """
+    return guarded(
+        lambda: analysis.run(engine, rules, hidden),
+        f"{engine.name} could not run the {analysis.name} analysis",
+    )
+
+
+def guarded(call: Callable[[], T], failed: str) -> T:
+    """``call()``, tried again when a DuckDB read met a file replaced under it; an engine's
+    error, or quarantine rules that cannot be read, raised as :class:`QueryFailed`
+    (``"{failed}: {reason}"``); a :class:`MetricError` as it is."""
     from tallystick.control.quarantine import RulesUnavailable
     from tallystick.store.reader import retrying
 
     try:
-        return retrying(lambda: analysis.run(engine, rules, hidden), _is_io_error)
+        return retrying(call, _is_io_error)
     except MetricError:
         raise
     except RulesUnavailable as exc:
@@ -142,9 +155,7 @@ def run(
         reason = _engine_reason(exc)
         if reason is None:
             raise
-        raise QueryFailed(
-            f"{engine.name} could not run the {analysis.name} analysis: {reason}"
-        ) from exc
+        raise QueryFailed(f"{failed}: {reason}") from exc
 
 
 def query(
