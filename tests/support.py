@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import json
+import math
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -56,3 +60,46 @@ def refusals(
         for i, e in enumerate(events)
         if refuse(e)
     ]
+
+
+def http_call(
+    base: str,
+    method: str,
+    path: str,
+    key: str | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, dict[str, str], Any]:
+    """One request to a test server: (status, headers lower-cased, the JSON body or None).
+    ``key`` goes in ``Authorization: Bearer``; ``body`` is sent as JSON, ``raw`` as it is."""
+    sent = dict(headers or {})
+    if key is not None:
+        sent["Authorization"] = f"Bearer {key}"
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    if data is not None:
+        sent.setdefault("Content-Type", "application/json")
+    request = urllib.request.Request(base + path, data=data, headers=sent, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload, status = response.read(), response.status
+            got = dict(response.headers.items())
+    except urllib.error.HTTPError as exc:
+        payload, status, got = exc.read(), exc.code, dict(exc.headers.items())
+    return status, {k.lower(): v for k, v in got.items()}, json.loads(payload) if payload else None
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal JSON documents, numbers to 1e-9 (an engine may sum in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, int | float)
+            and isinstance(b, int | float)
+            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        )
+    return bool(a == b)

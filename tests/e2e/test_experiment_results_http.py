@@ -10,8 +10,6 @@ import json
 import math
 import random
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 
 from experiments.readout_lake import CATALOG_YAML, KEY, NOW, experiment_doc, lake_rows
-from support import make_event
+from support import http_call, make_event, same_json
 from tallystick.collect.server import ServerProcess
 from tallystick.config import Settings, from_env
 from tallystick.control.experiments import get_experiment
@@ -30,38 +28,16 @@ from tallystick.metrics.catalog import load_catalog
 from tallystick.metrics.engines import DuckDBEngine
 from tallystick.store.lake import Lake
 
+
+def call(base: str, method: str, path: str, key: str | None, body: Any = None) -> tuple[int, Any]:
+    status, _, document = http_call(base, method, path, key, body)
+    return status, document
+
+
 pytestmark = pytest.mark.e2e
 
 AT = "2026-03-20T00:00:00Z"
 SKEWED = "checkout-button"
-
-
-def call(base: str, method: str, path: str, key: str | None, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal JSON documents, numbers to 1e-9."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) or isinstance(b, float):
-        return (
-            isinstance(a, int | float)
-            and isinstance(b, int | float)
-            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-        )
-    return bool(a == b)
 
 
 def as_event(row: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +140,7 @@ def test_results_equal_the_readout_over_the_same_data(
     expected = readout(
         stored, load_catalog(settings.catalog_dir), DuckDBEngine(Lake(settings.lake_dir)), now=NOW
     )
-    assert same(got, json.loads(json.dumps(expected)))
+    assert same_json(got, json.loads(json.dumps(expected)))
     assert got["version"] == stored.version
     assert got["experiment"]["status"] == "running"
     assert got["multiple_variations"] == 3

@@ -20,8 +20,6 @@ import random
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import pytest
 from growthbook.core import chooseVariation, gbhash, getBucketRanges
 
+from support import http_call, same_json
 from tallystick import Tracker
 from tallystick.collect.server import ServerProcess
 from tallystick.config import Settings
@@ -38,6 +37,12 @@ from tallystick.demo import catalog as demo_catalog
 from tallystick.demo import experiment as demo_experiment
 from tallystick.store.lake import Lake
 from tallystick.store.reader import connect, count_events
+
+
+def call(base: str, method: str, path: str, key: str | None, body: Any = None) -> tuple[int, Any]:
+    status, _, document = http_call(base, method, path, key, body)
+    return status, document
+
 
 pytestmark = pytest.mark.e2e
 
@@ -52,32 +57,6 @@ UA = (
     "Chrome/130.0.0.0 Safari/537.36"
 )
 HOST = "https://uni-heidelberg.research-portal.eu"
-
-
-def call(base: str, method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal JSON documents, numbers to 1e-9 (the engine may sum in another order)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) or isinstance(b, float):
-        return (
-            isinstance(a, int | float)
-            and isinstance(b, int | float)
-            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-        )
-    return bool(a == b)
 
 
 def growthbook_variation(anonymous_id: str) -> str:
@@ -228,7 +207,7 @@ def test_the_signin_dialog_experiment_end_to_end(tmp_path: Path) -> None:
         status, served = call(server.url, "GET", f"/v1/experiments/{KEY}/results", read)
         assert status == 200, served
         for part in ("variations", "srm", "metrics", "exposures"):
-            assert same(served[part], report[part]), part
+            assert same_json(served[part], report[part]), part
 
     per_variant = Counter(shown.values())
     assert report["experiment"]["key"] == KEY

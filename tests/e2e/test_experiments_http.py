@@ -8,15 +8,13 @@ bad documents are refused naming the field, a read key cannot write, and
 from __future__ import annotations
 
 import copy
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support import http_call as call
 from tallystick.collect.app import is_control_path
 from tallystick.collect.server import ServerProcess
 from tallystick.config import Settings
@@ -44,29 +42,6 @@ EXPERIMENT: dict[str, Any] = {
         "guardrails": ["signin_latency"],
     },
 }
-
-
-def call(
-    base: str,
-    method: str,
-    path: str,
-    key: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> tuple[int, dict[str, str], Any]:
-    sent = {"Authorization": f"Bearer {key}", **(headers or {})}
-    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-    if data is not None:
-        sent.setdefault("Content-Type", "application/json")
-    request = urllib.request.Request(base + path, data=data, headers=sent, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            payload = response.read()
-            status, got = response.status, dict(response.headers.items())
-    except urllib.error.HTTPError as exc:
-        payload, status, got = exc.read(), exc.code, dict(exc.headers.items())
-    return status, {k.lower(): v for k, v in got.items()}, json.loads(payload) if payload else None
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,13 @@ change is used by the very next evaluation, and an invalid ruleset is refused na
 from __future__ import annotations
 
 import copy
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support import http_call as call
 from tallystick.collect.server import ServerProcess
 from tallystick.config import Settings
 from tallystick.control.keys import create_key
@@ -59,29 +57,6 @@ RULESET: dict[str, Any] = {
     },
 }
 STAFF = {"id": "user-42", "email": "ada@example.org"}
-
-
-def call(
-    base: str,
-    method: str,
-    path: str,
-    key: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> tuple[int, dict[str, str], Any]:
-    sent = {"Authorization": f"Bearer {key}", **(headers or {})}
-    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-    if data is not None:
-        sent.setdefault("Content-Type", "application/json")
-    request = urllib.request.Request(base + path, data=data, headers=sent, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            payload = response.read()
-            status, got = response.status, dict(response.headers.items())
-    except urllib.error.HTTPError as exc:
-        payload, status, got = exc.read(), exc.code, dict(exc.headers.items())
-    return status, {k.lower(): v for k, v in got.items()}, json.loads(payload) if payload else None
 
 
 @pytest.fixture(scope="module")

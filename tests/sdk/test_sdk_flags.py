@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 from openfeature.evaluation_context import EvaluationContext
 
+from support import http_call as call
 from tallystick import Tracker
 from tallystick.collect.server import ServerProcess, free_port
 from tallystick.config import Settings
@@ -94,28 +93,6 @@ SESSION_FLAG: dict[str, Any] = {
 }
 RULESET["flags"]["checkout-layout"] = SESSION_FLAG
 UNITS = [{"id": f"user-{i}", "plan": "pro" if i % 2 else "free"} for i in range(6)]
-
-
-def call(
-    base: str,
-    method: str,
-    path: str,
-    key: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], Any]:
-    sent = {"Authorization": f"Bearer {key}", **(headers or {})}
-    data = None if body is None else json.dumps(body).encode()
-    if data is not None:
-        sent["Content-Type"] = "application/json"
-    request = urllib.request.Request(base + path, data=data, headers=sent, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            payload, status = response.read(), response.status
-            got = dict(response.headers.items())
-    except urllib.error.HTTPError as exc:
-        payload, status, got = exc.read(), exc.code, dict(exc.headers.items())
-    return status, {k.lower(): v for k, v in got.items()}, json.loads(payload) if payload else None
 
 
 def exposures_in_lake(lake: Lake, count: int, timeout: float = 15.0) -> list[tuple[Any, ...]]:
