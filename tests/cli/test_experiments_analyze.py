@@ -128,6 +128,31 @@ def test_table_shows_each_metric_and_variation(data: Path) -> None:
     assert f"units: {units}" in out
 
 
+def test_a_narrow_terminal_gets_a_block_per_comparison(data: Path) -> None:
+    """Below 120 columns the effects are not squeezed into a table: a heading and two lines
+    of numbers per metric × treatment, no line wider than the terminal."""
+    narrow = CliRunner(env={"COLUMNS": "80"})
+    result = narrow.invoke(
+        cli, ["experiments", "analyze", "signin-dialog", "--data", str(data), "--at", AT]
+    )
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    doc = json.loads(
+        tally(
+            data, "experiments", "analyze", "signin-dialog", "--format", "json", "--at", AT
+        ).stdout
+    )
+    assert "┃" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for m in doc["metrics"]:
+        b = m["variations"][1]
+        role = m["role"] + (", lower is better" if m["inverse"] else "")
+        assert f"{m['metric']} ({role}) b vs a: {b['verdict']}" in out
+        assert (
+            f"effect {b['effect']:+.1%}, 95% interval [{b['ci'][0]:+.1%}, {b['ci'][1]:+.1%}]" in out
+        )
+
+
 def test_a_skewed_split_is_shown_in_red(tmp_path: Path) -> None:
     data = tmp_path / "d"
     setup(data, lake_rows(units=500, seed=5, share_a=0.62, both=0))

@@ -170,8 +170,9 @@ def _when(text: str | None) -> str:
 
 
 def print_readout(doc: dict[str, Any], out: Console) -> None:
-    """The readout as text: the experiment, its units and SRM check, one table of effects and
-    the warnings."""
+    """The readout as text: the experiment, its units and SRM check, the effects (a table on a
+    terminal at least :data:`WIDE` columns wide, else a block per metric × treatment) and the
+    warnings."""
     e = doc["experiment"]
     title = e["key"] if e["name"] == e["key"] else f"{e['key']} — {e['name']}"
     out.print(Text(title, style="bold"))
@@ -205,6 +206,77 @@ def print_readout(doc: dict[str, Any], out: Console) -> None:
         out.print(f"sample ratio: as planned (p = {srm['p_value']:.2g})", markup=False)
     test = "sequential (always valid)" if doc["sequential"] else "fixed horizon"
     out.print(f"test: {test}, alpha {doc['alpha']:g}, correction {doc['correction']}", markup=False)
+    if out.width < WIDE:
+        _print_cards(doc, out)
+    else:
+        _print_table(doc, out)
+    for warning in doc["warnings"]:
+        out.print(Text(f"warning: {warning}", style="yellow"))
+
+
+WIDE = 120
+"""Terminals at least this wide get one table; narrower ones a block per metric × treatment."""
+
+
+def _comparisons(
+    doc: dict[str, Any],
+) -> list[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]]:
+    """(metric, control row, treatment row) per metric × treatment; a metric left out once,
+    with no rows."""
+    out: list[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]] = []
+    for m in doc["metrics"]:
+        if m.get("error"):
+            out.append((m, None, None))
+            continue
+        rows = m["variations"]
+        control = next((r for r in rows if r["control"]), None)
+        out += [(m, control, r) for r in rows if not r["control"]]
+    return out
+
+
+def _cells(m: dict[str, Any], control: dict[str, Any] | None, r: dict[str, Any]) -> dict[str, Any]:
+    low, high = r["ci"]
+    p = _p(r["p_value_adjusted"])
+    if _p(r["p_value"]) != p:
+        p += f" (raw {_p(r['p_value'])})"
+    verdict = r["verdict"]
+    if r["status"] != "ok":
+        verdict += f" ({r['status'].replace('_', ' ')})"
+    return {
+        "variation": f"{r['variation']} vs {control['variation'] if control else '?'}",
+        "control": _value(None if control is None else control["mean"], m["kind"]),
+        "treatment": _value(r["mean"], m["kind"]),
+        "effect": _pct(r["effect"]),
+        "interval": "—" if low is None or high is None else f"[{_pct(low)}, {_pct(high)}]",
+        "p": p,
+        "chance": _chance(r["chance_to_win"]),
+        "verdict": Text(verdict, style=_VERDICT_STYLES[r["verdict"]]),
+    }
+
+
+def _print_cards(doc: dict[str, Any], out: Console) -> None:
+    """Narrow terminals: per metric × treatment a heading line and a line of numbers."""
+    level = f"{1 - doc['alpha']:.0%}"
+    for m, control, r in _comparisons(doc):
+        head = Text(m["metric"], style="bold")
+        head.append(f" ({m['role']}{', lower is better' if m['inverse'] else ''})", style="dim")
+        if r is None:
+            head.append(" left out", style="yellow")
+            out.print(head)
+            continue
+        c = _cells(m, control, r)
+        head.append(f" {c['variation']}: ")
+        head.append_text(c["verdict"])
+        out.print(head)
+        out.print(
+            f"  {c['control']} → {c['treatment']} · effect {c['effect']}, {level} interval "
+            f"{c['interval']}",
+            markup=False,
+        )
+        out.print(f"  p-value {c['p']} · chance to win {c['chance']}", markup=False)
+
+
+def _print_table(doc: dict[str, Any], out: Console) -> None:
     table = Table(show_lines=False, header_style="bold")
     for column, justify in (
         ("metric", "left"),
@@ -218,40 +290,28 @@ def print_readout(doc: dict[str, Any], out: Console) -> None:
         ("verdict", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for m in doc["metrics"]:
-        label = Text(m["metric"], style="bold")
-        label.append(f"\n{m['role']}{', lower is better' if m['inverse'] else ''}", style="dim")
-        if m.get("error"):
+    label_of: dict[str, Text] = {}
+    for m, control, r in _comparisons(doc):
+        label = Text("")
+        if m["metric"] not in label_of:
+            label = label_of[m["metric"]] = Text(m["metric"], style="bold")
+            label.append(f"\n{m['role']}{', lower is better' if m['inverse'] else ''}", style="dim")
+        if r is None:
             table.add_row(label, "", "", "", "", "", "", "", Text("left out", style="yellow"))
             continue
-        rows = m["variations"]
-        control = next((r for r in rows if r["control"]), None)
-        for r in rows:
-            if r["control"]:
-                continue
-            low, high = r["ci"]
-            interval = "—" if low is None or high is None else f"[{_pct(low)}, {_pct(high)}]"
-            p = _p(r["p_value_adjusted"])
-            if _p(r["p_value"]) != p:
-                p += f" (raw {_p(r['p_value'])})"
-            verdict = r["verdict"]
-            if r["status"] != "ok":
-                verdict += f" ({r['status'].replace('_', ' ')})"
-            table.add_row(
-                label,
-                f"{r['variation']} vs {control['variation'] if control else '?'}",
-                _value(None if control is None else control["mean"], m["kind"]),
-                _value(r["mean"], m["kind"]),
-                _pct(r["effect"]),
-                interval,
-                p,
-                _chance(r["chance_to_win"]),
-                Text(verdict, style=_VERDICT_STYLES[r["verdict"]]),
-            )
-            label = Text("")
+        c = _cells(m, control, r)
+        table.add_row(
+            label,
+            c["variation"],
+            c["control"],
+            c["treatment"],
+            c["effect"],
+            c["interval"],
+            c["p"],
+            c["chance"],
+            c["verdict"],
+        )
     out.print(table)
-    for warning in doc["warnings"]:
-        out.print(Text(f"warning: {warning}", style="yellow"))
 
 
 __all__ = ["analyze", "print_readout", "register_results"]
