@@ -63,6 +63,13 @@ def test_apply_list_show_start_stop_delete(tmp_path: Path) -> None:
     assert "signin-dialog" in listed.output
     assert "a 50% / b 50%" in listed.output
     assert "draft" in listed.output
+    assert "ux-lead@research-portal.eu" in listed.output  # 250 columns: every column
+    narrow = CliRunner(env={"COLUMNS": "80"}).invoke(
+        cli, ["experiments", "list", "--data", str(data)]
+    )
+    assert "signin-dialog" in narrow.stdout
+    assert "draft" in narrow.stdout
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
     rows = json.loads(tally(data, "experiments", "list", "--format", "json").stdout)
     assert [(r["key"], r["status"], r["unit"]) for r in rows] == [
         ("signin-dialog", "draft", "user.anonymous_id")

@@ -88,21 +88,32 @@ def list_(
     if not rows:
         out.print("no experiments yet: `tally experiments apply FILE` defines one")
         return
+    # Below 120 columns: the key, status, unit, split and dates only (`show KEY` has the rest).
+    wide = out.width >= 120
+    columns = ["key", "status", "owner", "unit", "variations", "flag", "start", "stop"]
+    if not wide:
+        columns = ["key", "status", "unit", "variations", "start", "stop"]
     table = Table()
-    for column in ("key", "status", "owner", "unit", "variations", "flag", "start", "stop"):
-        table.add_column(column)
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("key", "status", "unit"))
     for r in rows:
-        table.add_row(
-            r["key"],
-            r["status"],
-            r["owner"],
-            r["unit"],
-            " / ".join(f"{v['key']} {v['weight']:.0%}" for v in r["variations"]),
-            f"{r['flag']} ({r['environment']})",
-            _when(r["start"]),
-            _when(r["stop"]),
-        )
+        cells = {
+            "key": r["key"],
+            "status": r["status"],
+            "owner": r["owner"],
+            "unit": r["unit"],
+            "variations": " / ".join(f"{v['key']} {v['weight']:.0%}" for v in r["variations"]),
+            "flag": f"{r['flag']} ({r['environment']})",
+            "start": _when(r["start"]) if wide else _day(r["start"]),
+            "stop": _when(r["stop"]) if wide else _day(r["stop"]),
+        }
+        table.add_row(*(cells[c] for c in columns))
     out.print(table)
+
+
+def _day(text: str | None) -> str:
+    """An ISO instant's date (UTC), for narrow tables."""
+    return "—" if text is None else text[:10]
 
 
 def _show_table(stored: StoredExperiment) -> None:
