@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import signal
 import time
 import urllib.parse
 import urllib.request
@@ -55,6 +56,8 @@ def demo(
         _apply_configuration(console, settings)
         _apply_experiment(console, settings, params)
     server = ServerProcess(settings.data, host=host, port=port if serve else None)
+    # `kill` (SIGTERM) stops the demo like Ctrl-C does: the server it started stops with it.
+    signal.signal(signal.SIGTERM, _interrupt)
     console.print(f"Starting the collector on [cyan]{server.url}[/] …")
     try:
         server.start()
@@ -94,6 +97,10 @@ def demo(
         console.print("Stopping …")
     finally:
         server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _already_built(marker: Path, params: dict[str, int]) -> bool:
