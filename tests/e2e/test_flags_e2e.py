@@ -132,6 +132,10 @@ def test_apply_read_and_evaluate(served: tuple[str, str, str]) -> None:
     status, _, listed = call(base, "GET", "/v1/admin/flags", admin)
     assert [e["environment"] for e in listed["environments"]] == ["dev", "prod"]
     assert listed["ruleset"]["flags"]["new-signin"]["killed"] is True
+    # the same for people (a read key; the dashboard's Flags page), never for an app's write key
+    status, _, overview = call(base, "GET", "/v1/flags", admin)
+    assert (status, overview) == (200, listed)
+    assert call(base, "GET", "/v1/flags", write)[0] == 403
     status, _, log = call(base, "GET", "/v1/admin/audit-log?kind=flags", admin)
     assert {e["name"] for e in log["entries"]} == {"dev", "prod"}
 

@@ -166,6 +166,9 @@ MATRIX: list[tuple[str, str, Any, tuple[int, int, int, int, int]]] = [
     # any key reads the flags ruleset and evaluates: SDKs in apps carry write keys
     ("GET", "/v1/flags/ruleset?environment=prod", None, (401, 401, 200, 200, 200)),
     ("POST", "/v1/flags/evaluate", {"environment": "prod"}, (401, 401, 200, 200, 200)),
+    # every environment with who changed it is for people (the dashboard): a read key
+    ("GET", "/v1/flags", None, (401, 401, 403, 200, 200)),
+    ("GET", "/v1/flags/", None, (401, 401, 403, 200, 200)),
     ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
     ("GET", "/v1", None, (200, 200, 200, 200, 200)),
@@ -346,6 +349,9 @@ def test_dashboard_data_needs_a_session_and_write_keys_cannot_sign_in(
     session = {"Cookie": cookie.split(";")[0]}
     assert call(server.url, "GET", "/explore", headers=session).status == 200
     assert call(server.url, "GET", "/v1/meta", headers=session).status == 200
+    # the Flags page's data, and the experiments it links to
+    assert call(server.url, "GET", "/v1/flags", headers=session).status == 200
+    assert call(server.url, "GET", "/v1/experiments", headers=session).status == 200
     # the session reads, never administers
     assert call(server.url, "GET", "/v1/admin/streams", headers=session).status == 403
     ended = call(server.url, "POST", "/signout", headers=session, raw=b"")

@@ -13,7 +13,9 @@ need                   rule
                        loopback clients only (recorded as ``http:loopback``)
 ``flags``              ``/v1/flags/...`` (the flags ruleset, its stream, evaluation): any
                        key, a write key included (SDKs in apps carry write keys: they need
-                       the ruleset, never data), when any key exists; open otherwise
+                       the ruleset, never data), when any key exists; open otherwise.
+                       ``GET /v1/flags`` itself (every environment, who changed it: for
+                       people, the dashboard's Flags page) is a ``read``
 ``none``               ``/healthz``, ``/readyz``, ``GET /v1``, ``/openapi.json``
 ====================== ===================================================================
 
@@ -47,6 +49,8 @@ from tallystick.query.auth import CHALLENGE, MISSING, SESSION_ENDED, WRONG, bear
 Need: TypeAlias = Literal["none", "write", "read", "admin", "flags"]
 ADMIN_PREFIX: Final = "/v1/admin/"
 FLAGS_PREFIX: Final = "/v1/flags/"
+FLAGS_OVERVIEW: Final = "/v1/flags"
+"""Every environment's ruleset with who changed it: for people (a read), not for SDKs."""
 ADMIN_ACTOR: Final = STATIC_ADMIN.name
 LOOPBACK_ACTOR: Final = "http:loopback"
 READS: Final = frozenset({"GET", "HEAD"})
@@ -130,7 +134,7 @@ def need_of(path: str, method: str) -> Need:
         return "write" if method == "POST" else "none"
     if path.startswith(ADMIN_PREFIX):
         return "admin"
-    if path.startswith(FLAGS_PREFIX):
+    if path.startswith(FLAGS_PREFIX) and path.rstrip("/") != FLAGS_OVERVIEW:
         return "flags"
     if reads_data(path):
         return "read"

@@ -312,6 +312,7 @@ class ControlApi:
             Route.of("/v1/admin/config/plan", {"POST": self.plan_config}),
             Route.of("/v1/admin/config/apply", {"POST": self.apply_config}),
             Route.of("/v1/admin/flags", {"GET": self.get_flags, "PUT": self.put_flags}),
+            Route.of("/v1/flags", {"GET": self.get_flags}),
             Route.of("/v1/flags/ruleset", {"GET": self.flags_ruleset}),
             Route.of("/v1/flags/stream", {"GET": self.flags_stream}),
             Route.of("/v1/flags/evaluate", {"POST": self.evaluate_flags}),
@@ -678,6 +679,8 @@ class ControlApi:
     # -- feature flags -----------------------------------------------------------------------------
 
     async def get_flags(self, call: Call) -> Reply:
+        """``GET /v1/admin/flags`` and, for readers (the dashboard's Flags page), ``GET
+        /v1/flags``: the whole ruleset, each environment's version, when and by whom."""
         call.only()
         from tallystick.control.flags import list_rulesets, merge
 

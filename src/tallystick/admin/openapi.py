@@ -1177,6 +1177,22 @@ def paths() -> dict[str, Schema]:
                 errors={"400": _INVALID},
             ),
         },
+        "/v1/flags": {
+            "get": _operation(
+                "flags_overview",
+                "flags",
+                "The feature-flags ruleset, for people",
+                "What `GET /v1/admin/flags` answers — the whole ruleset, every environment, each "
+                "environment's version, when and by whom it was changed last — for a read key "
+                "(the dashboard's Flags page). A write key gets a 403: SDKs read one "
+                "environment at `/v1/flags/ruleset`.",
+                _json(
+                    _object({"ruleset": _FLAGS_RULESET, "environments": {"type": "array"}}),
+                    "The ruleset.",
+                ),
+                admin=False,
+            ),
+        },
         "/v1/flags/ruleset": {
             "get": _operation(
                 "flags_ruleset",

@@ -63,7 +63,7 @@ def is_control_path(path: str) -> bool:
     """Whether the control-plane API serves ``path`` (the query API serves the rest of /v1/)."""
     return (
         path.startswith(CONTROL_PREFIXES)
-        or path == "/v1/audit"
+        or path in ("/v1/audit", "/v1/flags")
         or _CONTROL_EXPERIMENTS.fullmatch(path) is not None
     )
 
@@ -123,6 +123,7 @@ ENDPOINTS: Final = {
     "GET /v1/flags/ruleset": "one environment's flags ruleset for SDKs (ETag; any key)",
     "GET /v1/flags/stream": "one environment's flags ruleset as server-sent events (any key)",
     "POST /v1/flags/evaluate": "evaluate flags for a unit's attributes (any key)",
+    "GET /v1/flags": "the whole flags ruleset, each environment's version and who changed it",
     "GET /v1/experiments": "the experiments: key, status, owner, variations, metrics",
     "GET /v1/experiments/{key}": "one experiment's definition and version",
     "GET /v1/experiments/{key}/results": "an experiment's results: effects, SRM, exposures",

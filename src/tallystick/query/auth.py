@@ -32,6 +32,7 @@ READ_PATHS: Final = frozenset(
         "/v1/metrics",
         "/v1/audit",
         "/v1/experiments",
+        "/v1/flags",
     }
 )
 READ_PREFIXES: Final = (
