@@ -410,6 +410,12 @@ def experiments(draw: st.DrawFn) -> dict[str, Any]:
         "planned_sample_size": draw(st.none() | st.integers(1, 10**9)),
         "sequential": draw(st.booleans()),
         "correction": draw(st.sampled_from(["holm", "bh", "none"])),
+        "alerts": draw(
+            st.none()
+            | st.just([])
+            | st.just(["experiment_srm"])
+            | st.just([{"rule": "experiment_guardrail", "min_units": 0}, "experiment_srm"])
+        ),
     }
     for k, v in optional.items():
         if draw(st.booleans()):

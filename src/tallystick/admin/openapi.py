@@ -1435,6 +1435,26 @@ def _experiment_schemas() -> dict[str, Schema]:
             "planned_sample_size": {"type": ["integer", "null"], "minimum": 1},
             "sequential": {"type": "boolean", "default": False},
             "correction": {"type": "string", "enum": ["holm", "bh", "none"], "default": "holm"},
+            "alerts": {
+                "type": ["array", "null"],
+                "items": {
+                    "oneOf": [
+                        {"type": "string", "enum": ["experiment_srm", "experiment_guardrail"]},
+                        _object(
+                            {
+                                "rule": {
+                                    "type": "string",
+                                    "enum": ["experiment_srm", "experiment_guardrail"],
+                                },
+                                "min_units": {"type": "integer", "minimum": 0, "default": 100},
+                            },
+                            ["rule"],
+                        ),
+                    ]
+                },
+                "description": "alert rules while it runs (docs/experiments.md#alerts); "
+                "default: both, [] for none",
+            },
         },
         ["hypothesis", "owner", "variations", "metrics"],
     )

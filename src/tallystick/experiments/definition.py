@@ -34,13 +34,16 @@ from tallystick.flags.errors import RulesetError
 from tallystick.flags.evaluate import _name
 
 __all__ = [
+    "ALERT_RULES",
     "CORRECTIONS",
+    "DEFAULT_ALERTS",
     "METRIC_KINDS",
     "ROLES",
     "STATUSES",
     "UNITS",
     "UNIT_ALIASES",
     "Experiment",
+    "ExperimentAlert",
     "ExperimentError",
     "MetricRef",
     "Role",
@@ -88,8 +91,12 @@ WEIGHT_TOLERANCE: Final = 1e-6
 _FIELDS: Final = (
     "key", "name", "hypothesis", "owner", "teams", "flag", "environment", "unit", "variations",
     "weights", "coverage", "targeting", "namespace", "status", "start", "stop", "metrics", "mde",
-    "alpha", "power", "planned_sample_size", "sequential", "correction",
+    "alpha", "power", "planned_sample_size", "sequential", "correction", "alerts",
 )  # fmt: skip
+#: the alert rules an experiment can have (``quality.experiment_alerts``)
+ALERT_RULES: Final = ("experiment_srm", "experiment_guardrail")
+#: exposed units (all variations) below which an alert rule stays quiet: too few to judge
+DEFAULT_ALERT_MIN_UNITS: Final = 100
 
 
 class ExperimentError(ValueError):
@@ -132,6 +139,25 @@ class MetricRef:
         return d
 
 
+@dataclass(frozen=True, slots=True)
+class ExperimentAlert:
+    """An alert rule watching a running experiment (``quality.experiment_alerts``):
+    ``experiment_srm`` fires when the readout's sample-ratio check is flagged,
+    ``experiment_guardrail`` when a guardrail metric's verdict is ``worse`` in a treatment; both
+    only once ``min_units`` units (all variations) are exposed."""
+
+    rule: str
+    min_units: int = DEFAULT_ALERT_MIN_UNITS
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting written out: what is stored is what is evaluated."""
+        return {"rule": self.rule, "min_units": self.min_units}
+
+
+#: the alerts of a definition that does not list any: both rules, with their defaults
+DEFAULT_ALERTS: Final = tuple(ExperimentAlert(rule) for rule in ALERT_RULES)
+
+
 def rule_id(key: str) -> str:
     """The id of the flags rule that serves experiment ``key``."""
     return RULE_PREFIX + key
@@ -168,6 +194,8 @@ class Experiment:
     planned_sample_size: int | None
     sequential: bool
     correction: Correction | None
+    #: the alert rules watching it while it runs (``alerts: []``: none)
+    alerts: tuple[ExperimentAlert, ...] = DEFAULT_ALERTS
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised document (JSON-ready): ``parse_experiment(e.to_dict()) == e``."""
@@ -202,6 +230,7 @@ class Experiment:
             "planned_sample_size": self.planned_sample_size,
             "sequential": self.sequential,
             "correction": "none" if self.correction is None else self.correction,
+            "alerts": [a.as_dict() for a in self.alerts],
         }
 
     def hash_attribute(self) -> str:
@@ -453,6 +482,55 @@ def _metric(item: Any, path: str, role: Role) -> MetricRef:
     return MetricRef(name, role, kind, inverse, cuped)
 
 
+def _alert(item: Any, path: str) -> ExperimentAlert:
+    if isinstance(item, str):
+        item = {"rule": item}
+    if not isinstance(item, dict):
+        raise ExperimentError(
+            path, f"an alert is {{rule, min_units}} (or a rule's name), not {item!r}"
+        )
+    extra = set(item) - {"rule", "min_units"}
+    if extra:
+        raise ExperimentError(
+            path, f"unknown key(s) {sorted(map(str, extra))!r} in an alert (rule, min_units)"
+        )
+    rule = item.get("rule")
+    if rule not in ALERT_RULES:
+        raise ExperimentError(
+            f"{path}.rule", f"an alert's rule is one of {', '.join(ALERT_RULES)}, not {rule!r}"
+        )
+    least = item.get("min_units")
+    if least is None:
+        least = DEFAULT_ALERT_MIN_UNITS
+    if isinstance(least, bool) or not isinstance(least, int) or least < 0:
+        raise ExperimentError(
+            f"{path}.min_units",
+            f"min_units is a whole number of exposed units ≥ 0 (all variations), not {least!r}",
+        )
+    return ExperimentAlert(rule, least)
+
+
+def _alerts(value: Any) -> tuple[ExperimentAlert, ...]:
+    """``alerts``: absent or null → both rules with their defaults; ``[]`` → none."""
+    if value is None:
+        return DEFAULT_ALERTS
+    if isinstance(value, str | dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise ExperimentError(
+            "alerts",
+            "alerts is a list of rules such as [{rule: experiment_srm, min_units: 100}, "
+            "experiment_guardrail] ([] for none)",
+        )
+    out: list[ExperimentAlert] = []
+    for i, item in enumerate(value):
+        alert = _alert(item, f"alerts[{i}]")
+        if any(a.rule == alert.rule for a in out):
+            raise ExperimentError(f"alerts[{i}]", f"rule {alert.rule!r} is listed twice")
+        out.append(alert)
+    return tuple(out)
+
+
 def _metrics(value: Any) -> tuple[MetricRef, ...]:
     if not isinstance(value, dict):
         raise ExperimentError(
@@ -563,4 +641,5 @@ def parse_experiment(doc: Any) -> Experiment:
         planned_sample_size=planned,
         sequential=bool(_bool(doc, "sequential")),
         correction=None if correction == "none" else cast(Correction, correction),
+        alerts=_alerts(doc.get("alerts")),
     )
