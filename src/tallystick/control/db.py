@@ -21,7 +21,7 @@ import sqlalchemy as sa
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD: Final = "0005"
+HEAD: Final = "0006"
 """The newest migration (a test checks it against ``migrations/versions``): a database already
 there is recognised without importing Alembic, which saves every collector worker ~15 MB."""
 BUSY_TIMEOUT_MS: Final = 10_000

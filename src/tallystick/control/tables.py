@@ -161,7 +161,8 @@ alert_runs = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime, nullable=False, index=True),
-    sa.Column("stream", sa.String(64), nullable=False),
+    # a stream's name, or ``experiment:KEY`` for an experiment's rules
+    sa.Column("stream", sa.String(200), nullable=False),
     sa.Column("rule", sa.String(32), nullable=False),
     sa.Column("label", sa.String(200), nullable=False),
     sa.Column("spec", sa.JSON, nullable=False),
