@@ -17,6 +17,7 @@ PAGES = [
     ("/retention", "retention", 1),
     ("/explore", "explore", 1),
     ("/experiments?key=signin-dialog", "experiments", 4),
+    ("/flags", "flags-demo", 0),
     ("/data-health", "data-health", 2),
     ("/catalog", "catalog", 0),
 ]
@@ -140,3 +141,17 @@ def test_catalog_lists_every_definition(dash: Watched) -> None:
     assert page.locator("#catalog tbody tr").count() == len(metrics)
     owner = metrics[0]["owner"]
     assert owner in page.inner_text("#catalog")
+
+
+def test_flags_are_the_api_ruleset(dash: Watched) -> None:
+    page = dash.open("/flags")
+    dash.assert_clean()
+    flags = api(dash.base, "/v1/flags")["ruleset"]["flags"]
+    assert page.locator("#flags-count").get_attribute("data-value") == str(len(flags))
+    cards = page.locator(".flag")
+    assert sorted(cards.nth(i).get_attribute("data-flag") or "" for i in range(cards.count())) == (
+        sorted(flags)
+    )
+    # the demo's experiment serves its flag in prod, linked to its results
+    link = page.locator(".flag[data-flag='signin-dialog'] a.experiment-link")
+    assert link.get_attribute("href") == "/experiments?key=signin-dialog"

@@ -23,6 +23,7 @@ EMPTY = [
     ("/retention", "Choose a cohort event and returning events."),
     ("/explore", "No events yet."),
     ("/experiments", "No experiments yet."),
+    ("/flags", "No flags yet:"),
     ("/data-health", "Nothing received in this range."),
     ("/catalog", "No metric matches."),
 ]

@@ -69,6 +69,14 @@ PAGES: Final[tuple[Page, ...]] = (
         ("key",),
     ),
     Page(
+        "flags",
+        "/flags",
+        "Flags",
+        "What is live: every feature flag of an environment with its state, its rules in order "
+        "and what each serves, and the saved segments they target.",
+        ("environment", "q"),
+    ),
+    Page(
         "data-health",
         "/data-health",
         "Data health",

@@ -1604,6 +1604,193 @@
     await renderExperiment(box, results);
   }
 
+  // -- flags: what is live, per environment (the control plane's ruleset, read-only) ------------
+
+  /** A flag value as text: strings as they are, anything else as JSON (shortened). */
+  function fmtValue(v) {
+    const text = typeof v === "string" ? v : JSON.stringify(v);
+    return text.length > 80 ? `${text.slice(0, 77)}…` : text;
+  }
+  const valueCode = (v) => el("code", { class: "value", title: typeof v === "string" ? null : JSON.stringify(v) }, fmtValue(v));
+  const fmtShare = (share) => `${numFormat.format(share * 100)} %`;
+
+  /** A condition (docs/flags.md) in plain words: `email regex @example\.org$`, `segment staff`,
+   * `not …`, `all of (…; …)`, `any of (…; …)`. */
+  function describeCondition(c) {
+    if (!c || typeof c !== "object") return String(c);
+    const inner = (x) => {
+      const text = describeCondition(x);
+      return x && (x.and || x.or) ? `(${text})` : text;
+    };
+    if ("segment" in c) return `segment ${c.segment}`;
+    if ("not" in c) return `not ${inner(c.not)}`;
+    if ("and" in c) return c.and.length ? (c.and.length === 1 ? describeCondition(c.and[0]) : `all of (${c.and.map(describeCondition).join("; ")})`) : "always";
+    if ("or" in c) return c.or.length ? (c.or.length === 1 ? describeCondition(c.or[0]) : `any of (${c.or.map(describeCondition).join("; ")})`) : "never";
+    if (c.op === "exists") return `${c.attribute} ${c.value === false ? "is missing" : "exists"}`;
+    const v = Array.isArray(c.value) ? `[${c.value.map(fmtValue).join(", ")}]` : fmtValue(c.value);
+    return `${c.attribute} ${c.op} ${v}`;
+  }
+
+  /** The segments a condition refers to, itself or through others. */
+  function segmentsOf(c, out = new Set()) {
+    if (!c || typeof c !== "object") return out;
+    if ("segment" in c) out.add(c.segment);
+    if ("not" in c) segmentsOf(c.not, out);
+    for (const x of c.and || c.or || []) segmentsOf(x, out);
+    return out;
+  }
+
+  /** The state of a flag in one environment: [kind, badge text, what it means]. */
+  function flagState(flag, env) {
+    const setup = (flag.environments || {})[env];
+    if (flag.killed) return ["killed", "killed: serves its default to everyone", "The kill switch is on: every environment serves the default, whatever the rules say."];
+    if (!setup) return ["off", `not set up in ${env}`, `No rules in ${env}: everyone gets the default.`];
+    if (setup.enabled === false) return ["disabled", `disabled in ${env}`, `Disabled in ${env}: everyone there gets the default.`];
+    if (!(setup.rules || []).some((r) => r.enabled !== false)) return ["off", `no rules in ${env}`, "Everyone gets the default."];
+    return ["on", `on in ${env}`, null];
+  }
+
+  /** What a rule serves: a value, a rollout, or an experiment (linked when it is defined). */
+  function ruleServes(rule, flag, key, experiments) {
+    if (rule.experiment) {
+      const x = rule.experiment;
+      const xkey = x.key || key;
+      const variations = x.variations || [];
+      const weights = x.weights || variations.map(() => 1 / variations.length);
+      const known = experiments.get(xkey);
+      const split = variations.map((v, i) => {
+        const name = v.key === undefined ? String(i) : String(v.key);
+        const shown = fmtValue(v.value) === name ? "" : ` (${fmtValue(v.value)})`;
+        return `${name}${shown} ${fmtShare(weights[i] ?? 0)}`;
+      }).join(" / ");
+      const extra = [`coverage ${fmtShare(x.coverage ?? 1)}`];
+      if (x.namespace) extra.push(`namespace ${x.namespace.id} [${x.namespace.range.join(", ")})`);
+      if (x.hash_attribute && x.hash_attribute !== "id") extra.push(`hashed on ${x.hash_attribute}`);
+      const name = known ? el("a", { href: experimentHref(xkey), class: "experiment-link" }, `experiment ${xkey}`) : `experiment ${xkey}`;
+      return el("span", { class: "serves" }, name, `: ${split}, ${extra.join(", ")}`,
+        known ? el("span", {}, " ", badge(known.status, `status-${known.status}`)) : null);
+    }
+    if (rule.rollout) {
+      const r = rule.rollout;
+      const how = r.hash_attribute && r.hash_attribute !== "id" ? ` (hashed on ${r.hash_attribute})` : "";
+      return el("span", { class: "serves" }, `rollout ${fmtShare(r.coverage)}${how}: `, valueCode(rule.value), " (the others: the next rule)");
+    }
+    return el("span", { class: "serves" }, "serves ", valueCode(rule.value));
+  }
+
+  function flagCard(key, flag, env, experiments) {
+    const [kind, label, meaning] = flagState(flag, env);
+    const setup = (flag.environments || {})[env] || {};
+    const rules = setup.rules || [];
+    const list = el("ol", { class: "rules" }, rules.map((rule, i) => {
+      const off = rule.enabled === false;
+      const item = el("li", { class: off ? "rule skipped" : "rule", dataset: { rule: rule.id ?? String(i) } },
+        el("code", { class: "rule-id", text: rule.id ?? String(i) }), " ",
+        el("span", { class: "when" }, rule.condition ? `if ${describeCondition(rule.condition)}` : "everyone"),
+        " → ", ruleServes(rule, flag, key, experiments),
+        off ? el("small", { class: "desc", text: "this rule is disabled: skipped" }) : null);
+      return item;
+    }));
+    const fallback = el("p", { class: "fallback" }, rules.length ? "Otherwise: " : "Everyone: ", "the default, ", valueCode(flag.default), ".");
+    const card = el("article", { class: `card flag flag-${kind}`, dataset: { flag: key, state: kind }, "aria-labelledby": `flag-${slug(key)}` },
+      el("div", { class: "card-head" },
+        el("h3", { id: `flag-${slug(key)}` }, el("code", { text: key })),
+        el("span", {}, el("span", { class: "tag", text: flag.type }), " ", badge(label, `flag-state state-${kind}`))),
+      flag.description ? el("p", { class: "card-sub", text: flag.description }) : null,
+      el("p", { class: "flag-default" }, "Default: ", el("span", { class: "default" }, valueCode(flag.default))),
+      meaning ? el("p", { class: `state-note ${kind}`, text: meaning }) : null,
+      kind === "on" || rules.length ? el("div", {}, el("h4", { class: "rules-title", text: `Rules in ${env}, in order: the first that applies gives the value` }), list, fallback) : null);
+    return card;
+  }
+
+  function renderSegments(segments, flags, env) {
+    const ids = Object.keys(segments).sort();
+    if (!ids.length) {
+      $("#segments").replaceChildren(message("empty", "No saved segments.", "Define them under `segments:` in the ruleset; a condition refers to one as {\"segment\": ID}."));
+      return;
+    }
+    const users = new Map(ids.map((id) => [id, []]));
+    for (const [key, flag] of Object.entries(flags)) {
+      const rules = ((flag.environments || {})[env] || {}).rules || [];
+      const used = new Set();
+      for (const rule of rules) segmentsOf(rule.condition, used);
+      // a segment used by another one is used by its flags too
+      for (let grew = true; grew;) {
+        grew = false;
+        for (const id of [...used]) {
+          for (const more of segmentsOf(segments[id])) {
+            if (!used.has(more)) { used.add(more); grew = true; }
+          }
+        }
+      }
+      for (const id of used) if (users.has(id)) users.get(id).push(key);
+    }
+    const rows = ids.map((id) => ({ segment: id, condition: describeCondition(segments[id]), used_by: users.get(id) }));
+    const columns = [
+      { key: "segment", format: (v) => el("code", { text: v }) },
+      { key: "condition", format: (v) => el("code", { text: v }) },
+      { key: "used_by", label: `used in ${env} by`, format: (v) => (v.length ? el("span", {}, v.flatMap((k, i) => [i ? " " : "", el("code", { class: "tag", text: k })])) : "no flag") },
+    ];
+    const table = renderTable({ columns, rows, caption: "Saved segments: conditions that rules refer to by name" }, "Segments");
+    $$("tbody tr", table).forEach((tr, i) => { tr.dataset.segment = rows[i].segment; });
+    $("#segments").replaceChildren(table);
+  }
+
+  async function renderFlags() {
+    const overviewPromise = api("/v1/flags");
+    const experimentsPromise = api("/v1/experiments");
+    experimentsPromise.catch(() => {});
+    const body = await overviewPromise;
+    let experiments = new Map();
+    try {
+      experiments = new Map(experimentList(await experimentsPromise).map((e) => [e.key, e]));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) throw error;
+      // without the experiments, their rules are shown unlinked
+    }
+    const ruleset = body.ruleset || {};
+    const flags = ruleset.flags || {};
+    const envs = ruleset.environments || [];
+    const select = $("#environment");
+    const asked = value("environment");
+    const env = asked || (envs.includes("prod") ? "prod" : envs[0] || "");
+    if (!select.dataset.filled) select.dataset.selected = env;
+    fillSelect(select, envs.map((e) => ({ value: e })));
+    const stored = (body.environments || []).find((e) => e.environment === env);
+    const version = $("#flags-version");
+    version.dataset.value = stored ? String(stored.version) : "0";
+    version.replaceChildren(...(stored ? [`The ${env} ruleset: version ${stored.version}, changed `,
+      el("time", { datetime: stored.updated_at }, fmtTime(stored.updated_at)), ` (${fmtAgo(stored.updated_at)})`,
+      stored.updated_by ? ` by ${stored.updated_by}` : "", ". SDKs fetch it from GET /v1/flags/ruleset?environment=", env, "."] : []));
+    const keys = Object.keys(flags).sort();
+    const count = $("#flags-count");
+    const box = $("#flags");
+    if (!keys.length) {
+      count.dataset.value = "0";
+      count.textContent = "";
+      box.replaceChildren(message("empty", "No flags yet:", "`tally flags apply FILE` defines them (see docs/flags.md), or PUT /v1/admin/flags; starting an experiment (`tally experiments start KEY`) creates its flag."));
+      renderSegments(ruleset.segments || {}, flags, env);
+      return;
+    }
+    if (!envs.includes(env)) {
+      count.dataset.value = "0";
+      count.textContent = "";
+      box.replaceChildren(message("error", `No environment “${env}”.`, `The ruleset's environments are ${envs.join(", ")}: choose one above.`));
+      $("#segments").replaceChildren();
+      return;
+    }
+    const q = value("q").toLowerCase();
+    const matches = keys.filter((k) => !q || `${k} ${flags[k].description || ""}`.toLowerCase().includes(q));
+    const states = matches.map((k) => flagState(flags[k], env)[0]);
+    const killed = states.filter((s) => s === "killed").length;
+    const on = states.filter((s) => s === "on").length;
+    count.dataset.value = String(matches.length);
+    count.textContent = `${matches.length} of ${plural(keys.length, "flag")}${q ? ` match “${q}”` : ""} · ${on} on in ${env}${killed ? ` · ${killed} killed` : ""}`;
+    box.replaceChildren(...(matches.length ? matches.map((k) => flagCard(k, flags[k], env, experiments))
+      : [message("empty", `No flag matches “${q}”.`, "Clear the filter, or try part of a key or a word of a description.")]));
+    renderSegments(ruleset.segments || {}, flags, env);
+  }
+
   // -- wiring ----------------------------------------------------------------------------------
 
   const RENDER = {
@@ -1613,6 +1800,7 @@
     retention: renderRetention,
     explore: renderExplore,
     experiments: renderExperiments,
+    flags: renderFlags,
     "data-health": renderHealth,
     catalog: renderCatalog,
     streams: renderStreams,
