@@ -46,6 +46,10 @@ def _time(raw: str, option: str) -> dt.datetime:
 def _show(value: float | None, rule: str, *, expected: bool = False) -> str | None:
     if value is None:
         return None
+    if rule == "experiment_srm":  # a p-value, and the threshold
+        return f"p {value:.2g}"
+    if rule == "experiment_guardrail":  # the relative effect
+        return f"{value * 100:+.3g} %"
     if rule == "volume":
         return f"{value:,.1f}" if expected and not value.is_integer() else f"{value:,.0f}"
     return f"{value * 100:.3g} %"
@@ -100,14 +104,21 @@ def _evaluate(
     webhook: str | None,
     *,
     deliver: bool,
+    experiment: str | None = None,
 ) -> list[AlertRun]:
     """``quality.alerts.check``; whatever stops it exits 2, so that 1 always means "firing"."""
     import duckdb
 
     from tallystick.control.definitions import DefinitionError
+    from tallystick.control.experiments import UnknownExperiment
     from tallystick.control.store import ControlStore
+    from tallystick.metrics.catalog import read_catalog
     from tallystick.quality.alerts import check as run_check
     from tallystick.store.lake import Lake
+
+    catalog, problems = read_catalog(settings.catalog_dir)
+    for problem in problems:  # the experiments' metrics defined there are left out
+        err.print(f"catalog: {problem}", highlight=False)
 
     try:
         store = ControlStore.for_settings(settings)
@@ -123,9 +134,13 @@ def _evaluate(
             Lake(settings.lake_dir),
             at=at,
             stream=stream,
+            experiment=experiment,
+            catalog=catalog,
             webhook_url=webhook,
             deliver=deliver,
         )
+    except UnknownExperiment:
+        fail(f"no experiment {experiment!r}; `tally experiments list` shows them", 2)
     except KeyError:
         fail(f"no stream {stream!r}; `tally streams list` shows the streams", 2)
     except DefinitionError as exc:
@@ -143,6 +158,10 @@ def check(
     stream: Annotated[
         str | None,
         typer.Option("--stream", metavar="NAME", help="Only this stream's rules."),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", metavar="KEY", help="Only this experiment's rules."),
     ] = None,
     at: Annotated[
         str | None,
@@ -172,8 +191,9 @@ def check(
         ),
     ] = False,
 ) -> None:
-    """Evaluate the streams' alert rules; exit 0 when all are quiet, 1 when one fires, 2 on a
-    usage or configuration error. Notices (fired, resolved) go to the log and the webhook."""
+    """Evaluate the alert rules of the streams and the running experiments; exit 0 when all are
+    quiet, 1 when one fires, 2 on a usage or configuration error. Notices (fired, resolved) go
+    to the log and the webhook."""
     from tallystick.quality.alert_delivery import WebhookError, check_url
 
     settings = from_env(data=data, control_url=control_url)
@@ -190,16 +210,25 @@ def check(
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
     logger.addHandler(handler)
     try:
-        runs = _evaluate(settings, when, stream, url or None, deliver=not no_deliver)
+        runs = _evaluate(
+            settings, when, stream, url or None, deliver=not no_deliver, experiment=experiment
+        )
     finally:
         logger.removeHandler(handler)
     if not runs:
         if fmt is Format.json:
             _print([], fmt, "")
+        if experiment and not stream:
+            err.print(
+                f"No alert rules to evaluate: experiment {experiment!r} is not running, or its "
+                "`alerts:` are [] (see docs/experiments.md#alerts).",
+                highlight=False,
+            )
+            return
         target = f"stream {stream!r} has" if stream else "no stream has"
         err.print(
             f"No alert rules to evaluate: {target} any (add `alerts:` to a stream, see "
-            "docs/data-trust.md#alerts).",
+            "docs/data-trust.md#alerts)" + ("." if stream else ", and no experiment is running."),
             highlight=False,
         )
         return
@@ -233,6 +262,10 @@ def alerts(
     stream: Annotated[
         str | None, typer.Option("--stream", metavar="NAME", help="Only this stream's rules.")
     ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", metavar="KEY", help="Only this experiment's rules."),
+    ] = None,
     notices: Annotated[
         bool,
         typer.Option("--notices", help="Only evaluations that announced a change."),
@@ -242,8 +275,13 @@ def alerts(
 ) -> None:
     """The history of alert evaluations, newest first."""
     from tallystick.quality.alerts import history
+    from tallystick.quality.experiment_alerts import subject
 
+    if stream is not None and experiment is not None:
+        fail("give --stream or --experiment, not both", 2)
     start = _time(since, "--since") if since is not None else None
+    if experiment is not None:
+        stream = subject(experiment)
     with opened(data, control_url) as store:
         runs = history(store, start, limit, stream=stream, notices=notices)
     if not runs and fmt is Format.table:

@@ -146,13 +146,21 @@ class AlertLoop:
         return self
 
     def evaluate(self) -> None:
-        """One evaluation of every rule."""
+        """One evaluation of every rule: the streams' and the running experiments' (their
+        metrics from the catalog as it is now)."""
         from tallystick.control.store import ControlStore
+        from tallystick.metrics.catalog import read_catalog
         from tallystick.quality.alerts import check
         from tallystick.store.lake import Lake
 
+        catalog, _ = read_catalog(self.settings.catalog_dir)  # a broken file: its metrics left out
         with ControlStore.open(self.settings.control_database, migrate=False) as store:
-            check(store, Lake(self.settings.lake_dir), webhook_url=self.settings.alert_webhook_url)
+            check(
+                store,
+                Lake(self.settings.lake_dir),
+                catalog=catalog,
+                webhook_url=self.settings.alert_webhook_url,
+            )
 
     def _run(self) -> None:
         interval = self.settings.alert_interval_seconds

@@ -49,9 +49,26 @@ def check_url(url: str) -> str:
     return url
 
 
+def _subject(run: AlertRun) -> str:
+    """``stream product`` or ``experiment signin-dialog``: what the rule watches."""
+    key = run.experiment
+    return f"stream {run.stream}" if key is None else f"experiment {key}"
+
+
 def payload(run: AlertRun, notice: str) -> dict[str, Any]:
-    """The JSON body POSTed for a notice."""
+    """The JSON body POSTed for a notice; an experiment's rule adds ``experiment`` (its key)
+    and ``link`` (its dashboard page, a path on the server)."""
+    from tallystick.quality.experiment_alerts import link
+
     head = "FIRING" if notice == "fired" else "RESOLVED"
+    extra = (
+        {}
+        if run.experiment is None
+        else {
+            "experiment": run.experiment,
+            "link": link(run.experiment),
+        }
+    )
     return {
         "text": f"[tallystick] {head} {run.stream} {run.label}: {run.message}",
         "source": "tallystick",
@@ -66,6 +83,7 @@ def payload(run: AlertRun, notice: str) -> dict[str, Any]:
         "expected": run.expected,
         "message": run.message,
         "spec": dict(run.spec),
+        **extra,
     }
 
 
@@ -122,15 +140,15 @@ def deliver(
 ) -> dict[str, Any]:
     """Log the notice and POST it to ``webhook_url`` (when given); the ``delivery`` record."""
     head = "alert fired" if notice == "fired" else "alert resolved"
-    log.warning("%s: stream %s, %s: %s", head, run.stream, run.label, run.message)
+    log.warning("%s: %s, %s: %s", head, _subject(run), run.label, run.message)
     webhook = None
     if webhook_url:
         webhook = post(webhook_url, payload(run, notice), timeout=timeout, retry_pause=retry_pause)
         if webhook["status"] != "sent":
             log.warning(
-                "alert webhook failed after %d attempt(s) for stream %s, %s: %s",
+                "alert webhook failed after %d attempt(s) for %s, %s: %s",
                 webhook["attempts"],
-                run.stream,
+                _subject(run),
                 run.label,
                 webhook["error"],
             )

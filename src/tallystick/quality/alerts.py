@@ -3,7 +3,9 @@
 The rules live in the stream definitions (``alerts:``, see ``control.definitions.Alert``). Each
 evaluation measures every rule (``quality.alert_sql``, DuckDB over ``store.reader.connect``),
 judges it (``quality.alert_rules``, pure), compares it with the rule's previous evaluation and
-delivers what changed (``quality.alert_delivery``: the log and a webhook):
+delivers what changed (``quality.alert_delivery``: the log and a webhook). Running experiments
+have rules too (``experiment_srm``, ``experiment_guardrail``: ``quality.experiment_alerts``),
+recorded under the subject ``experiment:KEY`` and announced the same way:
 
 - a rule that fires after being quiet (or on its first evaluation) sends a ``fired`` notice;
 - a rule that is quiet after firing sends a ``resolved`` notice;
@@ -32,8 +34,10 @@ if TYPE_CHECKING:
 
     from tallystick.control.definitions import Stream
     from tallystick.control.store import ControlStore
+    from tallystick.metrics.catalog import Catalog
     from tallystick.store.lake import Lake
 
+_EXPERIMENT_PREFIX: Final = "experiment:"  # quality.experiment_alerts.SUBJECT_PREFIX
 KEEP_QUIET_DAYS: Final = 30
 """How long evaluations without a notice (a rule quiet, or still firing) are kept."""
 DEFAULT_LIMIT: Final = 200
@@ -72,6 +76,13 @@ class AlertRun:
     def key(self) -> tuple[str, str]:
         """What identifies a rule across evaluations: its stream and label."""
         return self.stream, self.label
+
+    @property
+    def experiment(self) -> str | None:
+        """The key of the experiment whose rule this is (``None``: a stream's rule)."""
+        from tallystick.quality.experiment_alerts import experiment_of
+
+        return experiment_of(self.stream)
 
     @property
     def notice(self) -> str | None:
@@ -169,7 +180,11 @@ def history(
     if stream is not None:
         query = query.where(c.stream == stream)
     if hidden:
-        query = query.where(c.stream.not_in(sorted(hidden)))
+        # an experiment's rules read every stream: a reader who may not see them all does not
+        # see those runs either
+        query = query.where(
+            c.stream.not_in(sorted(hidden)), sa.not_(c.stream.startswith(_EXPERIMENT_PREFIX))
+        )
     if notices:
         query = query.where(c.delivery.is_not(None))
     with store.engine.connect() as conn:
@@ -256,18 +271,25 @@ def check(
     *,
     at: dt.datetime | None = None,
     stream: str | None = None,
+    experiment: str | None = None,
+    catalog: Catalog | None = None,
     webhook_url: str | None = None,
     deliver: bool = True,
     timeout: float | None = None,
     retry_pause: float | None = None,
 ) -> list[AlertRun]:
-    """Evaluate every alert rule (of ``stream``, or of every stream) at ``at`` (default: now),
-    deliver what changed since each rule's previous evaluation (the log, and ``webhook_url``
-    when given) and record every evaluation. With ``deliver=False`` nothing is sent and nothing
-    recorded (a dry run: the next evaluation still announces the change); each run's
-    ``delivery`` then says which notice it would have sent (``log`` false, no webhook).
+    """Evaluate every alert rule at ``at`` (default: now), deliver what changed since each
+    rule's previous evaluation (the log, and ``webhook_url`` when given) and record every
+    evaluation. With ``deliver=False`` nothing is sent and nothing recorded (a dry run: the next
+    evaluation still announces the change); each run's ``delivery`` then says which notice it
+    would have sent (``log`` false, no webhook).
 
-    Returns the runs (recorded ones with their ids). A KeyError names an unknown ``stream``."""
+    Every rule: the streams' rules and, when a metric ``catalog`` is given, the rules of the
+    running experiments (``quality.experiment_alerts``: one readout per experiment). Only
+    ``stream``'s rules, or only ``experiment``'s (both: both).
+
+    Returns the runs (recorded ones with their ids). A KeyError names an unknown ``stream``;
+    ``control.experiments.UnknownExperiment`` (a KeyError too) an unknown ``experiment``."""
     from tallystick.quality import alert_delivery
     from tallystick.quality.alert_rules import notice
 
@@ -277,8 +299,12 @@ def check(
         streams = tuple(s for s in streams if s.name == stream)
         if not streams:
             raise KeyError(stream)
-    runs = evaluate(streams, lake, at)
+    elif experiment is not None:
+        streams = ()
     previous = current(store)
+    runs = evaluate(streams, lake, at)
+    if catalog is not None and (experiment is not None or stream is None):
+        runs += _experiment_runs(store, lake, catalog, at, experiment, previous)
     options: dict[str, Any] = {}
     if timeout is not None:
         options["timeout"] = timeout
@@ -300,3 +326,29 @@ def check(
     recorded = record(store, out)
     prune(store, at - dt.timedelta(days=KEEP_QUIET_DAYS))
     return recorded
+
+
+def _experiment_runs(
+    store: ControlStore,
+    lake: Lake,
+    catalog: Catalog,
+    at: dt.datetime,
+    key: str | None,
+    previous: Mapping[tuple[str, str], AlertRun],
+) -> list[AlertRun]:
+    """The rules of the running experiments (of experiment ``key`` only, when given)."""
+    from tallystick.control.experiments import get_experiment, list_experiments
+    from tallystick.control.quarantine import list_rules
+    from tallystick.metrics.engines import DuckDBEngine
+    from tallystick.quality import experiment_alerts
+
+    stored = list_experiments(store) if key is None else [get_experiment(store, key)]
+    return experiment_alerts.evaluate(
+        stored,
+        catalog,
+        DuckDBEngine(lake),
+        at,
+        rules=tuple(list_rules(store)),
+        previous=previous,
+        scope=None if key is None else [key],
+    )
