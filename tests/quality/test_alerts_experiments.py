@@ -9,6 +9,7 @@ alerts --experiment``."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from tallystick.experiments.definition import ExperimentAlert
 from tallystick.experiments.readout import readout
 from tallystick.metrics.engines import DuckDBEngine
 from tallystick.quality import experiment_alerts as xa
-from tallystick.quality.alerts import AlertRun, check, current, history
+from tallystick.quality.alerts import AlertRun, check, current, history, record
 from tallystick.store.lake import Lake
 
 UNITS = 400
@@ -90,9 +91,9 @@ def the_readout(settings: Settings) -> dict[str, Any]:
 # -- sample ratio mismatch -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def skewed(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return prepare(tmp_path_factory.mktemp("skewed") / "d", lake_rows(UNITS, share_a=0.7))
+@pytest.fixture
+def skewed(tmp_path: Path) -> Settings:
+    return prepare(tmp_path / "skewed", lake_rows(UNITS, share_a=0.7))
 
 
 def test_a_skewed_split_fires_srm_naming_the_split_and_p(tmp_path: Path) -> None:
@@ -430,3 +431,32 @@ def test_subjects_and_links() -> None:
     assert xa.experiment_of("experiment:a/b") == "a/b"
     assert xa.experiment_of("product") is None
     assert xa.link("a/b:c") == "/experiments?key=a%2Fb%3Ac"
+
+
+def test_a_reader_who_may_not_see_every_stream_sees_no_experiment_rules(skewed: Settings) -> None:
+    with ControlStore.for_settings(skewed) as store:
+        record(
+            store,
+            [AlertRun(NOW, "product", "keys", "keys(user.id)", {}, False, 0.0, 0.05, "quiet")],
+        )
+        evaluate(skewed)
+        everyone = {r.stream for r in history(store)}
+        restricted = {r.stream for r in history(store, hidden=frozenset({"private"}))}
+    assert everyone == {SUBJECT, "product"}
+    assert restricted == {"product"}
+
+
+def test_check_reads_the_catalog_of_config_dir(skewed: Settings, tmp_path: Path) -> None:
+    """Without the guardrail's metric in the catalog, the rule is quiet and says why."""
+    (tmp_path / "metrics").mkdir()
+    at = "2026-03-20T00:00:00Z"
+    result = tally(
+        skewed.data, "check", "--at", at, "--no-deliver", "--format", "json",
+        "--config-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    runs = {r["label"]: r for r in json.loads(result.stdout)}
+    assert runs["experiment_srm"]["fired"]
+    latency = runs["experiment_guardrail(signin_latency, b)"]
+    assert not latency["fired"]
+    assert latency["message"].startswith("not evaluated: metric signin_latency is left out: ")

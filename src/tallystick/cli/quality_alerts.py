@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
@@ -155,6 +156,17 @@ def _evaluate(
 def check(
     data: DataOption = DEFAULT_DATA,
     control_url: ControlUrlOption = None,
+    config_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--config-dir",
+            envvar="TALLYSTICK_CONFIG_DIR",
+            metavar="DIR",
+            help="Configuration directory; the experiments' metrics come from its metrics/ "
+            "folder. Default: DATA/config.",
+            show_default=False,
+        ),
+    ] = None,
     stream: Annotated[
         str | None,
         typer.Option("--stream", metavar="NAME", help="Only this stream's rules."),
@@ -196,7 +208,7 @@ def check(
     to the log and the webhook."""
     from tallystick.quality.alert_delivery import WebhookError, check_url
 
-    settings = from_env(data=data, control_url=control_url)
+    settings = from_env(data=data, control_url=control_url, config_dir=config_dir)
     when = _time(at, "--at") if at is not None else None
     url = webhook if webhook is not None else settings.alert_webhook_url
     if url:

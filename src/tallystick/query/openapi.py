@@ -1278,9 +1278,10 @@ def _quality_paths() -> dict[str, Schema]:
     alerts = _quality_get(
         "quality_alerts",
         "Alert history",
-        "Evaluations of the streams' alert rules, newest first: what was measured, against "
-        "what, whether the rule fired, and the notice it sent (fired or resolved) with where it "
-        "went. Quiet evaluations are pruned after 30 days; notices are kept.",
+        "Evaluations of the alert rules of the streams and of the running experiments (stream "
+        "experiment:KEY), newest first: what was measured, against what, whether the rule "
+        "fired, and the notice it sent (fired or resolved) with where it went. Quiet "
+        "evaluations are pruned after 30 days; notices are kept.",
         "AlertHistory",
         [
             _query_text(
@@ -1294,7 +1295,11 @@ def _quality_paths() -> dict[str, Schema]:
                 f"At most this many (1–{MAX_ALERTS}).",
                 {"type": "integer", "minimum": 1, "maximum": MAX_ALERTS, "default": 200},
             ),
-            _query_text("stream", "Only this stream's rules.", {"type": "string"}),
+            _query_text(
+                "stream",
+                "Only this stream's rules (experiment:KEY: an experiment's).",
+                {"type": "string"},
+            ),
             _query_text(
                 "notices",
                 "Only evaluations that announced a change (fired or resolved).",
