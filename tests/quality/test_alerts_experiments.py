@@ -85,7 +85,10 @@ def by_label(runs: list[AlertRun]) -> dict[str, AlertRun]:
 def the_readout(settings: Settings) -> dict[str, Any]:
     with ControlStore.for_settings(settings) as store:
         stored = get_experiment(store, KEY)
-    return readout(stored, catalog(), DuckDBEngine(Lake(settings.lake_dir)), now=NOW)
+    # what the rules read: the readout with always-valid (sequential) intervals
+    return readout(
+        xa.always_valid(stored), catalog(), DuckDBEngine(Lake(settings.lake_dir)), now=NOW
+    )
 
 
 # -- sample ratio mismatch -------------------------------------------------------------------------
@@ -179,7 +182,8 @@ def test_a_guardrail_made_worse_fires_and_a_neutral_one_does_not(tmp_path: Path)
     assert latency.message.startswith(
         "guardrail signin_latency (Sign-in latency; lower is better) is worse in b against the "
         f"control a in experiment {KEY}: {row['effect'] * 100:+.3g} % "
-        f"[{low * 100:+.3g} %, {high * 100:+.3g} %] relative (p = {row['p_value']:.2g}"
+        f"[{low * 100:+.3g} %, {high * 100:+.3g} %] relative, always-valid "
+        f"(p = {row['p_value']:.2g}"
     )
     assert f"alpha 0.05; {row['n']:,} vs " in latency.message
     assert latency.message.endswith(LINK)
@@ -187,6 +191,25 @@ def test_a_guardrail_made_worse_fires_and_a_neutral_one_does_not(tmp_path: Path)
     assert pages.notice is None
     assert pages.message.endswith(": inconclusive")
     assert not runs["experiment_srm"].fired
+
+
+def test_the_rules_read_always_valid_intervals(tmp_path: Path) -> None:
+    """Evaluated again and again, the rules must not peek: a fixed-horizon experiment is read
+    with sequential intervals (wider than its own), a sequential one as it is."""
+    settings = prepare(tmp_path / "d", slow_b(lake_rows(UNITS)), metrics=GUARDRAILS)
+    with ControlStore.for_settings(settings) as store:
+        stored = get_experiment(store, KEY)
+    assert not stored.experiment.sequential
+    read = xa.always_valid(stored)
+    assert read.experiment.sequential
+    assert read.version == stored.version
+    assert xa.always_valid(read) is read
+    own = readout(stored, catalog(), DuckDBEngine(Lake(settings.lake_dir)), now=NOW)
+    rules = the_readout(settings)
+    assert rules["sequential"]
+    for fixed, valid in zip(own["metrics"], rules["metrics"], strict=True):
+        a, b = fixed["variations"][1]["ci"], valid["variations"][1]["ci"]
+        assert b[0] < a[0] < a[1] < b[1]
 
 
 def test_the_guardrail_verdict_is_direction_aware(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ An experiment's definition lists its rules (``alerts``; both by default, see
   better when the metric says so) once ``min_units`` units are exposed.
 
 Each evaluation reads **one readout per running experiment** (``experiments.readout``, on
-DuckDB over the lake, with the quarantine rules in force), shared by its rules; the verdicts
-below are pure. The runs are ``quality.alerts.AlertRun`` like the streams' rules, recorded in
+DuckDB over the lake, with the quarantine rules in force, with always-valid sequential
+intervals so that evaluating often is no peeking: :func:`always_valid`), shared by its rules;
+the verdicts below are pure. The runs are ``quality.alerts.AlertRun`` like the streams' rules, recorded in
 ``alert_runs`` under the subject ``experiment:KEY`` (the ``stream`` column), so the same
 machinery announces a change only (``fired``, ``resolved``), delivers it to the log and the
 webhook and keeps the history.
@@ -29,7 +30,7 @@ import logging
 import math
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from tallystick.quality.alert_rules import Verdict
@@ -221,7 +222,7 @@ def judge_guardrail(watch: Watch, doc: Mapping[str, Any]) -> Verdict:
         True,
         value,
         None,
-        f"{title} is worse {vs} in experiment {key}: {shown} relative ({odds}; alpha "
+        f"{title} is worse {vs} in experiment {key}: {shown} relative, always-valid ({odds}; alpha "
         f"{doc['alpha']:g}; {units}) — consider stopping the experiment: {link(key)}",
     )
 
@@ -233,6 +234,18 @@ def judge(watch: Watch, doc: Mapping[str, Any]) -> Verdict:
 
 
 # -- evaluating -----------------------------------------------------------------------------------
+
+
+def always_valid(item: StoredExperiment) -> StoredExperiment:
+    """The experiment as the alert rules read it: with sequential (always-valid) intervals,
+    whatever its own test. The rules look at every evaluation — with a fixed-horizon test each
+    look would be a peek, and a guardrail with no real effect would fire by chance sooner or
+    later; always-valid intervals keep the chance of a false alarm at alpha however often they
+    are read. (The SRM check does not depend on the test.)"""
+    e = item.experiment
+    if e.sequential:
+        return item
+    return replace(item, experiment=replace(e, sequential=True))
 
 
 def evaluate(
@@ -266,7 +279,7 @@ def evaluate(
             continue
         name = subject(e.key)
         try:
-            doc = readout(item, catalog, engine, rules, now=at)
+            doc = readout(always_valid(item), catalog, engine, rules, now=at)
         except Exception as exc:  # logged and recorded; the other experiments go on
             from tallystick.metrics.params import MetricError
 
