@@ -705,9 +705,15 @@ def floor_sql(lake: Lake, q: ExperimentQuery) -> str:
 
 
 def workloads(
-    spec: Spec, lake: Lake, threads: int | None, engines: list[str], data: ExperimentData
+    spec: Spec,
+    lake: Lake,
+    threads: int | None,
+    engines: list[str],
+    parts: list[str],
+    data: ExperimentData,
 ) -> list[Workload]:
-    """The timed workloads: run and readout per engine, then the parts on DuckDB."""
+    """The timed workloads: run and readout per engine, run's three queries alone on the
+    ``parts`` engines, analyze() and the floor."""
     q, e, cat = query(spec), experiment(spec), catalog()
 
     def run(name: str) -> Callable[[], object]:
@@ -720,18 +726,25 @@ def workloads(
     for name in engines:
         out.append(Workload("run", name, "ExperimentQuery.run: 3 queries, 5 metrics", run(name)))
         out.append(Workload("readout", name, "readout(): 4 catalog metrics", read(name)))
-    duck = engine_of("duckdb", lake, threads)
 
-    def part(build: Callable[[Any], Any]) -> Callable[[], object]:
-        return lambda: run_tree(q, duck, build, ())
+    def part(name: str, build: Callable[[Any], Any]) -> Callable[[], object]:
+        engine = engine_of(name, lake, threads)
+        return lambda: run_tree(q, engine, build, ())
 
-    out += [
-        Workload("stats query", "duckdb", "run's statistics query", part(q.build_stats), False),
-        Workload(
-            "exposures query", "duckdb", "units per variation", part(q.build_exposures), False
-        ),
-        Workload("daily query", "duckdb", "new units per day", part(q.build_daily), False),
-    ]
+    for name in parts:
+        out += [
+            Workload(
+                "stats query", name, "run's statistics query", part(name, q.build_stats), False
+            ),
+            Workload(
+                "exposures query",
+                name,
+                "units per variation",
+                part(name, q.build_exposures),
+                False,
+            ),
+            Workload("daily query", name, "new units per day", part(name, q.build_daily), False),
+        ]
     weights = np.ones(spec.variations)
     out.append(
         Workload(
@@ -925,6 +938,9 @@ def main() -> None:
     parser.add_argument(
         "--engines", default="", help="comma-separated: duckdb,chdb (default: both if installed)"
     )
+    parser.add_argument(
+        "--parts", default="duckdb", help="engines to time run's three queries alone on"
+    )
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes")
     parser.add_argument("--generate-only", action="store_true", help="only make the lake")
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "ENGINE"), help=argparse.SUPPRESS)
@@ -938,10 +954,13 @@ def main() -> None:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()] or (
         ["duckdb", "chdb"] if has_chdb() else ["duckdb"]
     )
-    if "chdb" in engines and not has_chdb():
+    parts = [e.strip() for e in args.parts.split(",") if e.strip()]
+    if "chdb" in engines + parts and not has_chdb():
         sys.exit("chDB is not installed: pip install 'tallystick[clickhouse]'")
+    if any(e not in ("duckdb", "chdb") for e in engines + parts):
+        sys.exit("--engines and --parts take duckdb and chdb")
     if "duckdb" not in engines:
-        engines.insert(0, "duckdb")  # the parts are measured on DuckDB
+        engines.insert(0, "duckdb")  # analyze() takes DuckDB's statistics
     load_before = os.getloadavg()
     uptime_before = uptime()
 
@@ -972,7 +991,7 @@ def main() -> None:
     data, summary = verify(spec, lake, ref, engines, args.threads)
 
     results: list[dict[str, Any]] = []
-    for w in workloads(spec, lake, args.threads, engines, data):
+    for w in workloads(spec, lake, args.threads, engines, parts, data):
         console.print(f"timing {w.name} ({w.engine}) …")
         # run and readout were warmed up by the check; the parts get one untimed run
         result: dict[str, Any] = {"workload": w.name, "engine": w.engine, "title": w.title}
