@@ -108,6 +108,7 @@ def test_a_skewed_split_fires_srm_naming_the_split_and_p(tmp_path: Path) -> None
     assert srm.fired
     assert srm.rule == "experiment_srm"
     assert srm.experiment == KEY
+    assert srm.value is not None
     assert srm.value == pytest.approx(doc["p_value"])
     assert srm.value < 0.001
     assert srm.expected == 0.001

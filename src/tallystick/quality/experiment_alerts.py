@@ -12,8 +12,8 @@ An experiment's definition lists its rules (``alerts``; both by default, see
 Each evaluation reads **one readout per running experiment** (``experiments.readout``, on
 DuckDB over the lake, with the quarantine rules in force, with always-valid sequential
 intervals so that evaluating often is no peeking: :func:`always_valid`), shared by its rules;
-the verdicts below are pure. The runs are ``quality.alerts.AlertRun`` like the streams' rules, recorded in
-``alert_runs`` under the subject ``experiment:KEY`` (the ``stream`` column), so the same
+the verdicts below are pure. The runs are ``quality.alerts.AlertRun`` like the streams' rules,
+recorded in ``alert_runs`` under the subject ``experiment:KEY`` (the ``stream`` column), so the same
 machinery announces a change only (``fired``, ``resolved``), delivers it to the log and the
 webhook and keeps the history.
 
