@@ -21,7 +21,8 @@ views with CUPED over 14 pre-exposure days) and **order_value** (ratio: amount p
 Before anything is timed, each engine's result is checked against a plain numpy computation on
 the generated arrays (units per variation, units left out, and per metric × variation ``n``, the
 sums, sums of squares and cross products, exactly); a difference stops the run with an error.
-Timed, ``--repeat`` runs after that check (median wall time, process CPU time):
+Timed: ``--repeat`` rounds after that check, each running every workload once in turn (so a
+change in the machine's load hits all alike; median wall time and process CPU time):
 
 - **run**: ``ExperimentQuery(...).run(engine)`` with the five metrics — its three queries
   (statistics, exposures per variation, new exposures per day) — on DuckDB, and on chDB when
@@ -29,8 +30,9 @@ Timed, ``--repeat`` runs after that check (median wall time, process CPU time):
 - **readout**: ``readout(experiment, catalog, engine)`` for a stored-style definition whose
   catalog metrics are the four a catalog can express (not revenue), as ``tally experiments
   analyze`` runs it: the query, the statistics and the document;
-- the parts, on DuckDB: each of the three queries alone, ``analyze()`` on the statistics, and
-  a floor: one DuckDB pass over the same files reading the columns the readout reads;
+- the parts: each of the three queries alone (on DuckDB; ``--parts duckdb,chdb`` on both),
+  ``analyze()`` on the statistics, and a floor: one hand-written DuckDB pass over the same
+  files reading the columns the readout reads;
 
 and each run/readout once more in a fresh process for its peak RSS (``VmHWM``).
 
@@ -782,22 +784,34 @@ def cpu_seconds() -> float:
     return t.user + t.system
 
 
-def timed(fn: Callable[[], object], repeat: int, warm_up: bool) -> dict[str, Any]:
-    """Median wall and CPU seconds of ``repeat`` runs (after one untimed run if ``warm_up``)."""
-    if warm_up:
-        fn()
-    walls, cpus = [], []
-    for _ in range(repeat):
-        cpu, began = cpu_seconds(), time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - began)
-        cpus.append(cpu_seconds() - cpu)
-    return {
-        "seconds": statistics.median(walls),
-        "cpu_seconds": statistics.median(cpus),
-        "runs": walls,
-        "cpu_runs": cpus,
-    }
+def timed(plan: list[Workload], repeat: int) -> list[dict[str, Any]]:
+    """Median wall and CPU seconds of ``repeat`` runs of each workload, round-robin (a change
+    in the machine's load hits every workload alike). run and readout were warmed up by the
+    check; the others get one untimed run first."""
+    for w in plan:
+        if not w.rss:
+            w.fn()
+    walls: list[list[float]] = [[] for _ in plan]
+    cpus: list[list[float]] = [[] for _ in plan]
+    for i in range(repeat):
+        for k, w in enumerate(plan):
+            console.print(f"run {i + 1}/{repeat}: {w.name} ({w.engine}) …")
+            cpu, began = cpu_seconds(), time.perf_counter()
+            w.fn()
+            walls[k].append(time.perf_counter() - began)
+            cpus[k].append(cpu_seconds() - cpu)
+    return [
+        {
+            "workload": w.name,
+            "engine": w.engine,
+            "title": w.title,
+            "seconds": statistics.median(walls[k]),
+            "cpu_seconds": statistics.median(cpus[k]),
+            "runs": walls[k],
+            "cpu_runs": cpus[k],
+        }
+        for k, w in enumerate(plan)
+    ]
 
 
 def _status_mb(key: str) -> float:
@@ -990,24 +1004,21 @@ def main() -> None:
     del sim
     data, summary = verify(spec, lake, ref, engines, args.threads)
 
-    results: list[dict[str, Any]] = []
-    for w in workloads(spec, lake, args.threads, engines, parts, data):
-        console.print(f"timing {w.name} ({w.engine}) …")
-        # run and readout were warmed up by the check; the parts get one untimed run
-        result: dict[str, Any] = {"workload": w.name, "engine": w.engine, "title": w.title}
-        result |= timed(w.fn, args.repeat, warm_up=not w.rss)
+    plan = workloads(spec, lake, args.threads, engines, parts, data)
+    results = timed(plan, args.repeat)
+    for w, result in zip(plan, results, strict=True):
         if w.rss and not args.no_rss:
+            console.print(f"peak RSS of {w.name} ({w.engine}) in a fresh process …")
             mem = peak_rss(w.name, w.engine, spec, args.threads)
             result["peak_rss_mb"], result["rss_before_mb"] = mem["peak_mb"], mem["before_mb"]
-        results.append(result)
     report(results, lake_info, spec)
     info = machine()
     info["load_average_before"] = load_before
     info["uptime_before"] = uptime_before
-    if max(load_before[0], info["load_average"][0]) > (os.cpu_count() or 1) / 2:
+    if load_before[0] > (os.cpu_count() or 1) / 2:  # after: this run's own threads count
         console.print(
-            f"[yellow]the machine was busy (load average {load_before[0]:.1f} before, "
-            f"{info['load_average'][0]:.1f} after): timings are noisy[/]"
+            f"[yellow]the machine was busy (load average {load_before[0]:.1f} before the run): "
+            "timings are noisy[/]"
         )
     out = {
         "when": dt.datetime.now(dt.UTC).isoformat(),
