@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/experiments.py
 	$(BIN)/python bench/flags.py
 	$(BIN)/python bench/privacy.py
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
